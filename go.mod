@@ -1,0 +1,3 @@
+module github.com/hakit/hakit
+
+go 1.26

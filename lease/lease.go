@@ -1,0 +1,105 @@
+// Package lease defines leader election for hakit: the Elector that members
+// campaign through and the Term that a winner holds.
+//
+// # The contract
+//
+// Every Elector implementation (etcdlease, raftlease, memlease) promises:
+//
+//   - At most one Term of an election is held at a time. A Term's Token is
+//     strictly larger than the Token of every earlier Term of the same
+//     election, whichever member held it.
+//   - A Term's Done channel closes before the lease can be granted to anyone
+//     else, allowing for a configured bound on clock drift between members
+//     (each backend names its option; see its doc). A holder that is cut off
+//     therefore stops believing it leads before a successor's Campaign
+//     returns, as long as real clock drift stays within that bound. Done may
+//     also close early, whenever the holder can no longer be sure it holds
+//     the lease; it never closes late.
+//   - Resign releases the lease at once, so a successor takes over within
+//     about one round trip rather than after a timeout.
+//   - Observe delivers every change of leader, including "no leader", in
+//     the order the changes happened.
+//
+// What the contract does not give: it cannot stop a holder that is paused
+// past its Done deadline from acting when it wakes. That is the job of
+// fencing: every write that matters carries Term.Token and is checked by
+// the resource (see packages fence and storage).
+package lease
+
+import (
+	"context"
+	"errors"
+
+	"github.com/hakit/hakit/fence"
+)
+
+var (
+	// ErrNoLeader is returned by Elector.Leader when nobody holds the lease.
+	ErrNoLeader = errors.New("lease: no leader")
+	// ErrClosed is returned by an Elector's methods after Close.
+	ErrClosed = errors.New("lease: elector closed")
+	// ErrResigned is what Term.Err wraps after the holder resigned.
+	ErrResigned = errors.New("lease: resigned")
+	// ErrLost is what Term.Err wraps when the lease ended without a
+	// resignation: it expired, was revoked, or another member took over.
+	ErrLost = errors.New("lease: lost")
+)
+
+// Term is one member's tenure as leader. It is returned by a successful
+// Campaign and is safe for concurrent use.
+type Term interface {
+	// Token is the fencing token of this term: strictly larger than the
+	// token of every earlier term of the same election.
+	Token() fence.Token
+	// Done is closed when the term ends or can no longer be trusted. After
+	// it is closed the holder must stop acting as leader.
+	Done() <-chan struct{}
+	// Err is nil while the term is held; once Done is closed it says why
+	// the term ended, wrapping ErrResigned or ErrLost.
+	Err() error
+	// Resign gives the lease up now so that a successor can take over at
+	// once. It closes Done before releasing the lease. Resigning an ended
+	// term is a no-op that returns nil.
+	Resign(ctx context.Context) error
+}
+
+// Leader describes the holder of the lease. The zero Leader means nobody
+// holds it.
+type Leader struct {
+	ID    string      // the member's ID
+	Token fence.Token // the token of the holder's term
+	Addr  string      // the address the member advertises, if any
+}
+
+// IsZero reports whether l is the zero Leader, "no leader".
+func (l Leader) IsZero() bool { return l == Leader{} }
+
+// Elector is one member's handle on an election. It is safe for concurrent
+// use, but a member holds at most one Term at a time: a Campaign while this
+// member already holds a Term returns that Term's error, not a second Term.
+type Elector interface {
+	// Campaign blocks until this member holds the lease and returns its
+	// Term, or until ctx ends. A Campaign that returns an error leaves
+	// nothing behind in the election.
+	Campaign(ctx context.Context) (Term, error)
+	// Leader returns the current leader as far as this member knows, or
+	// ErrNoLeader.
+	Leader(ctx context.Context) (Leader, error)
+	// Observe returns a channel that receives the current leader at once
+	// and then every change, in order, with the zero Leader for "no
+	// leader". Changes are queued for a slow reader, never dropped. The
+	// channel is closed when ctx ends or the Elector is closed.
+	Observe(ctx context.Context) <-chan Leader
+	// Close resigns any Term this member holds, stops campaigning and
+	// releases the Elector's resources.
+	Close() error
+}
+
+// Transferer is implemented by electors that can hand the lease to a named
+// member directly (Raft leadership transfer). The holder's Term ends before
+// the successor's begins.
+type Transferer interface {
+	// Transfer hands the lease held by this member to the member with ID
+	// to, and returns once that member leads or ctx ends.
+	Transfer(ctx context.Context, to string) error
+}

@@ -1,0 +1,69 @@
+// Package replicate is hakit's resumable, fenced checkpoint stream: it moves
+// records from a Source to a Sink and keeps a checkpoint of how far it got
+// in a fenced storage.Store, so that the next active member resumes exactly
+// where the last one stopped and a deposed member can no longer advance it.
+package replicate
+
+import (
+	"context"
+	"time"
+
+	"github.com/hakit/hakit/fence"
+)
+
+// Position is a place in a Source's change stream. Its bytes are defined by
+// the Source and opaque to hakit; a nil Position means "the beginning".
+type Position []byte
+
+// Record is one change read from a Source.
+type Record struct {
+	Pos  Position // the position just after this record: resuming here reads the next one
+	Data []byte
+}
+
+// Checkpoint is a safe restart point of a stream.
+type Checkpoint struct {
+	Pos   Position    // where to resume reading
+	State []byte      // opaque Source state needed to resume there (open transactions, ...)
+	Token fence.Token // the token of the term that wrote the checkpoint
+	Time  time.Time   // when it was taken
+}
+
+// Source is a change stream that can be opened at a checkpoint.
+type Source interface {
+	// Open returns a Cursor that yields the records after from.Pos, using
+	// from.State to restore whatever the Source needs. The zero Checkpoint
+	// opens at the beginning.
+	Open(ctx context.Context, from Checkpoint) (Cursor, error)
+}
+
+// Cursor reads records from an open Source.
+type Cursor interface {
+	// Next returns up to max records, blocking until at least one is
+	// available or ctx ends.
+	Next(ctx context.Context, max int) ([]Record, error)
+	// Checkpoint returns a safe restart point covering every record Next
+	// has returned so far (Pos and State; the Stream fills in Token and
+	// Time).
+	Checkpoint() Checkpoint
+	// Close releases the cursor.
+	Close() error
+}
+
+// Sink is the target of a stream. Apply writes batch with token t and
+// returns only once the batch is durable in the target. A Sink that can
+// fence its writes rejects t smaller than one it applied before, with an
+// error matching fence.ErrStale.
+type Sink interface {
+	Apply(ctx context.Context, t fence.Token, batch []Record) error
+}
+
+// DurableSink is a Sink that stores its own position in the same atomic
+// step as the records it applies, which is what makes exactly-once
+// delivery across failovers possible.
+type DurableSink interface {
+	Sink
+	// Position returns the position after the last applied record, or nil
+	// if nothing was applied.
+	Position(ctx context.Context) (Position, error)
+}
