@@ -1,0 +1,26 @@
+package storage
+
+import "fmt"
+
+// CheckCommit validates the arguments of a Backend.Commit before anything
+// is applied: every key in conds and ops passes ValidateKey, and no two ops
+// name the same key. Backends call it first so that every backend rejects
+// the same malformed commits with errors matching ErrInvalidKey.
+func CheckCommit(conds []Cond, ops []Op) error {
+	for _, c := range conds {
+		if err := ValidateKey(c.Key); err != nil {
+			return fmt.Errorf("commit condition: %w", err)
+		}
+	}
+	seen := make(map[string]struct{}, len(ops))
+	for _, op := range ops {
+		if err := ValidateKey(op.Key); err != nil {
+			return fmt.Errorf("commit op: %w", err)
+		}
+		if _, dup := seen[op.Key]; dup {
+			return fmt.Errorf("%w: commit writes key %q twice", ErrInvalidKey, op.Key)
+		}
+		seen[op.Key] = struct{}{}
+	}
+	return nil
+}
