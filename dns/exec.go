@@ -272,4 +272,3 @@ func (l *lineLogger) flush() {
 		l.buf = l.buf[:0]
 	}
 }
-
