@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -204,6 +205,9 @@ func testBackendConcurrentIncrements(t *testing.T, b storage.Backend, c config) 
 						}
 					}
 					next := strconv.Itoa(count + 1)
+					// Widen the window between read and commit, so that an
+					// in-memory backend interleaves too.
+					runtime.Gosched()
 					_, err = b.Commit(t.Context(), []storage.Cond{{Key: "counter", Version: cur.Version}},
 						[]storage.Op{put("counter", next), put("log/"+next, strconv.Itoa(g))})
 					if err == nil {
