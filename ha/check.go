@@ -1,0 +1,132 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Check is a health check that gates this member's eligibility. Func runs
+// every Interval with a Timeout; a nil error is a pass. Results pass through
+// hysteresis: the check turns healthy after Rise consecutive passes and
+// unhealthy after Fall consecutive failures, so one slow probe does not
+// cause a failover. A check starts unhealthy and its first result decides
+// its initial state, so a member neither campaigns before its first probe
+// nor waits Rise intervals to start.
+type Check struct {
+	// Name identifies the check in Status, logs and metrics. Required.
+	Name string
+	// Func probes; nil means pass. Required.
+	Func func(ctx context.Context) error
+	// Interval between probes. Default 1 s.
+	Interval time.Duration
+	// Timeout of one probe. Default Interval.
+	Timeout time.Duration
+	// Rise is the number of consecutive passes that make a failing check
+	// healthy again. Default 2.
+	Rise int
+	// Fall is the number of consecutive failures that make a healthy
+	// check fail. Default 3.
+	Fall int
+}
+
+func (c Check) withDefaults() Check {
+	if c.Interval == 0 {
+		c.Interval = time.Second
+	}
+	if c.Timeout == 0 {
+		c.Timeout = c.Interval
+	}
+	if c.Rise == 0 {
+		c.Rise = 2
+	}
+	if c.Fall == 0 {
+		c.Fall = 3
+	}
+	return c
+}
+
+func (c Check) validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("Name must not be empty")
+	case c.Func == nil:
+		return errors.New("Func is required")
+	case c.Interval < 0 || c.Timeout < 0:
+		return errors.New("Interval and Timeout must not be negative")
+	case c.Rise < 0 || c.Fall < 0:
+		return errors.New("Rise and Fall must not be negative")
+	}
+	return nil
+}
+
+// hysteresis folds raw probe results into a stable healthy/unhealthy state.
+type hysteresis struct {
+	rise, fall int
+	known      bool // a first result has been seen
+	up         bool
+	streak     int // consecutive results contrary to up
+}
+
+// observe records one result and reports whether the state changed.
+func (h *hysteresis) observe(pass bool) bool {
+	if !h.known {
+		h.known, h.up = true, pass
+		return pass // "unhealthy" was already the assumed state
+	}
+	if pass == h.up {
+		h.streak = 0
+		return false
+	}
+	h.streak++
+	need := h.fall
+	if pass {
+		need = h.rise
+	}
+	if h.streak < need {
+		return false
+	}
+	h.up, h.streak = pass, 0
+	return true
+}
+
+// ProcessCheck returns a check function that passes while the process whose
+// PID is stored in pidFile exists. It fails, naming the file, when the file
+// is missing or malformed or the process is gone.
+func ProcessCheck(pidFile string) func(context.Context) error {
+	return func(context.Context) error {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return fmt.Errorf("ha: process check: %w", err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			return fmt.Errorf("ha: process check: pid file %s: %q is not a process ID", pidFile, strings.TrimSpace(string(b)))
+		}
+		// Signal 0 checks existence and permission without delivering
+		// anything; EPERM means the process exists under another user.
+		if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+			return fmt.Errorf("ha: process check: process %d from %s: %w", pid, pidFile, err)
+		}
+		return nil
+	}
+}
+
+// DialCheck returns a check function that passes while a TCP connection to
+// addr can be opened within the probe's timeout.
+func DialCheck(addr string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("ha: dial check %s: %w", addr, err)
+		}
+		return c.Close()
+	}
+}

@@ -1,0 +1,610 @@
+// Package ha is the Node: the single-active supervisor that ties election,
+// fencing, switching, health checks and the replication work together.
+//
+// A Node campaigns through a lease.Elector while it is healthy. When it wins
+// a term it promotes (an optional delay, an optional pre-promote hook, the
+// Switcher), then runs the work with the term's fencing token. When the term
+// ends — the lease was lost, a check failed, the work kept failing, an
+// operator asked for a switchover, or the process is shutting down — it
+// demotes in a fixed order: the work's context is cancelled and the Node
+// waits for it to return, the switcher is demoted, and the lease is released
+// (or transferred to a named successor).
+//
+// The work's context ends the moment the term's Done channel closes, without
+// waiting for the Node's own loop, so guarantee 1 of package hakit holds as
+// long as the work stops acting when its context ends. Guarantee 2 holds
+// whatever the work does, provided its writes carry the token.
+//
+// The Node's decisions are a pure function of events (see machine.go);
+// timers, the network and the work run at the edge (this file).
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/lease"
+	"github.com/hakit/hakit/lease/clock"
+)
+
+// Node runs one member of an HA cluster. Create it with New and run it with
+// Run; the other methods are safe to call from any goroutine.
+type Node struct {
+	cfg     Config
+	metrics *metrics
+
+	mu       sync.Mutex
+	status   Status
+	running  bool
+	ran      bool
+	events   chan event // to the loop, while it runs
+	loopDone chan struct{}
+	nextID   uint64
+	replies  map[uint64]chan error
+}
+
+// New validates cfg, fills in its defaults and returns a Node. Nothing
+// starts until Run.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	for i := range cfg.Checks {
+		cfg.Checks[i] = cfg.Checks[i].withDefaults()
+	}
+	n := &Node{cfg: cfg, replies: map[uint64]chan error{}}
+	n.status = Status{ID: cfg.ID, Role: RoleStandby}
+	if cfg.Registerer != nil {
+		m, err := newMetrics(cfg.Registerer, cfg.ID, cfg.Checks)
+		if err != nil {
+			return nil, fmt.Errorf("ha: register metrics: %w", err)
+		}
+		n.metrics = m
+	}
+	if cfg.Forward == nil {
+		n.cfg.Forward = n.forwardHTTP
+	}
+	return n, nil
+}
+
+// Status returns a snapshot of the Node.
+func (n *Node) Status() Status {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.status
+	s.Checks = append([]CheckState(nil), s.Checks...)
+	return s
+}
+
+// Switchover hands the active role to the member named to, or to any other
+// member if to is empty. On the active member it drains the work (cancels
+// its context and waits for it to return, so that a replicate.Stream writes
+// its final checkpoint), demotes the switcher and transfers the lease; it
+// returns once the lease is released. On a standby it forwards the request
+// to the active member (Config.Forward). Naming a member requires an
+// Elector that implements lease.Transferer.
+func (n *Node) Switchover(ctx context.Context, to string) error {
+	return n.command(ctx, cmdSwitchover, to)
+}
+
+// Pause turns maintenance mode on: no failover and no step-down. The active
+// member keeps working even if its checks fail; a standby stops
+// campaigning. A lost lease still ends the term: fencing is never paused.
+func (n *Node) Pause(ctx context.Context) error { return n.command(ctx, cmdPause, "") }
+
+// Resume turns maintenance mode off.
+func (n *Node) Resume(ctx context.Context) error { return n.command(ctx, cmdResume, "") }
+
+// Approve lets a member configured with RequireApproval take the active
+// role once.
+func (n *Node) Approve(ctx context.Context) error { return n.command(ctx, cmdApprove, "") }
+
+func (n *Node) command(ctx context.Context, c command, to string) error {
+	n.mu.Lock()
+	if !n.running {
+		n.mu.Unlock()
+		return ErrNotRunning
+	}
+	n.nextID++
+	id := n.nextID
+	reply := make(chan error, 1)
+	n.replies[id] = reply
+	events, done := n.events, n.loopDone
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.replies, id)
+		n.mu.Unlock()
+	}()
+	select {
+	case events <- evCommand{id: id, cmd: c, to: to}:
+	case <-done:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-done:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (n *Node) answer(id uint64, err error) {
+	n.mu.Lock()
+	ch := n.replies[id]
+	n.mu.Unlock()
+	if ch != nil {
+		ch <- err // buffered; each id is answered once
+	}
+}
+
+// Run runs the Node until ctx ends, then demotes cleanly (drains the work,
+// demotes the switcher, resigns) and closes the Elector. It returns nil
+// after a clean stop. Run may be called once.
+func (n *Node) Run(ctx context.Context) error {
+	n.mu.Lock()
+	if n.ran {
+		n.mu.Unlock()
+		return errors.New("ha: Run called twice")
+	}
+	n.ran, n.running = true, true
+	n.events = make(chan event)
+	n.loopDone = make(chan struct{})
+	n.mu.Unlock()
+
+	l := &loop{n: n, cfg: &n.cfg, clk: n.cfg.Clock, log: n.cfg.Logger.With("member", n.cfg.ID),
+		terms: map[fence.Token]lease.Term{}, timers: map[timerKind]func(){}}
+	err := l.run(ctx)
+
+	n.mu.Lock()
+	n.running = false
+	close(n.loopDone)
+	n.status.Role = RoleStopped
+	n.mu.Unlock()
+	return err
+}
+
+// loop is the edge: it owns the machine and carries out its actions.
+type loop struct {
+	n   *Node
+	cfg *Config
+	clk clock.Clock
+	log *slog.Logger
+	m   *machine
+
+	bg       context.Context // lives until the loop exits
+	wg       sync.WaitGroup  // goroutines that send events
+	terms    map[fence.Token]lease.Term
+	campaign context.CancelFunc
+	promote  context.CancelFunc
+	work     *workRun
+	timers   map[timerKind]func()
+	wonAt    time.Time
+	lostAt   time.Time // when this member last saw the leader go away
+}
+
+type workRun struct {
+	token  fence.Token
+	run    int
+	cancel context.CancelFunc
+	done   chan error
+	exited chan struct{} // closed when the work function returned
+}
+
+// send delivers an event to the loop unless it has exited.
+func (l *loop) send(ev event) {
+	select {
+	case l.n.events <- ev:
+	case <-l.bg.Done():
+	}
+}
+
+// spawn runs f on a goroutine the loop waits for before it returns.
+func (l *loop) spawn(f func()) {
+	l.wg.Add(1)
+	go func() { defer l.wg.Done(); f() }()
+}
+
+func (l *loop) run(ctx context.Context) error {
+	bg, cancelBG := context.WithCancel(context.Background())
+	l.bg = bg
+	defer func() {
+		cancelBG()
+		l.wg.Wait()
+		// A campaign won after the loop decided to exit is given back.
+		for t, term := range l.terms {
+			rctx, cancel := context.WithTimeout(context.Background(), l.cfg.StopTimeout)
+			_ = term.Resign(rctx)
+			cancel()
+			delete(l.terms, t)
+		}
+		if err := l.cfg.Elector.Close(); err != nil {
+			l.log.Warn("close elector", "err", err)
+		}
+	}()
+
+	pol := policy{id: l.cfg.ID, holdOff: l.cfg.HoldOff, campaignRetry: min(l.cfg.HoldOff, time.Second),
+		restart: l.cfg.Restart, failback: l.cfg.Failback, requireApproval: l.cfg.RequireApproval, checks: l.cfg.Checks}
+	if pol.campaignRetry <= 0 {
+		pol.campaignRetry = 100 * time.Millisecond
+	}
+	l.m = newMachine(pol, l.clk.Now())
+	for i, c := range l.cfg.Checks {
+		l.spawn(func() { l.runCheck(i, c) })
+	}
+	leaders := l.cfg.Elector.Observe(bg)
+	l.spawn(func() {
+		for ld := range leaders {
+			l.send(evLeader{leader: ld})
+		}
+	})
+
+	stopping := ctx.Done()
+	if l.exec(l.m.start(l.clk.Now())) {
+		return nil
+	}
+	for {
+		var ev event
+		select {
+		case ev = <-l.n.events:
+		case <-stopping:
+			stopping = nil
+			ev = evStop{}
+		}
+		if won, ok := ev.(evWonTerm); ok {
+			t := won.term.Token()
+			l.terms[t] = won.term
+			ev = evWon{token: t}
+		}
+		if l.exec(l.m.step(l.clk.Now(), ev)) {
+			return nil
+		}
+	}
+}
+
+// exec carries out actions in order and reports whether the loop must exit.
+func (l *loop) exec(acts []action) (exit bool) {
+	for _, a := range acts {
+		switch a := a.(type) {
+		case actCampaign:
+			l.startCampaign()
+		case actCancelCampaign:
+			if l.campaign != nil {
+				l.campaign()
+				l.campaign = nil
+			}
+		case actResignStray:
+			l.release(a.token, "")
+		case actPromote:
+			l.startPromote(a.token)
+		case actCancelPromote:
+			if l.promote != nil {
+				l.promote()
+				l.promote = nil
+			}
+		case actStartWork:
+			l.startWork(a.token, a.run)
+		case actStopWork:
+			l.stopWork(a.token, a.run)
+		case actDemoteSwitch:
+			l.demoteSwitch(a.token)
+		case actRelease:
+			l.release(a.token, a.transferTo)
+		case actSetTimer:
+			l.setTimer(a.kind, a.d)
+		case actCancelTimer:
+			if stop := l.timers[a.kind]; stop != nil {
+				stop()
+				delete(l.timers, a.kind)
+			}
+		case actForward:
+			l.forward(a)
+		case actReply:
+			l.n.answer(a.id, a.err)
+		case actEmit:
+			l.emit(a.ev)
+		case actExit:
+			exit = true
+		}
+	}
+	l.publish()
+	return exit
+}
+
+func (l *loop) publish() {
+	s := l.m.status()
+	l.n.mu.Lock()
+	l.n.status = s
+	l.n.mu.Unlock()
+	if l.n.metrics != nil {
+		l.n.metrics.observe(s)
+	}
+}
+
+func (l *loop) emit(ev Event) {
+	attrs := []any{"role", ev.Role, "token", ev.Token}
+	switch ev.Kind {
+	case EventRole:
+		l.log.Info("role changed", append(attrs, "reason", ev.Reason)...)
+		l.noteRole(ev)
+	case EventHealth:
+		l.log.Info("health changed", append(attrs, "healthy", ev.Healthy, "err", ev.Err)...)
+	case EventWorkFailed:
+		l.log.Warn("work failed", append(attrs, "err", ev.Err)...)
+		if l.n.metrics != nil {
+			l.n.metrics.restarts.Inc()
+		}
+	case EventLeader:
+		if ev.Leader.IsZero() {
+			l.lostAt = ev.Time
+		}
+		l.log.Debug("leader changed", append(attrs, "leader", ev.Leader.ID, "leader_token", ev.Leader.Token)...)
+	default:
+		l.log.Info(ev.Kind.String(), attrs...)
+	}
+	if l.cfg.OnEvent != nil {
+		l.cfg.OnEvent(ev)
+	}
+}
+
+// noteRole records takeover timings for the metrics.
+func (l *loop) noteRole(ev Event) {
+	switch ev.Role {
+	case RolePromoting:
+		l.wonAt = ev.Time
+	case RoleActive:
+		if l.n.metrics == nil {
+			return
+		}
+		from := l.wonAt
+		if !l.lostAt.IsZero() && l.lostAt.Before(from) {
+			from = l.lostAt
+		}
+		l.n.metrics.failover.Set(ev.Time.Sub(from).Seconds())
+	}
+	if l.n.metrics != nil {
+		l.n.metrics.transitions.WithLabelValues(ev.Role.String()).Inc()
+	}
+}
+
+func (l *loop) startCampaign() {
+	ctx, cancel := context.WithCancel(l.bg)
+	l.campaign = cancel
+	l.spawn(func() {
+		term, err := l.cfg.Elector.Campaign(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.send(evCampaignFailed{err: fmt.Errorf("ha: campaign: %w", err)})
+			}
+			return
+		}
+		t := term.Token()
+		l.spawn(func() {
+			select {
+			case <-term.Done():
+				l.send(evTermEnded{token: t, err: term.Err()})
+			case <-l.bg.Done():
+			}
+		})
+		// Registering the term is the loop's job; hand it over so that no
+		// map is shared between goroutines. If the loop has exited, give
+		// the term back here.
+		select {
+		case l.n.events <- evWonTerm{term: term}:
+		case <-l.bg.Done():
+			rctx, cancel := context.WithTimeout(context.Background(), l.cfg.StopTimeout)
+			_ = term.Resign(rctx)
+			cancel()
+		}
+	})
+}
+
+// evWonTerm carries a won Term to the loop, which registers it and passes
+// the machine an evWon with its token.
+type evWonTerm struct{ term lease.Term }
+
+func (evWonTerm) isEvent() {}
+
+func (l *loop) startPromote(t fence.Token) {
+	ctx, cancel := l.termContext(t)
+	l.promote = cancel
+	l.spawn(func() {
+		err := l.promoteSteps(ctx, t)
+		cancel()
+		l.send(evPromoted{token: t, err: err})
+	})
+}
+
+// termContext returns a context that ends when the term with token t ends,
+// when it is cancelled, or when the loop exits.
+func (l *loop) termContext(t fence.Token) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(l.bg)
+	done := l.terms[t].Done()
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+func (l *loop) promoteSteps(ctx context.Context, t fence.Token) error {
+	if d := l.cfg.PromoteDelay; d > 0 {
+		timer := l.clk.NewTimer(d)
+		select {
+		case <-timer.C():
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		}
+	}
+	if l.cfg.PrePromote != nil {
+		if err := l.cfg.PrePromote(ctx, t); err != nil {
+			return fmt.Errorf("ha: pre-promote hook: %w", err)
+		}
+	}
+	if l.cfg.Switcher != nil {
+		if err := l.cfg.Switcher.Promote(ctx, t); err != nil {
+			return fmt.Errorf("ha: promote switcher: %w", err)
+		}
+	}
+	return nil
+}
+
+func (l *loop) startWork(t fence.Token, run int) {
+	// The work's context ends the moment the term does, without a round
+	// trip through the loop: that is what keeps the single-active promise
+	// even while the loop is busy.
+	ctx, cancel := l.termContext(t)
+	w := &workRun{token: t, run: run, cancel: cancel, done: make(chan error, 1), exited: make(chan struct{})}
+	l.work = w
+	go func() {
+		err := l.cfg.Work(ctx, t)
+		if err == nil && ctx.Err() != nil {
+			err = errWorkCancelled
+		}
+		close(w.exited)
+		w.done <- err
+	}()
+	l.spawn(func() {
+		select {
+		case err := <-w.done:
+			l.send(evWorkExited{token: t, run: run, err: err})
+		case <-l.bg.Done():
+		}
+	})
+}
+
+// stopWork cancels the work and reports its exit, or ErrStopTimeout if it
+// overruns StopTimeout (the overrunning goroutine is abandoned; its late
+// exit is ignored by run number).
+func (l *loop) stopWork(t fence.Token, run int) {
+	w := l.work
+	if w == nil || w.token != t || w.run != run {
+		return
+	}
+	w.cancel()
+	timer := l.clk.NewTimer(l.cfg.StopTimeout)
+	l.spawn(func() {
+		defer timer.Stop()
+		select {
+		case <-timer.C():
+			l.log.Error("work did not stop in time; abandoning it", "token", t, "timeout", l.cfg.StopTimeout)
+			l.send(evWorkExited{token: t, run: run, err: ErrStopTimeout})
+		case <-w.exited:
+		case <-l.bg.Done():
+		}
+	})
+}
+
+func (l *loop) demoteSwitch(t fence.Token) {
+	if l.cfg.Switcher == nil {
+		l.spawnSend(func() event { return evSwitchDemoted{token: t} })
+		return
+	}
+	l.spawnSend(func() event {
+		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
+		defer cancel()
+		err := l.cfg.Switcher.Demote(ctx, t)
+		if err != nil {
+			err = fmt.Errorf("ha: demote switcher: %w", err)
+		}
+		return evSwitchDemoted{token: t, err: err}
+	})
+}
+
+// release resigns the term with token t, or transfers it to the member
+// named to.
+func (l *loop) release(t fence.Token, to string) {
+	term := l.terms[t]
+	delete(l.terms, t)
+	if term == nil {
+		l.spawnSend(func() event { return evReleased{token: t} })
+		return
+	}
+	l.spawnSend(func() event {
+		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
+		defer cancel()
+		var err error
+		if to != "" {
+			tr, ok := l.cfg.Elector.(lease.Transferer)
+			if !ok {
+				err = fmt.Errorf("ha: switchover to %q: the elector cannot transfer the lease to a named member", to)
+			} else if err = tr.Transfer(ctx, to); err != nil {
+				err = fmt.Errorf("ha: transfer to %q: %w", to, err)
+			}
+		}
+		// Resign also after a transfer: it is a no-op on an ended term,
+		// and it releases the lease if the transfer failed.
+		if rerr := term.Resign(ctx); rerr != nil && err == nil {
+			err = fmt.Errorf("ha: resign: %w", rerr)
+		}
+		return evReleased{token: t, err: err}
+	})
+}
+
+// spawnSend runs f on a goroutine and sends the event it returns.
+func (l *loop) spawnSend(f func() event) {
+	l.spawn(func() { l.send(f()) })
+}
+
+func (l *loop) setTimer(k timerKind, d time.Duration) {
+	if stop := l.timers[k]; stop != nil {
+		stop()
+	}
+	timer := l.clk.NewTimer(d)
+	ctx, cancel := context.WithCancel(l.bg)
+	l.timers[k] = func() { cancel(); timer.Stop() }
+	l.spawn(func() {
+		select {
+		case <-timer.C():
+			l.send(evTimer{kind: k})
+		case <-ctx.Done():
+		}
+	})
+}
+
+func (l *loop) forward(a actForward) {
+	l.spawn(func() {
+		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
+		defer cancel()
+		err := l.cfg.Forward(ctx, a.leader, a.to)
+		if err != nil {
+			l.log.Warn("forward switchover", "leader", a.leader.ID, "to", a.to, "err", err)
+		}
+		if a.id != 0 {
+			l.n.answer(a.id, err)
+		}
+	})
+}
+
+func (l *loop) runCheck(i int, c Check) {
+	ticker := l.clk.NewTicker(c.Interval)
+	defer ticker.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(l.bg, c.Timeout)
+		err := c.Func(ctx)
+		cancel()
+		if l.n.metrics != nil {
+			l.n.metrics.check(c.Name, err)
+		}
+		l.send(evCheck{index: i, err: err})
+		select {
+		case <-ticker.C():
+		case <-l.bg.Done():
+			return
+		}
+	}
+}
