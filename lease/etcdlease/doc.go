@@ -1,0 +1,57 @@
+// Package etcdlease is a lease.Elector on etcd (go.etcd.io/etcd/client/v3).
+//
+// # How an election works
+//
+// Every campaign grants its own etcd lease and puts a key
+// <prefix><lease ID in hex> attached to it, holding the member's ID and
+// address. The key with the oldest create revision under the prefix leads;
+// every other campaigner waits for the deletion of the key created just
+// before its own, so a deletion wakes exactly one waiter. A Term's fencing
+// token is its leader key's create revision, which etcd makes strictly
+// larger for every key created later, so tokens of later terms are larger.
+//
+// # When Done closes
+//
+// The package does not rely on concurrency.Session or the client's
+// KeepAlive stream to learn that the lease is gone: that signal is measured
+// from when a reply arrived and checked about once a second, so with a
+// 2 s TTL it can fire well after etcd has already let a successor in.
+// Instead each campaign drives its own keepalives (one request every TTL/3,
+// more often while they go unanswered) and records, on the Clock, the time
+// each request was sent. etcd renews a lease for the full TTL when the
+// request arrives, which is after it was sent, so
+//
+//	deadline = send time of the newest answered keepalive + granted TTL - DriftMargin
+//
+// is before the moment etcd can expire the lease, as long as this member's
+// clock and the etcd leader's clock drift apart by less than DriftMargin
+// over one TTL. Done closes at that deadline unless an answered keepalive
+// has moved it. A successor can only win after the leader key is gone,
+// that is after expiry, so a holder that is cut off stops strictly before
+// a successor's Campaign returns. Done also closes, earlier, when etcd says
+// the lease is not found (expired or revoked), when the leader key is
+// deleted, and on Resign or Close.
+//
+// What this does not give: a process that is paused (GC, SIGSTOP) past its
+// deadline learns that only when it runs again; every write that matters
+// must therefore carry Term.Token and be fenced by the resource (package
+// storage, and etcdstore's binding to a Term).
+//
+// # TTL
+//
+// etcd grants leases in whole seconds, so the TTL must be a whole number of
+// seconds, at least one. etcd also raises every TTL to its minimum,
+// 1.5 × its election timeout rounded up to a second (with etcd's default
+// 1 s election timeout, 2 s). The deadline uses the TTL etcd actually
+// granted. A successor takes over after roughly TTL − TTL/3 to TTL after
+// the holder was cut off, plus up to half a second for etcd's expiry scan.
+//
+// # Assumptions about etcd
+//
+// The renewal rule above is etcd's: a keepalive resets the lease to the
+// full TTL on the leader when it is received, and a new etcd leader
+// extends every lease rather than shortening it. A restart of a
+// single-member etcd therefore never expires a lease early: the term
+// survives if the server is back before the holder's deadline and ends
+// (safely, before anyone else can win) if not.
+package etcdlease

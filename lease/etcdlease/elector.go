@@ -1,0 +1,283 @@
+package etcdlease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/hakit/hakit/lease"
+)
+
+// ErrHolding is returned by Campaign while this member already holds a
+// Term of the election.
+var ErrHolding = errors.New("etcdlease: already holding a term")
+
+// errLapsed marks a campaign whose own lease or key went away before it
+// won; Campaign starts over with a new lease.
+var errLapsed = errors.New("etcdlease: campaign lease lapsed")
+
+// Elector is one member's handle on an election kept in etcd. It
+// implements lease.Elector; see the package doc for when a Term's Done
+// closes. It is safe for concurrent use. Campaigns of one Elector are
+// serialised, and it holds at most one Term at a time.
+type Elector struct {
+	cfg    Config
+	c      *clientv3.Client
+	log    *slog.Logger
+	record []byte
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	sem    chan struct{} // one Campaign at a time
+
+	mu     sync.Mutex
+	closed bool
+	term   *Term
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ lease.Elector = (*Elector)(nil)
+
+// New validates cfg, fills in its defaults and returns an Elector. It
+// makes no request to etcd.
+func New(cfg Config) (*Elector, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Elector{
+		cfg:    cfg,
+		c:      cfg.Client,
+		log:    cfg.Logger.With("member", cfg.ID, "prefix", cfg.Prefix),
+		record: encodeRecord(cfg.ID, cfg.Addr),
+		ctx:    ctx,
+		cancel: cancel,
+		sem:    make(chan struct{}, 1),
+	}, nil
+}
+
+// Config returns the Elector's configuration with every default filled in.
+func (e *Elector) Config() Config { return e.cfg }
+
+// Campaign blocks until this member leads the election and returns its
+// Term, which is a *Term. It returns an error when ctx ends (wrapping
+// ctx.Err()), when the Elector is closed (lease.ErrClosed), when this
+// member already holds a Term (ErrHolding), or when etcd refuses a
+// request. A campaign whose lease lapses while it waits (the link was cut
+// for longer than the TTL) starts over with a new lease. On error nothing
+// of the campaign is left in etcd, unless etcd was unreachable, in which
+// case its lease expires within the TTL.
+func (e *Elector) Campaign(ctx context.Context) (lease.Term, error) {
+	select {
+	case e.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("etcdlease: member %q: campaign: %w", e.cfg.ID, ctx.Err())
+	case <-e.ctx.Done():
+		return nil, lease.ErrClosed
+	}
+	defer func() { <-e.sem }()
+	if t := e.current(); t != nil {
+		return nil, fmt.Errorf("%w: member %q holds the term with token %d", ErrHolding, e.cfg.ID, t.Token())
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(e.ctx, cancel)()
+	for {
+		t, err := e.campaignOnce(cctx)
+		switch {
+		case err == nil:
+			e.mu.Lock()
+			if e.closed {
+				e.mu.Unlock()
+				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.TTL)
+				defer rcancel()
+				_ = t.Resign(rctx)
+				return nil, lease.ErrClosed
+			}
+			e.term = t
+			e.mu.Unlock()
+			e.log.Info("etcdlease: elected", "token", t.Token(), "key", t.key)
+			return t, nil
+		case e.ctx.Err() != nil:
+			return nil, lease.ErrClosed
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("etcdlease: member %q: campaign: %w", e.cfg.ID, ctx.Err())
+		case errors.Is(err, errLapsed):
+			e.log.Warn("etcdlease: campaign lease lapsed; starting over", "err", err)
+		default:
+			return nil, err
+		}
+	}
+}
+
+// current returns the Term this member holds, or nil.
+func (e *Elector) current() *Term {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.term != nil && e.term.k.Err() == nil {
+		return e.term
+	}
+	return nil
+}
+
+// campaignOnce runs one campaign with one lease.
+func (e *Elector) campaignOnce(ctx context.Context) (*Term, error) {
+	sent := e.cfg.Clock.Now()
+	g, err := e.c.Grant(ctx, int64(e.cfg.TTL/time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("etcdlease: member %q: grant lease: %w", e.cfg.ID, err)
+	}
+	granted := time.Duration(g.TTL) * time.Second
+	if granted != e.cfg.TTL {
+		e.log.Warn("etcdlease: etcd granted a different TTL than asked; using it", "asked", e.cfg.TTL, "granted", granted)
+	}
+	k := newKeeper(e.ctx, e.cfg, g.ID, granted, sent)
+	won := false
+	defer func() {
+		if won {
+			return
+		}
+		k.end(fmt.Errorf("%w: member %q: campaign ended", lease.ErrResigned, e.cfg.ID))
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.TTL)
+		defer cancel()
+		if err := k.release(rctx); err != nil {
+			e.log.Warn("etcdlease: could not revoke the lease of an abandoned campaign; it expires within the TTL", "err", err)
+		}
+	}()
+	if !e.spawn(k.run) {
+		return nil, lease.ErrClosed
+	}
+
+	// Every request below also ends when the lease lapses.
+	kctx, kcancel := context.WithCancel(ctx)
+	defer kcancel()
+	defer context.AfterFunc(k.ctx, kcancel)()
+	lapsed := func(err error) error {
+		if kerr := k.Err(); kerr != nil && ctx.Err() == nil {
+			return fmt.Errorf("%w: %w", errLapsed, kerr)
+		}
+		return err
+	}
+
+	key := fmt.Sprintf("%s%016x", e.cfg.Prefix, int64(g.ID))
+	put, err := e.c.Txn(kctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(e.record), clientv3.WithLease(g.ID))).
+		Commit()
+	if err != nil {
+		return nil, lapsed(fmt.Errorf("etcdlease: member %q: put campaign key %q: %w", e.cfg.ID, key, err))
+	}
+	if !put.Succeeded {
+		return nil, fmt.Errorf("etcdlease: member %q: campaign key %q already exists", e.cfg.ID, key)
+	}
+	rev := put.Header.Revision
+
+	// Wait until no key older than ours is left, checking in the same
+	// transaction that ours is still there.
+	older := append(clientv3.WithLastCreate(), clientv3.WithPrefix(), clientv3.WithMaxCreateRev(rev-1))
+	for {
+		tr, err := e.c.Txn(kctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).
+			Then(clientv3.OpGet(e.cfg.Prefix, older...)).
+			Commit()
+		if err != nil {
+			return nil, lapsed(fmt.Errorf("etcdlease: member %q: read election %q: %w", e.cfg.ID, e.cfg.Prefix, err))
+		}
+		if !tr.Succeeded {
+			return nil, fmt.Errorf("%w: member %q: campaign key %q was deleted", errLapsed, e.cfg.ID, key)
+		}
+		kvs := tr.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			if !k.alive() {
+				return nil, fmt.Errorf("%w: member %q: deadline passed while winning", errLapsed, e.cfg.ID)
+			}
+			won = true
+			return e.newTerm(k, key, rev, tr.Header.Revision), nil
+		}
+		prev := string(kvs[0].Key)
+		e.log.Debug("etcdlease: waiting for the key before ours", "key", key, "waiting_for", prev)
+		if err := waitDelete(kctx, e.c, prev, tr.Header.Revision+1); err != nil {
+			return nil, lapsed(fmt.Errorf("etcdlease: member %q: watch %q: %w", e.cfg.ID, prev, err))
+		}
+	}
+}
+
+// waitDelete returns once key is deleted at or after revision rev, or once
+// the watch was interrupted in a way after which the caller must look
+// again (compaction, loss of the etcd leader).
+func waitDelete(ctx context.Context, c *clientv3.Client, key string, rev int64) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	var last clientv3.WatchResponse
+	for wr := range c.Watch(wctx, key, clientv3.WithRev(rev), clientv3.WithFilterPut()) {
+		for _, ev := range wr.Events {
+			if ev.Type == mvccpb.DELETE {
+				return nil
+			}
+		}
+		last = wr
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := last.Err(); err != nil && !retryableWatchErr(err) {
+		return err
+	}
+	return nil
+}
+
+// retryableWatchErr reports whether a watch that failed with err can be
+// re-established after reading the state again.
+func retryableWatchErr(err error) bool {
+	return errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, rpctypes.ErrNoLeader) ||
+		errors.Is(err, rpctypes.ErrGRPCNoLeader) || errors.Is(err, rpctypes.ErrGRPCCompacted)
+}
+
+// spawn runs f on a goroutine that Close waits for, unless the Elector is
+// closed.
+func (e *Elector) spawn(f func()) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Close resigns the Term this member holds (waiting at most one TTL for
+// etcd to confirm), stops every campaign and observer, and waits for the
+// Elector's goroutines. It does not close the etcd client. Later calls
+// return the first call's result.
+func (e *Elector) Close() error {
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		t := e.term
+		e.mu.Unlock()
+		if t != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.TTL)
+			e.closeErr = t.Resign(ctx)
+			cancel()
+		}
+		e.cancel()
+		e.wg.Wait()
+	})
+	return e.closeErr
+}

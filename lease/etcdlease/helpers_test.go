@@ -1,0 +1,129 @@
+package etcdlease_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/hakit/hakit/lease"
+	"github.com/hakit/hakit/lease/etcdlease"
+	"github.com/hakit/hakit/storage/etcdstore/etcdtest"
+)
+
+// prefixSeq makes election prefixes unique within the test process.
+var prefixSeq atomic.Int64
+
+func newPrefix(t testing.TB) string {
+	return fmt.Sprintf("test/%s/%d/", t.Name(), prefixSeq.Add(1))
+}
+
+// testLogger logs to stderr when -v is given and discards otherwise.
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() && os.Getenv("ETCDLEASE_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return nil
+}
+
+// member is one candidate with its own link to etcd.
+type member struct {
+	e      *etcdlease.Elector
+	proxy  *etcdtest.Proxy // nil when the client talks to etcd directly
+	client *clientv3.Client
+}
+
+// newMember makes an Elector for id whose client reaches s through its own
+// proxy, so the test can cut that member off alone.
+func newMember(t testing.TB, s *etcdtest.Server, prefix, id string, ttl time.Duration) *member {
+	t.Helper()
+	p := etcdtest.NewProxy(t, s)
+	c := p.Client(t)
+	e, err := etcdlease.New(etcdlease.Config{
+		Client: c, ID: id, Addr: id + ".example:7000", Prefix: prefix, TTL: ttl, Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return &member{e: e, proxy: p, client: c}
+}
+
+// campaign runs Campaign in the background and reports the outcome and
+// the time it returned.
+type campaignResult struct {
+	term lease.Term
+	err  error
+	at   time.Time
+}
+
+func campaignAsync(ctx context.Context, e lease.Elector) <-chan campaignResult {
+	ch := make(chan campaignResult, 1)
+	go func() {
+		t, err := e.Campaign(ctx)
+		ch <- campaignResult{term: t, err: err, at: time.Now()}
+	}()
+	return ch
+}
+
+func mustCampaign(t testing.TB, e lease.Elector) *etcdlease.Term {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	term, err := e.Campaign(ctx)
+	if err != nil {
+		t.Fatalf("Campaign: %v", err)
+	}
+	return term.(*etcdlease.Term)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not a wait for an event
+	}
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// stillHolds reports whether the term's leader key still exists in etcd
+// with the term's create revision: the condition a bound storage write
+// checks.
+func stillHolds(ctx context.Context, c *clientv3.Client, term *etcdlease.Term) (bool, error) {
+	tr, err := c.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(term.LeaderKey()), "=", term.CreateRevision())).
+		Commit()
+	if err != nil {
+		return false, err
+	}
+	return tr.Succeeded, nil
+}
+
+// errIs fails the test unless errors.Is(err, target).
+func errIs(t testing.TB, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error %v does not match %v", err, target)
+	}
+}
+
+func clientv3WithPrefix() []clientv3.OpOption { return []clientv3.OpOption{clientv3.WithPrefix()} }
