@@ -1,0 +1,153 @@
+package replicate
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"time"
+
+	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/storage"
+)
+
+var (
+	// ErrCorruptCheckpoint is wrapped by every error about a stored
+	// checkpoint that cannot be decoded: wrong magic, wrong length or a
+	// checksum mismatch. The error names the key. A Stream that meets one
+	// stops; it never treats it as "no checkpoint" and restarts from the
+	// beginning.
+	ErrCorruptCheckpoint = errors.New("replicate: corrupt checkpoint")
+	// ErrCheckpointVersion is wrapped by the error for a checkpoint written
+	// in a format version this code does not know (typically by a newer
+	// release). The error names the key and the version.
+	ErrCheckpointVersion = errors.New("replicate: unknown checkpoint format version")
+)
+
+// checkpointMagic starts every encoded checkpoint; CheckpointFormat follows it.
+var checkpointMagic = [4]byte{'h', 'k', 'c', 'p'}
+
+// CheckpointFormat is the format version EncodeCheckpoint writes and the
+// only one DecodeCheckpoint accepts.
+const CheckpointFormat = 1
+
+// Layout of format 1, all integers big-endian:
+//
+//	magic[4] format[1] token[8] unixSec[8] nanos[4] posLen[4] pos stateLen[4] state crc32c[4]
+//
+// The CRC-32C (Castagnoli) covers every byte before it. Lengths are fixed
+// width so that one Checkpoint has exactly one encoding.
+const (
+	cpHeaderLen = 4 + 1 + 8 + 8 + 4
+	cpMinLen    = cpHeaderLen + 4 + 4 + 4
+	// MaxCheckpointField bounds Pos and State, so that a damaged length
+	// cannot make the decoder allocate without limit.
+	MaxCheckpointField = 64 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// EncodeCheckpoint returns the binary encoding of c in format
+// CheckpointFormat: magic, version, token, time, length-prefixed position
+// and state, and a CRC-32C over all of it. The time keeps nanoseconds and
+// is decoded in UTC. It panics if Pos or State exceeds MaxCheckpointField,
+// which no Source should produce.
+func EncodeCheckpoint(c Checkpoint) []byte {
+	if len(c.Pos) > MaxCheckpointField || len(c.State) > MaxCheckpointField {
+		panic(fmt.Sprintf("replicate: checkpoint position (%d bytes) or state (%d bytes) exceeds %d", len(c.Pos), len(c.State), MaxCheckpointField))
+	}
+	b := make([]byte, 0, cpMinLen+len(c.Pos)+len(c.State))
+	b = append(b, checkpointMagic[:]...)
+	b = append(b, CheckpointFormat)
+	b = c.Token.AppendBinary(b)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.Time.Unix()))
+	b = binary.BigEndian.AppendUint32(b, uint32(c.Time.Nanosecond()))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Pos)))
+	b = append(b, c.Pos...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.State)))
+	b = append(b, c.State...)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+// DecodeCheckpoint decodes what EncodeCheckpoint produced. It fails on a
+// wrong magic, a length that does not add up, a checksum mismatch
+// (ErrCorruptCheckpoint) or a format version other than CheckpointFormat
+// (ErrCheckpointVersion). It never returns a zero Checkpoint for damaged
+// input. An empty Pos or State decodes as nil. The returned slices do not
+// alias b.
+func DecodeCheckpoint(b []byte) (Checkpoint, error) {
+	if len(b) < 5 {
+		return Checkpoint{}, fmt.Errorf("%w: %d bytes, shorter than any checkpoint", ErrCorruptCheckpoint, len(b))
+	}
+	if !bytes.Equal(b[:4], checkpointMagic[:]) {
+		return Checkpoint{}, fmt.Errorf("%w: magic %q, want %q", ErrCorruptCheckpoint, b[:4], checkpointMagic[:])
+	}
+	if b[4] != CheckpointFormat {
+		return Checkpoint{}, fmt.Errorf("%w: format %d, this code reads %d", ErrCheckpointVersion, b[4], CheckpointFormat)
+	}
+	if len(b) < cpMinLen {
+		return Checkpoint{}, fmt.Errorf("%w: %d bytes, want at least %d", ErrCorruptCheckpoint, len(b), cpMinLen)
+	}
+	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
+	if got := crc32.Checksum(body, castagnoli); got != sum {
+		return Checkpoint{}, fmt.Errorf("%w: checksum %08x, computed %08x", ErrCorruptCheckpoint, sum, got)
+	}
+	var c Checkpoint
+	c.Token = fence.Token(binary.BigEndian.Uint64(body[5:13]))
+	sec := int64(binary.BigEndian.Uint64(body[13:21]))
+	nsec := binary.BigEndian.Uint32(body[21:25])
+	if nsec >= 1e9 {
+		return Checkpoint{}, fmt.Errorf("%w: nanoseconds field %d out of range", ErrCorruptCheckpoint, nsec)
+	}
+	c.Time = time.Unix(sec, int64(nsec)).UTC()
+	rest := body[cpHeaderLen:]
+	var err error
+	if c.Pos, rest, err = cutField(rest, "position"); err != nil {
+		return Checkpoint{}, err
+	}
+	if c.State, rest, err = cutField(rest, "state"); err != nil {
+		return Checkpoint{}, err
+	}
+	if len(rest) != 0 {
+		return Checkpoint{}, fmt.Errorf("%w: %d trailing bytes", ErrCorruptCheckpoint, len(rest))
+	}
+	return c, nil
+}
+
+// cutField splits a 4-byte length-prefixed field off b.
+func cutField(b []byte, name string) (field, rest []byte, err error) {
+	if len(b) < 4 {
+		return nil, nil, fmt.Errorf("%w: %s length cut short", ErrCorruptCheckpoint, name)
+	}
+	n := binary.BigEndian.Uint32(b)
+	b = b[4:]
+	if n > MaxCheckpointField || uint64(n) > uint64(len(b)) {
+		return nil, nil, fmt.Errorf("%w: %s length %d exceeds the %d bytes left", ErrCorruptCheckpoint, name, n, len(b))
+	}
+	if n == 0 {
+		return nil, b, nil
+	}
+	return bytes.Clone(b[:n]), b[n:], nil
+}
+
+// LoadCheckpoint reads and decodes the checkpoint stored under key. A key
+// that does not exist gives the zero Checkpoint, version 0 and no error:
+// that, and only that, means "start at the beginning". Any decoding
+// failure is an error that names the key and wraps ErrCorruptCheckpoint or
+// ErrCheckpointVersion.
+func LoadCheckpoint(ctx context.Context, s storage.Store, key string) (Checkpoint, storage.Version, error) {
+	it, err := s.Get(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return Checkpoint{}, 0, nil
+	}
+	if err != nil {
+		return Checkpoint{}, 0, fmt.Errorf("replicate: read checkpoint %q: %w", key, err)
+	}
+	c, err := DecodeCheckpoint(it.Value)
+	if err != nil {
+		return Checkpoint{}, 0, fmt.Errorf("replicate: checkpoint %q (version %d): %w", key, it.Version, err)
+	}
+	return c, it.Version, nil
+}

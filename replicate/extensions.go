@@ -1,0 +1,46 @@
+package replicate
+
+import (
+	"bytes"
+	"context"
+	"time"
+
+	"github.com/hakit/hakit/fence"
+)
+
+// Comparer is implemented by a Source that can order its positions. The
+// Stream needs an order to resume from the newer of its checkpoint and a
+// DurableSink's position and to refuse to move a checkpoint backwards; it
+// uses Stream.Compare if set, and otherwise the Source's Comparer.
+type Comparer interface {
+	// Compare returns a negative number if a is before b in the stream,
+	// zero if they are the same place and a positive number if a is after
+	// b. A nil Position is the beginning and is before every record's
+	// position.
+	Compare(a, b Position) int
+}
+
+// CompareBytes orders positions by their bytes (bytes.Compare). It is the
+// right Compare for every Source whose positions are fixed-width big-endian
+// counters, as the Sources in this module's subpackages are. A nil or empty
+// Position sorts first.
+func CompareBytes(a, b Position) int { return bytes.Compare(a, b) }
+
+// Heartbeat is the marker a Stream sends through its pipeline when the
+// Source has been idle for Stream.HeartbeatInterval. It reaches the Sink in
+// order with the batches (after every batch read before it), so the Sink
+// can store Time next to Pos — the "heartbeat table" of a replication
+// target — and anyone reading the target can compute end-to-end staleness
+// as now minus the stored Time, even when no data flows.
+type Heartbeat struct {
+	Pos  Position  // the position of the last record read before the heartbeat (nil: none yet)
+	Time time.Time // when the Stream created the heartbeat, by its clock
+}
+
+// HeartbeatSink is implemented by a Sink that records heartbeats. A Sink
+// that does not implement it is sent none; the Stream still counts them and
+// measures lag. ApplyHeartbeat is fenced exactly like Sink.Apply.
+type HeartbeatSink interface {
+	Sink
+	ApplyHeartbeat(ctx context.Context, t fence.Token, hb Heartbeat) error
+}

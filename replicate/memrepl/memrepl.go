@@ -1,0 +1,276 @@
+// Package memrepl provides in-memory implementations of the replicate
+// interfaces: a Source, a fencing Sink and a DurableSink. They are for
+// tests, examples and simulations; nothing survives the process.
+//
+// Positions are 8-byte big-endian record counts (the position after the
+// n-th record is n), so replicate.CompareBytes orders them.
+package memrepl
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/replicate"
+)
+
+// ErrPosition is wrapped by the error Open returns for a position that is
+// malformed or beyond the end of the Source.
+var ErrPosition = errors.New("memrepl: bad position")
+
+// Pos returns the position after the first n records.
+func Pos(n uint64) replicate.Position { return binary.BigEndian.AppendUint64(nil, n) }
+
+// DecodePos returns the record count a position stands for. A nil
+// position is 0; anything but nil or 8 bytes is an error.
+func DecodePos(p replicate.Position) (uint64, error) {
+	switch len(p) {
+	case 0:
+		return 0, nil
+	case 8:
+		return binary.BigEndian.Uint64(p), nil
+	default:
+		return 0, fmt.Errorf("%w: %d bytes, want 8", ErrPosition, len(p))
+	}
+}
+
+// Source is an append-only list of records in memory. The zero Source is
+// empty and ready to use; it is safe for concurrent use, and any number of
+// Cursors may read it while it grows.
+type Source struct {
+	mu      sync.Mutex
+	recs    []replicate.Record
+	changed chan struct{} // closed and replaced by every Append
+}
+
+// Append adds records with the given data and returns the position after
+// the last one. The Source keeps the data slices; do not modify them.
+func (s *Source) Append(data ...[]byte) replicate.Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range data {
+		s.recs = append(s.recs, replicate.Record{Pos: Pos(uint64(len(s.recs)) + 1), Data: d})
+	}
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+	return Pos(uint64(len(s.recs)))
+}
+
+// Len returns the number of records appended so far.
+func (s *Source) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.recs)
+}
+
+// Records returns a copy of the records appended so far.
+func (s *Source) Records() []replicate.Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]replicate.Record(nil), s.recs...)
+}
+
+// Compare orders positions (replicate.Comparer).
+func (s *Source) Compare(a, b replicate.Position) int { return replicate.CompareBytes(a, b) }
+
+// Open returns a Cursor after from.Pos. A position beyond the records
+// appended so far is an error: the Source never forgets records, so such
+// a position was not produced by it. from.State is ignored.
+func (s *Source) Open(ctx context.Context, from replicate.Checkpoint) (replicate.Cursor, error) {
+	n, err := DecodePos(from.Pos)
+	if err != nil {
+		return nil, err
+	}
+	if l := s.Len(); n > uint64(l) {
+		return nil, fmt.Errorf("%w: position %d is beyond the %d records of the source", ErrPosition, n, l)
+	}
+	return &cursor{s: s, next: n}, nil
+}
+
+// wait returns the records from i on, up to max, or a channel that is
+// closed when there may be more.
+func (s *Source) wait(i uint64, max int) ([]replicate.Record, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i < uint64(len(s.recs)) {
+		end := min(uint64(len(s.recs)), i+uint64(max))
+		// The full slice expression keeps a reader from appending into
+		// the Source's array.
+		return s.recs[i:end:end], nil
+	}
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return nil, s.changed
+}
+
+type cursor struct {
+	s    *Source
+	next uint64
+}
+
+// Next returns up to max records after the cursor, waiting for Append if
+// there are none; if ctx ends first it returns ctx's error and consumes
+// nothing.
+func (c *cursor) Next(ctx context.Context, max int) ([]replicate.Record, error) {
+	if max <= 0 {
+		max = 1
+	}
+	for {
+		recs, ch := c.s.wait(c.next, max)
+		if len(recs) > 0 {
+			c.next += uint64(len(recs))
+			return recs, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (c *cursor) Checkpoint() replicate.Checkpoint { return replicate.Checkpoint{Pos: Pos(c.next)} }
+
+func (c *cursor) Close() error { return nil }
+
+// Sink keeps every record and heartbeat applied to it, in order, and
+// fences: Apply with a token smaller than one it admitted before fails
+// with an error matching fence.ErrStale and keeps nothing. It is a plain
+// (not durable) Sink: it does not report a position, so a Stream treats
+// it as at-least-once. The zero Sink is ready and safe for concurrent use.
+type Sink struct {
+	core
+}
+
+// DurableSink is a Sink that also keeps the position of the last applied
+// record, in the same step as the records, so a Stream delivers to it
+// exactly once. The zero DurableSink is ready and safe for concurrent use.
+type DurableSink struct {
+	core
+}
+
+// Position returns the position after the last applied record, or nil.
+func (d *DurableSink) Position(ctx context.Context) (replicate.Position, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return d.pos, nil
+}
+
+var (
+	_ replicate.HeartbeatSink = (*Sink)(nil)
+	_ replicate.DurableSink   = (*DurableSink)(nil)
+	_ replicate.HeartbeatSink = (*DurableSink)(nil)
+	_ replicate.Comparer      = (*Source)(nil)
+)
+
+// core is the state both sinks share.
+type core struct {
+	mu      sync.Mutex
+	guard   fence.Guard
+	recs    []replicate.Record
+	hbs     []replicate.Heartbeat
+	pos     replicate.Position
+	changed chan struct{}
+}
+
+// Apply keeps batch under token t. It keeps the Records and their Data
+// but not the batch slice.
+func (c *core) Apply(ctx context.Context, t fence.Token, batch []replicate.Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := c.guard.Admit(t); err != nil {
+		return fmt.Errorf("memrepl: apply %d records: %w", len(batch), err)
+	}
+	c.recs = append(c.recs, batch...)
+	if len(batch) > 0 {
+		c.pos = batch[len(batch)-1].Pos
+	}
+	c.notify()
+	return nil
+}
+
+// ApplyHeartbeat keeps hb under token t (replicate.HeartbeatSink).
+func (c *core) ApplyHeartbeat(ctx context.Context, t fence.Token, hb replicate.Heartbeat) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := c.guard.Admit(t); err != nil {
+		return fmt.Errorf("memrepl: apply heartbeat: %w", err)
+	}
+	c.hbs = append(c.hbs, hb)
+	c.notify()
+	return nil
+}
+
+func (c *core) notify() {
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
+}
+
+// Records returns a copy of the records applied so far, in order.
+func (c *core) Records() []replicate.Record {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]replicate.Record(nil), c.recs...)
+}
+
+// Heartbeats returns a copy of the heartbeats applied so far, in order.
+func (c *core) Heartbeats() []replicate.Heartbeat {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]replicate.Heartbeat(nil), c.hbs...)
+}
+
+// Len returns the number of records applied so far.
+func (c *core) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.recs)
+}
+
+// Reset forgets every record, heartbeat and the position, keeping the
+// fence. Benchmarks use it to reuse a sink.
+func (c *core) Reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.recs, c.hbs, c.pos = c.recs[:0], nil, nil
+}
+
+// Wait blocks until cond, called with the records and heartbeats applied
+// so far under the sink's lock, returns true, or ctx ends. cond must not
+// keep the slices or call the sink.
+func (c *core) Wait(ctx context.Context, cond func(recs []replicate.Record, hbs []replicate.Heartbeat) bool) error {
+	for {
+		c.mu.Lock()
+		if cond(c.recs, c.hbs) {
+			c.mu.Unlock()
+			return nil
+		}
+		if c.changed == nil {
+			c.changed = make(chan struct{})
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
