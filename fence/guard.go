@@ -5,8 +5,10 @@ import "sync/atomic"
 // Guard admits a token if and only if no larger token was admitted before
 // it. Once token T has been admitted, every later Admit of a token below T
 // fails with an error that wraps ErrStale; T itself and anything above it
-// keep being admitted. The sequence of tokens a Guard admits, in the order
-// Admit returned, therefore never decreases.
+// keep being admitted. Admit is linearizable, so the tokens a Guard
+// admits never decrease in real time: if Admit(a) returned nil before
+// Admit(b) was called and Admit(b) returned nil, then b >= a. (Two calls
+// that overlap in time may return in either order.)
 //
 // A Guard protects one resource held in one process's memory. Resources
 // shared between processes keep the same rule in their own storage (see

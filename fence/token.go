@@ -35,6 +35,10 @@ var ErrStale = errors.New("fence: stale token")
 // to no term.
 var ErrNoToken = errors.New("fence: zero token belongs to no term")
 
+// ErrMalformed is wrapped by the errors of Parse, UnmarshalText and Decode
+// for input that is not the one encoding of a token.
+var ErrMalformed = errors.New("fence: malformed token")
+
 // StaleError reports a rejected token together with the higher token that
 // had already been admitted. It matches ErrStale under errors.Is.
 type StaleError struct {
@@ -71,7 +75,8 @@ func (t Token) AppendBinary(b []byte) []byte { return binary.BigEndian.AppendUin
 func (t Token) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
 
 // UnmarshalText implements encoding.TextUnmarshaler; it accepts what
-// MarshalText produces and nothing else.
+// MarshalText produces and nothing else (see Parse). On error *t is left
+// unchanged.
 func (t *Token) UnmarshalText(b []byte) error {
 	v, err := Parse(string(b))
 	if err != nil {
@@ -83,31 +88,31 @@ func (t *Token) UnmarshalText(b []byte) error {
 
 // Parse reads a token written by Token.String. It rejects signs, spaces,
 // leading zeros and values that overflow 64 bits, so that one token has
-// exactly one spelling.
+// exactly one spelling. Errors wrap ErrMalformed and quote the input.
 func Parse(s string) (Token, error) {
 	if s == "" {
-		return 0, errors.New("fence: parse token: empty string")
+		return 0, fmt.Errorf("%w: parse: empty string", ErrMalformed)
 	}
 	if len(s) > 1 && s[0] == '0' {
-		return 0, fmt.Errorf("fence: parse token %q: leading zero", s)
+		return 0, fmt.Errorf("%w: parse %q: leading zero", ErrMalformed, s)
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, fmt.Errorf("fence: parse token %q: byte %d is not a decimal digit", s, i)
+			return 0, fmt.Errorf("%w: parse %q: byte %d is not a decimal digit", ErrMalformed, s, i)
 		}
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("fence: parse token %q: out of range for 64 bits", s)
+		return 0, fmt.Errorf("%w: parse %q: out of range for 64 bits", ErrMalformed, s)
 	}
 	return Token(v), nil
 }
 
 // Decode reads the 8-byte encoding produced by Token.Bytes. Any other
-// length is an error, never a zero token.
+// length is an error wrapping ErrMalformed, never a zero token.
 func Decode(b []byte) (Token, error) {
 	if len(b) != EncodedLen {
-		return 0, fmt.Errorf("fence: decode token: got %d bytes, want %d", len(b), EncodedLen)
+		return 0, fmt.Errorf("%w: decode: got %d bytes, want %d", ErrMalformed, len(b), EncodedLen)
 	}
 	return Token(binary.BigEndian.Uint64(b)), nil
 }
