@@ -1,6 +1,14 @@
 package storage
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrCorrupt is wrapped by errors for stored data that fails its integrity
+// check (a bad length, magic, format version or checksum). Such data is
+// never read as absent or empty.
+var ErrCorrupt = errors.New("storage: corrupt data")
 
 // CheckCommit validates the arguments of a Backend.Commit before anything
 // is applied: every key in conds and ops passes ValidateKey, and no two ops

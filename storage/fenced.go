@@ -139,8 +139,15 @@ func (s *fencedStore) write(ctx context.Context, t fence.Token, key string, keyC
 		if rerr != nil {
 			return 0, rerr
 		}
-		if fresh == snap && keyCond != nil {
-			return 0, fmt.Errorf("%w: key %q is not at version %d", ErrConflict, key, keyCond.Version)
+		if fresh == snap {
+			if keyCond != nil {
+				return 0, fmt.Errorf("%w: key %q is not at version %d", ErrConflict, key, keyCond.Version)
+			}
+			// Versions are never reused, so an unchanged fence record
+			// means the commit's only condition held: the backend broke
+			// its contract, or something wrote the fence record around
+			// Fenced. Retrying could spin forever.
+			return 0, fmt.Errorf("storage: write %q: commit conflicted although fence record %q is unchanged at version %d: %w", key, s.key, snap.version, err)
 		}
 		snap = fresh
 	}
@@ -201,22 +208,23 @@ func encodeFence(t fence.Token) []byte {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// DecodeFence decodes a fence record as Fenced stores it. It fails, naming
-// the problem, on a wrong length, an unknown format version or a checksum
-// mismatch; it never returns token 0 for a damaged record.
+// DecodeFence decodes a fence record as Fenced stores it. It fails with an
+// error wrapping ErrCorrupt and naming the problem on a wrong length, an
+// unknown magic or format version, or a checksum mismatch; it never
+// returns token 0 for a damaged record.
 func DecodeFence(b []byte) (fence.Token, error) {
 	if len(b) != fenceRecordLen {
-		return 0, fmt.Errorf("fence record has %d bytes, want %d", len(b), fenceRecordLen)
+		return 0, fmt.Errorf("%w: fence record has %d bytes, want %d", ErrCorrupt, len(b), fenceRecordLen)
 	}
 	if !bytes.Equal(b[:3], fenceMagic[:3]) {
-		return 0, fmt.Errorf("fence record has magic %q, want %q", b[:3], fenceMagic[:3])
+		return 0, fmt.Errorf("%w: fence record has magic %q, want %q", ErrCorrupt, b[:3], fenceMagic[:3])
 	}
 	if b[3] != fenceMagic[3] {
-		return 0, fmt.Errorf("fence record has format version %d, want %d", b[3], fenceMagic[3])
+		return 0, fmt.Errorf("%w: fence record has format version %d, want %d", ErrCorrupt, b[3], fenceMagic[3])
 	}
 	body, sum := b[:fenceRecordLen-4], b[fenceRecordLen-4:]
 	if got, want := crc32.Checksum(body, castagnoli), binary.BigEndian.Uint32(sum); got != want {
-		return 0, fmt.Errorf("fence record checksum %08x does not match %08x", want, got)
+		return 0, fmt.Errorf("%w: fence record checksum %08x does not match its contents (%08x)", ErrCorrupt, want, got)
 	}
 	return fence.Decode(body[4:])
 }
