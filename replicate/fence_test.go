@@ -79,7 +79,9 @@ func TestDeposedStreamIsFenced(t *testing.T) {
 			// The new term resumes from the checkpoint.
 			cur := &replicate.Stream{Source: src, Sink: sink, Store: store, Key: "cp", HeartbeatInterval: -1}
 			stop := runStream(t, cur, 7)
-			waitFor(t, func() bool { return bytes.Equal(loadCP(t, store, "cp").Pos, memrepl.Pos(15)) || cur.Stats().Records == 5 })
+			waitFor(t, func() bool {
+				return bytes.Equal(loadCP(t, store, "cp").Pos, memrepl.Pos(15)) || cur.Stats().Records == 5
+			})
 			if err := stop(); err != nil {
 				t.Fatal(err)
 			}

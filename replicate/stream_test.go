@@ -319,7 +319,7 @@ func TestStreamTimersOnFakeClock(t *testing.T) {
 	if err := clk.WaitForTimers(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
-	fill(src, 0, 3)
+	src.Append([]byte("a"), []byte("b"), []byte("c")) // one Append: one chunk
 	// The partial batch arms the wait timer; nothing is applied before it.
 	if err := clk.WaitForTimers(ctx, 3); err != nil {
 		t.Fatal(err)
