@@ -32,7 +32,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	// Durable now: safe to send rd.Messages.
-	if _, err := l.CreateSnapshot(1, &raftpb.ConfState{Voters: []uint64{1, 2, 3}}, []byte("a=1")); err != nil {
+	if err := l.CreateSnapshot(1, &raftpb.ConfState{Voters: []uint64{1, 2, 3}}, []byte("a=1")); err != nil {
 		log.Fatal(err)
 	}
 	if err := l.Compact(1); err != nil {

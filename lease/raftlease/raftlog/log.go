@@ -286,19 +286,20 @@ func (l *Log) rotate() error {
 // than the current snapshot's and at most LastIndex. The snapshot file is
 // written crash-safely (temporary file, fsync, rename, directory fsync) and
 // then recorded in the WAL; a crash in between leaves an orphan file that
-// Open deletes. It does not discard entries: call Compact.
+// Open deletes. When it returns nil the snapshot is durable and Snapshot
+// returns it. It does not discard entries: call Compact.
 //
 // It returns an error wrapping raft.ErrSnapOutOfDate if index is not newer
 // than the current snapshot and ErrInvalid if index is beyond the log.
-func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
+func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) error {
 	cur, _ := l.mem.Snapshot()
 	if index <= cur.GetMetadata().GetIndex() {
-		return nil, fmt.Errorf("raftlog: snapshot at index %d is not newer than the one at %d: %w",
+		return fmt.Errorf("raftlog: snapshot at index %d is not newer than the one at %d: %w",
 			index, cur.GetMetadata().GetIndex(), raft.ErrSnapOutOfDate)
 	}
 	term, err := l.mem.Term(index)
 	if err != nil {
-		return nil, fmt.Errorf("%w: snapshot index %d: %w", ErrInvalid, index, err)
+		return fmt.Errorf("%w: snapshot index %d: %w", ErrInvalid, index, err)
 	}
 	if cs == nil {
 		cs = cur.GetMetadata().GetConfState()
@@ -312,42 +313,41 @@ func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) (*
 	// wait for it.
 	tmp, final, err := writeSnapshotTemp(l.dir, snap)
 	if err != nil {
-		return nil, err
+		return err
 	}
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.usable(); err != nil {
 		os.Remove(tmp)
-		return nil, err
+		return err
 	}
 	if index <= l.snapIndex {
 		os.Remove(tmp)
-		return nil, fmt.Errorf("raftlog: snapshot at index %d is not newer than the one at %d: %w",
+		return fmt.Errorf("raftlog: snapshot at index %d is not newer than the one at %d: %w",
 			index, l.snapIndex, raft.ErrSnapOutOfDate)
 	}
 	if t, err := l.mem.Term(index); err != nil || t != term {
 		os.Remove(tmp)
-		return nil, fmt.Errorf("%w: entry %d changed while its snapshot was written (term %d, now %d, %v)",
+		return fmt.Errorf("%w: entry %d changed while its snapshot was written (term %d, now %d, %v)",
 			ErrInvalid, index, term, t, err)
 	}
 	if err := publishSnapshot(l.dir, tmp, final); err != nil {
-		return nil, err
+		return err
 	}
 	p, err := marshalOpts.Marshal(&raftpb.SnapshotMetadata{Index: new(index), Term: new(term)})
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: marshal snapshot metadata: %w", err)
+		return fmt.Errorf("raftlog: marshal snapshot metadata: %w", err)
 	}
 	if err := l.appendBatch([]pendingRecord{{recSnapshotLocal, p}}); err != nil {
-		return nil, err
+		return err
 	}
-	out, err := l.mem.CreateSnapshot(index, cs, data)
-	if err != nil {
-		return nil, l.fail(fmt.Errorf("raftlog: snapshot in memory: %w", err))
+	if _, err := l.mem.CreateSnapshot(index, cs, data); err != nil {
+		return l.fail(fmt.Errorf("raftlog: snapshot in memory: %w", err))
 	}
 	l.snapIndex, l.snapTerm = index, term
 	l.pruneSnapshots()
-	return out, nil
+	return nil
 }
 
 // Compact discards the entries up to and including index, from memory
