@@ -1,0 +1,207 @@
+package raftlease
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"slices"
+	"sort"
+
+	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/storage"
+)
+
+// fsm is the replicated state machine. Every member applies the same
+// committed entries in the same order, and apply is a pure function of the
+// state and the entry, so every member holds the same state at the same
+// index. It is only touched by the group's run loop.
+type fsm struct {
+	kv   map[string]storage.Item
+	high fence.Token // the highest token a write was applied with
+
+	// candidates are the members that want the lease; the leader hands
+	// Raft leadership to one of them if it does not want it itself.
+	candidates map[uint64]bool
+	// holder is the last lease grant: member led Raft term term and
+	// announced it holds the lease in it.
+	holder holderRecord
+	// members maps the Raft ID of every member added through the log to
+	// its name and address.
+	members map[uint64]memberInfo
+}
+
+type holderRecord struct{ member, term uint64 }
+
+func newFSM() *fsm {
+	return &fsm{kv: map[string]storage.Item{}, candidates: map[uint64]bool{}, members: map[uint64]memberInfo{}}
+}
+
+// result is what applying one command gives its proposer.
+type result struct {
+	version storage.Version
+	err     error
+}
+
+// apply applies c, the entry at index, and returns its result. The fence
+// rule is the same on every member: a write is applied only if its token
+// is at least the highest token applied before it; a compare-and-swap is
+// checked against the version stored at this point of the log.
+func (s *fsm) apply(index uint64, c command) result {
+	switch c.kind {
+	case opPut, opCAS, opDelete:
+		if c.token == 0 {
+			return result{err: fence.ErrNoToken}
+		}
+		if c.token < s.high {
+			return result{err: fmt.Errorf("raftlease: %s %q: %w", c.kind, c.key, fence.Stale(c.token, s.high))}
+		}
+		cur, exists := s.kv[c.key]
+		if c.kind == opCAS && cur.Version != c.old {
+			return result{err: fmt.Errorf("raftlease: compare-and-swap %q: %w: stored version %d, expected %d", c.key, storage.ErrConflict, cur.Version, c.old)}
+		}
+		s.high = c.token
+		if c.kind == opDelete {
+			if exists {
+				delete(s.kv, c.key)
+			}
+			return result{}
+		}
+		v := storage.Version(index)
+		s.kv[c.key] = storage.Item{Value: c.value, Version: v}
+		return result{version: v}
+	case opCandidate:
+		if c.on {
+			s.candidates[c.member] = true
+		} else {
+			delete(s.candidates, c.member)
+		}
+	case opHolder:
+		if c.term > s.holder.term {
+			s.holder = holderRecord{member: c.member, term: c.term}
+		}
+	}
+	return result{}
+}
+
+func (s *fsm) get(key string) (storage.Item, error) {
+	it, ok := s.kv[key]
+	if !ok {
+		return storage.Item{}, fmt.Errorf("raftlease: get %q: %w", key, storage.ErrNotFound)
+	}
+	return storage.Item{Value: bytes.Clone(it.Value), Version: it.Version}, nil
+}
+
+// Snapshot format, version 1, all integers big endian:
+//
+//	"HKRS" | format u8 | high u64 | holder member u64 | holder term u64 |
+//	members: uvarint n, n x (raft ID u64, ID string, address string) |
+//	candidates: uvarint n, n x raft ID u64 |
+//	entries: uvarint n, n x (key string, version u64, value bytes) |
+//	CRC-32C of everything before it, u32
+//
+// Strings and bytes are uvarint length + data. Members and candidates are
+// sorted by Raft ID and entries by key, so equal states encode to equal
+// bytes on every member.
+const (
+	snapshotMagic  = "HKRS"
+	snapshotFormat = 1
+)
+
+func (s *fsm) encode() []byte {
+	b := append([]byte(snapshotMagic), snapshotFormat)
+	b = binary.BigEndian.AppendUint64(b, uint64(s.high))
+	b = binary.BigEndian.AppendUint64(b, s.holder.member)
+	b = binary.BigEndian.AppendUint64(b, s.holder.term)
+
+	ids := make([]uint64, 0, len(s.members))
+	for id := range s.members {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		b = binary.BigEndian.AppendUint64(b, id)
+		b = appendString(b, s.members[id].ID)
+		b = appendString(b, s.members[id].Addr)
+	}
+
+	ids = ids[:0]
+	for id := range s.candidates {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		b = binary.BigEndian.AppendUint64(b, id)
+	}
+
+	keys := make([]string, 0, len(s.kv))
+	for k := range s.kv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = appendString(b, k)
+		b = binary.BigEndian.AppendUint64(b, uint64(s.kv[k].Version))
+		b = appendBytes(b, s.kv[k].Value)
+	}
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+// decodeFSM reads a snapshot written by encode. It checks the checksum
+// before parsing and refuses anything else: a snapshot that cannot be
+// read is an error, never an empty store.
+func decodeFSM(data []byte) (*fsm, error) {
+	const minLen = len(snapshotMagic) + 1 + 3*8 + 3 + 4
+	if len(data) < minLen {
+		return nil, fmt.Errorf("raftlease: decode snapshot: %w: %d bytes is shorter than the minimum %d", ErrCorrupt, len(data), minLen)
+	}
+	body, sum := data[:len(data)-4], binary.BigEndian.Uint32(data[len(data)-4:])
+	if got := crc32.Checksum(body, castagnoli); got != sum {
+		return nil, fmt.Errorf("raftlease: decode snapshot: %w: checksum %08x, stored %08x", ErrCorrupt, got, sum)
+	}
+	if string(body[:4]) != snapshotMagic {
+		return nil, fmt.Errorf("raftlease: decode snapshot: %w: bad magic %q", ErrCorrupt, body[:4])
+	}
+	d := decoder{b: body, off: 4}
+	if f := d.byte(); f != snapshotFormat {
+		return nil, fmt.Errorf("raftlease: decode snapshot: %w: format %d, want %d", ErrCorrupt, f, snapshotFormat)
+	}
+	s := newFSM()
+	s.high = fence.Token(d.u64())
+	s.holder.member = d.u64()
+	s.holder.term = d.u64()
+	var prev uint64
+	for i, n := 0, d.count(10); i < n && d.err == nil; i++ {
+		id := d.u64()
+		m := memberInfo{ID: d.string(maxMemberIDLen), Addr: d.string(maxAddrLen)}
+		if d.err == nil && (id <= prev || m.ID == "") {
+			d.fail("members not sorted, duplicated or unnamed")
+		}
+		s.members[id], prev = m, id
+	}
+	prev = 0
+	for i, n := 0, d.count(8); i < n && d.err == nil; i++ {
+		id := d.u64()
+		if d.err == nil && id <= prev {
+			d.fail("candidates not sorted or duplicated")
+		}
+		s.candidates[id], prev = true, id
+	}
+	var prevKey string
+	for i, n := 0, d.count(10); i < n && d.err == nil; i++ {
+		k := d.string(storage.MaxKeyLen)
+		v := storage.Version(d.u64())
+		val := d.bytes(maxValueLimit)
+		if d.err == nil && ((i > 0 && k <= prevKey) || v == 0 || storage.ValidateKey(k) != nil) {
+			d.fail(fmt.Sprintf("entry %q out of order, invalid or with version 0", k))
+		}
+		s.kv[k], prevKey = storage.Item{Value: val, Version: v}, k
+	}
+	if err := d.finish("snapshot"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -1,0 +1,616 @@
+package raftlease
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/hakit/hakit/lease"
+	"github.com/hakit/hakit/lease/clock"
+)
+
+var (
+	// ErrNotLeader is wrapped by errors of writes and reads that need a
+	// Raft leader this member is not or cannot reach. The message names
+	// the leader when it is known. A write that fails with it may still
+	// have been applied if it had been proposed before leadership moved.
+	ErrNotLeader = errors.New("raftlease: not the leader")
+	// ErrStopped is wrapped by every call on a Group whose run loop
+	// stopped on an error (a failed disk write, an undecodable entry);
+	// the error names the cause.
+	ErrStopped = errors.New("raftlease: group stopped")
+)
+
+// Group is one member of an embedded Raft group. It elects one member
+// (lease.Elector, lease.Transferer) and replicates a fenced key-value
+// store (Store). All methods are safe for concurrent use.
+type Group struct {
+	cfg  Config
+	self uint64
+	log  *slog.Logger
+	clk  clock.Clock
+	db   logStore
+	tr   Transport
+
+	recvc chan *pb.Message
+	actc  chan func()
+	stopc chan struct{}
+	donec chan struct{}
+
+	// Owned by the run loop.
+	rn          *raft.RawNode
+	sm          *fsm
+	confState   *pb.ConfState
+	applied     uint64
+	snapIndex   uint64
+	nonce, seq  uint64
+	quietUntil  time.Time // votes are ignored before this (see step)
+	lead        uint64
+	role        raft.StateType
+	raftTerm    uint64
+	pending     map[uint64]*proposal
+	reads       map[uint64]*readReq
+	confWaiters map[uint64]chan error
+	hb          heartbeatTracker
+	el          electorState
+
+	mu          sync.Mutex
+	stopErr     error // set before donec closes
+	view        lease.Leader
+	leadID      string        // current Raft leader's member ID, "" if unknown
+	leadSeen    uint64        // current Raft leader's Raft ID, as last published
+	leadChanged chan struct{} // closed at the next publish
+	observers   map[*observer]struct{}
+	closing     bool
+}
+
+var (
+	_ lease.Elector    = (*Group)(nil)
+	_ lease.Transferer = (*Group)(nil)
+)
+
+type proposal struct {
+	ch   chan result
+	term uint64
+}
+
+// Start validates cfg, opens the data directory, starts the transport and
+// the run loop, and returns the running member. It returns once the
+// member runs, not once the group has a leader. A member whose data
+// directory holds a log restarts from it; otherwise a new group is
+// bootstrapped from Peers (or, with Join, the member waits to be given
+// the log by the leader). ctx bounds only the start.
+func Start(ctx context.Context, cfg Config) (*Group, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	g := &Group{
+		cfg:         cfg,
+		self:        RaftID(cfg.ID),
+		log:         cfg.Logger.With("member", cfg.ID),
+		clk:         cfg.Clock,
+		recvc:       make(chan *pb.Message, 4096),
+		actc:        make(chan func(), 256),
+		stopc:       make(chan struct{}),
+		donec:       make(chan struct{}),
+		sm:          newFSM(),
+		pending:     map[uint64]*proposal{},
+		reads:       map[uint64]*readReq{},
+		confWaiters: map[uint64]chan error{},
+		observers:   map[*observer]struct{}{},
+	}
+	var nb [8]byte
+	_, _ = rand.Read(nb[:])
+	g.nonce = binary.BigEndian.Uint64(nb[:])
+	g.el.init()
+
+	db := cfg.storage
+	if db == nil {
+		var err error
+		if db, err = openLog(cfg.DataDir, g.log); err != nil {
+			return nil, err
+		}
+	}
+	g.db = db
+	if err := g.open(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	tr := cfg.Transport
+	if tr == nil {
+		t, err := NewTCPTransport(TCPConfig{ID: cfg.ID, Addr: cfg.Peers[cfg.ID], TLS: cfg.TLS, Logger: cfg.Logger})
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		tr = t
+	}
+	g.tr = tr
+	for id, addr := range g.peerAddrs() {
+		tr.SetPeer(id, addr)
+	}
+	if err := tr.Start(handler{g}); err != nil {
+		tr.Close()
+		db.Close()
+		return nil, fmt.Errorf("raftlease: member %q: start transport: %w", cfg.ID, err)
+	}
+	go g.run()
+	return g, nil
+}
+
+// open restores the state machine from the log's snapshot and creates the
+// Raft node, bootstrapping a new group if the log is empty.
+func (g *Group) open() error {
+	snap, err := g.db.Snapshot()
+	if err != nil {
+		return fmt.Errorf("raftlease: member %q: read snapshot: %w", g.cfg.ID, err)
+	}
+	if !raft.IsEmptySnap(snap) {
+		sm, err := decodeFSM(snap.GetData())
+		if err != nil {
+			return fmt.Errorf("raftlease: member %q: snapshot at index %d: %w", g.cfg.ID, snap.GetMetadata().GetIndex(), err)
+		}
+		g.sm = sm
+		g.applied = snap.GetMetadata().GetIndex()
+		g.snapIndex = g.applied
+	}
+	hs, cs, err := g.db.InitialState()
+	if err != nil {
+		return fmt.Errorf("raftlease: member %q: read state: %w", g.cfg.ID, err)
+	}
+	g.confState = cs
+	last, err := g.db.LastIndex()
+	if err != nil {
+		return fmt.Errorf("raftlease: member %q: read log: %w", g.cfg.ID, err)
+	}
+	fresh := last == 0 && raft.IsEmptyHardState(hs) && raft.IsEmptySnap(snap)
+	g.rn, err = raft.NewRawNode(&raft.Config{
+		ID:                        g.self,
+		ElectionTick:              g.cfg.ElectionTicks,
+		HeartbeatTick:             g.cfg.HeartbeatTicks,
+		Storage:                   g.db,
+		Applied:                   g.applied,
+		MaxSizePerMsg:             1 << 20,
+		MaxInflightMsgs:           256,
+		MaxUncommittedEntriesSize: 1 << 28,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		StepDownOnRemoval:         true,
+		Logger:                    raftLogger{g.log},
+	})
+	if err != nil {
+		return fmt.Errorf("raftlease: member %q: %w", g.cfg.ID, err)
+	}
+	if !fresh {
+		// A member that restarts has forgotten when it last heard from
+		// the leader; it must not vote for a rival before the leader's
+		// lease can have run out (see step).
+		g.quietUntil = g.clk.Now().Add(time.Duration(g.cfg.ElectionTicks) * g.cfg.TickInterval)
+		return nil
+	}
+	if g.cfg.Join {
+		return nil
+	}
+	ids, _ := raftIDs(g.cfg.Peers)
+	peers := make([]raft.Peer, 0, len(ids))
+	for id, name := range ids {
+		peers = append(peers, raft.Peer{ID: id, Context: memberInfo{ID: name, Addr: g.cfg.Peers[name]}.encode()})
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].ID < peers[j].ID })
+	if err := g.rn.Bootstrap(peers); err != nil {
+		return fmt.Errorf("raftlease: member %q: bootstrap: %w", g.cfg.ID, err)
+	}
+	// On a new group nobody can hold a lease yet, so the member with the
+	// lowest Raft ID starts the first election at once instead of after
+	// a timeout.
+	if peers[0].ID == g.self {
+		_ = g.rn.Campaign()
+	}
+	return nil
+}
+
+// peerAddrs returns the address of every other member: the replicated
+// membership wins over Config.Peers.
+func (g *Group) peerAddrs() map[uint64]string {
+	out := map[uint64]string{}
+	for name, addr := range g.cfg.Peers {
+		out[RaftID(name)] = addr
+	}
+	for id, m := range g.sm.members {
+		if m.Addr != "" {
+			out[id] = m.Addr
+		}
+	}
+	delete(out, g.self)
+	return out
+}
+
+// Close resigns any held Term, stops the run loop and the transport and
+// closes the log. It does not remove the member from the group.
+func (g *Group) Close() error {
+	g.mu.Lock()
+	if g.closing {
+		g.mu.Unlock()
+		<-g.donec
+		return nil
+	}
+	g.closing = true
+	g.mu.Unlock()
+	if t := g.currentTerm(); t != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.electionTimeout())
+		_ = t.Resign(ctx)
+		cancel()
+	}
+	close(g.stopc)
+	<-g.donec
+	err := g.tr.Close()
+	if cerr := g.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ID returns this member's ID.
+func (g *Group) ID() string { return g.cfg.ID }
+
+// Config returns the member's configuration with defaults filled in.
+func (g *Group) Config() Config { return g.cfg }
+
+// do runs f on the run loop and waits for it to return.
+func (g *Group) do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	wrapped := func() { f(); close(done) }
+	select {
+	case g.actc <- wrapped:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-g.donec:
+		return g.stoppedErr()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-g.donec:
+		// The loop may have run f just before stopping.
+		select {
+		case <-done:
+			return nil
+		default:
+		}
+		return g.stoppedErr()
+	}
+}
+
+func (g *Group) stoppedErr() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopErr != nil {
+		return g.stopErr
+	}
+	return lease.ErrClosed
+}
+
+type handler struct{ g *Group }
+
+func (h handler) Receive(m *pb.Message) {
+	select {
+	case h.g.recvc <- m:
+	default: // as if the network lost it
+	}
+}
+
+func (h handler) Unreachable(id uint64) {
+	h.g.post(func() { h.g.rn.ReportUnreachable(id) })
+}
+
+func (h handler) SnapshotDone(id uint64, ok bool) {
+	st := raft.SnapshotFinish
+	if !ok {
+		st = raft.SnapshotFailure
+	}
+	h.g.post(func() { h.g.rn.ReportSnapshot(id, st) })
+}
+
+// post queues f for the run loop without waiting; it is dropped if the
+// loop is overwhelmed or gone (the reports it carries are hints).
+func (g *Group) post(f func()) {
+	select {
+	case g.actc <- f:
+	default:
+	}
+}
+
+// run is the only goroutine that touches the Raft node and the state
+// machine.
+func (g *Group) run() {
+	ticker := g.clk.NewTicker(g.cfg.TickInterval)
+	defer ticker.Stop()
+	var err error
+	for err == nil {
+		select {
+		case <-ticker.C():
+			g.rn.Tick()
+			g.onTick()
+		case m := <-g.recvc:
+			g.step(m)
+		case f := <-g.actc:
+			f()
+		case <-g.stopc:
+			g.shutdown(lease.ErrClosed)
+			return
+		}
+		// Take what else is waiting, so that one disk sync covers many
+		// proposals.
+	more:
+		for i := 0; i < 128; i++ {
+			select {
+			case m := <-g.recvc:
+				g.step(m)
+			case f := <-g.actc:
+				f()
+			default:
+				break more
+			}
+		}
+		err = g.processReady()
+	}
+	g.log.Error("raftlease: stopping", "err", err)
+	g.shutdown(fmt.Errorf("%w: member %q: %w", ErrStopped, g.cfg.ID, err))
+}
+
+// shutdown ends everything that waits on the loop with err.
+func (g *Group) shutdown(err error) {
+	g.mu.Lock()
+	g.stopErr = err
+	g.mu.Unlock()
+	if t := g.el.held; t != nil {
+		t.end(fmt.Errorf("%w: member %q stopped: %w", lease.ErrLost, g.cfg.ID, err))
+		g.el.held = nil
+	}
+	for id, ch := range g.confWaiters {
+		ch <- err
+		delete(g.confWaiters, id)
+	}
+	for id, p := range g.pending {
+		p.ch <- result{err: err}
+		delete(g.pending, id)
+	}
+	for id, r := range g.reads {
+		r.ch <- readResult{err: err}
+		delete(g.reads, id)
+	}
+	g.el.failWaiters(err)
+	g.publish(lease.Leader{}, "")
+	close(g.donec)
+	g.closeObservers()
+}
+
+// step hands an incoming message to Raft, after the group's own checks.
+func (g *Group) step(m *pb.Message) {
+	switch m.GetType() {
+	case pb.MsgVote, pb.MsgPreVote:
+		// A restarted member does not know how recently the leader was
+		// heard from, so it could vote a rival in while the leader's
+		// lease still runs; it stays out of elections for one election
+		// timeout. A leadership transfer is let through: the leader
+		// asked for it.
+		if string(m.GetContext()) != campaignTransferCtx && g.clk.Now().Before(g.quietUntil) {
+			return
+		}
+	case pb.MsgHeartbeatResp:
+		g.hb.receive(g, m)
+	}
+	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+		g.log.Debug("raftlease: step", "type", m.GetType().String(), "from", fmt.Sprintf("%x", m.GetFrom()), "err", err)
+	}
+}
+
+// campaignTransferCtx is the context go.etcd.io/raft puts on the votes of
+// a leadership transfer.
+const campaignTransferCtx = "CampaignTransfer"
+
+// processReady runs the Ready cycle in the order Raft requires: persist
+// the snapshot, entries and HardState (synced), then send messages, then
+// apply committed entries, then Advance.
+func (g *Group) processReady() error {
+	for g.rn.HasReady() {
+		rd := g.rn.Ready()
+		if !raft.IsEmptySnap(rd.Snapshot) || len(rd.Entries) > 0 || !raft.IsEmptyHardState(rd.HardState) {
+			if err := g.db.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+				return fmt.Errorf("persist Raft state: %w", err)
+			}
+		}
+		if !raft.IsEmptySnap(rd.Snapshot) {
+			if err := g.restore(rd.Snapshot); err != nil {
+				return err
+			}
+		}
+		g.hb.beginBatch()
+		for _, m := range rd.Messages {
+			if m.GetType() == pb.MsgHeartbeat {
+				g.hb.stamp(g, m)
+			}
+			g.tr.Send(m)
+		}
+		if rd.SoftState != nil {
+			g.lead, g.role = rd.SoftState.Lead, rd.SoftState.RaftState
+		}
+		for _, e := range rd.CommittedEntries {
+			if err := g.applyEntry(e); err != nil {
+				return err
+			}
+		}
+		for _, rs := range rd.ReadStates {
+			g.readIndexReady(rs)
+		}
+		g.rn.Advance(rd)
+		if err := g.maybeSnapshot(); err != nil {
+			return err
+		}
+	}
+	g.afterReady()
+	return nil
+}
+
+// afterReady reacts to what the cycle changed: leadership, the term, the
+// lease, pending reads.
+func (g *Group) afterReady() {
+	st := g.rn.BasicStatus()
+	termChanged := st.GetTerm() != g.raftTerm
+	g.raftTerm, g.lead, g.role = st.GetTerm(), st.Lead, st.RaftState
+	if termChanged || st.RaftState != raft.StateLeader {
+		g.hb.reset()
+		g.failPending(st)
+	}
+	g.serveReads()
+	g.reconcile(st)
+	g.publishView()
+}
+
+// failPending fails the proposals of earlier terms, or all of them once
+// this member is not the leader: their outcome is unknown to the caller.
+func (g *Group) failPending(st raft.BasicStatus) {
+	for id, p := range g.pending {
+		if st.RaftState != raft.StateLeader || p.term != st.GetTerm() {
+			p.ch <- result{err: g.notLeaderErr("write")}
+			delete(g.pending, id)
+		}
+	}
+	if st.Lead == raft.None {
+		for id, r := range g.reads {
+			if r.index == 0 {
+				r.ch <- readResult{err: g.notLeaderErr("read")}
+				delete(g.reads, id)
+			}
+		}
+	}
+}
+
+func (g *Group) notLeaderErr(what string) error {
+	if g.lead == raft.None {
+		return fmt.Errorf("%w: member %q: %s: no leader known", ErrNotLeader, g.cfg.ID, what)
+	}
+	return fmt.Errorf("%w: member %q: %s: the leader is %q", ErrNotLeader, g.cfg.ID, what, g.memberName(g.lead))
+}
+
+func (g *Group) memberName(id uint64) string {
+	if m, ok := g.sm.members[id]; ok {
+		return m.ID
+	}
+	for name := range g.cfg.Peers {
+		if RaftID(name) == id {
+			return name
+		}
+	}
+	return fmt.Sprintf("%x", id)
+}
+
+func (g *Group) memberAddr(id uint64) string {
+	if m, ok := g.sm.members[id]; ok && m.Addr != "" {
+		return m.Addr
+	}
+	return g.cfg.Peers[g.memberName(id)]
+}
+
+// applyEntry applies one committed entry to the state machine and hands
+// the result to the member's waiting proposer, if any.
+func (g *Group) applyEntry(e *pb.Entry) error {
+	idx := e.GetIndex()
+	if idx <= g.applied {
+		return nil
+	}
+	switch e.GetType() {
+	case pb.EntryNormal:
+		if len(e.GetData()) == 0 {
+			break // a new leader's empty entry
+		}
+		c, err := decodeCommand(e.GetData())
+		if err != nil {
+			return fmt.Errorf("apply entry %d of term %d: %w", idx, e.GetTerm(), err)
+		}
+		r := g.sm.apply(idx, c)
+		if c.origin == g.self && c.nonce == g.nonce {
+			if p, ok := g.pending[c.seq]; ok {
+				p.ch <- r
+				delete(g.pending, c.seq)
+			}
+		}
+	case pb.EntryConfChange:
+		var cc pb.ConfChange
+		if err := unmarshalConfChange(e.GetData(), &cc); err != nil {
+			return fmt.Errorf("apply configuration change %d: %w", idx, err)
+		}
+		g.applyConfChange(idx, &cc)
+	default:
+		return fmt.Errorf("apply entry %d: %w: entry type %v", idx, ErrCorrupt, e.GetType())
+	}
+	g.applied = idx
+	return nil
+}
+
+// maybeSnapshot snapshots the state machine and compacts the log once
+// SnapshotEntries entries were applied since the last snapshot.
+func (g *Group) maybeSnapshot() error {
+	if g.applied < g.snapIndex+g.cfg.SnapshotEntries {
+		return nil
+	}
+	if err := g.db.CreateSnapshot(g.applied, g.confState, g.sm.encode()); err != nil {
+		return fmt.Errorf("snapshot at index %d: %w", g.applied, err)
+	}
+	g.snapIndex = g.applied
+	if g.applied > g.cfg.CompactionMargin {
+		if err := g.db.Compact(g.applied - g.cfg.CompactionMargin); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return fmt.Errorf("compact log to index %d: %w", g.applied-g.cfg.CompactionMargin, err)
+		}
+	}
+	g.log.Debug("raftlease: snapshot", "index", g.applied)
+	return nil
+}
+
+// restore replaces the state machine with a snapshot received from the
+// leader.
+func (g *Group) restore(snap *pb.Snapshot) error {
+	sm, err := decodeFSM(snap.GetData())
+	if err != nil {
+		return fmt.Errorf("snapshot at index %d from the leader: %w", snap.GetMetadata().GetIndex(), err)
+	}
+	g.sm = sm
+	g.applied = snap.GetMetadata().GetIndex()
+	g.snapIndex = g.applied
+	g.confState = snap.GetMetadata().GetConfState()
+	for id, addr := range g.peerAddrs() {
+		g.tr.SetPeer(id, addr)
+	}
+	return nil
+}
+
+// onTick runs the group's own timers: re-issued reads, the lease.
+func (g *Group) onTick() {
+	g.retryReads()
+	g.el.tick(g)
+}
+
+// sortedVoters returns the voters of the incoming and outgoing
+// configurations.
+func sortedVoters(cs *pb.ConfState) (in, out []uint64) {
+	in = slices.Clone(cs.GetVoters())
+	out = slices.Clone(cs.GetVotersOutgoing())
+	slices.Sort(in)
+	slices.Sort(out)
+	return in, out
+}
