@@ -6,7 +6,10 @@
 // Clock, so that ha/hatest can run whole clusters on virtual time.
 package clock
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // Clock tells the time and makes timers. Durations measured between two
 // Now values use the monotonic clock where the implementation has one.
@@ -39,10 +42,86 @@ type Ticker interface {
 	Stop()
 }
 
+// AfterFunc arranges for f to be called once after d on c, and returns a
+// Timer whose Stop cancels the call (reporting whether it did) and whose
+// Reset schedules it again. The Timer's C is nil.
+//
+// If c has its own AfterFunc method (Real and Fake do), that is used: the
+// real clock calls f in its own goroutine, as time.AfterFunc; a Fake calls
+// f inside Advance or Set, which makes a simulation deterministic. For any
+// other Clock, a goroutine waits on a timer of c and then calls f.
+func AfterFunc(c Clock, d time.Duration, f func()) Timer {
+	if a, ok := c.(interface {
+		AfterFunc(time.Duration, func()) Timer
+	}); ok {
+		return a.AfterFunc(d, f)
+	}
+	t := &funcTimer{c: c, f: f}
+	t.Reset(d)
+	return t
+}
+
+// funcTimer runs f after a timer of c fires. Each arming gets its own
+// waiting goroutine and its own cancel channel; a goroutine whose cancel
+// channel is no longer current exits without calling f.
+type funcTimer struct {
+	c Clock
+	f func()
+
+	mu      sync.Mutex
+	cancel  chan struct{} // of the current arming; nil if none is pending
+	current Timer
+}
+
+func (t *funcTimer) C() <-chan time.Time { return nil }
+
+func (t *funcTimer) Stop() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stopLocked()
+}
+
+func (t *funcTimer) stopLocked() bool {
+	if t.cancel == nil {
+		return false
+	}
+	close(t.cancel)
+	t.cancel = nil
+	t.current.Stop()
+	return true
+}
+
+func (t *funcTimer) Reset(d time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	was := t.stopLocked()
+	cancel, timer := make(chan struct{}), t.c.NewTimer(d)
+	t.cancel, t.current = cancel, timer
+	go func() {
+		select {
+		case <-timer.C():
+		case <-cancel:
+			return
+		}
+		t.mu.Lock()
+		if t.cancel != cancel { // stopped or reset meanwhile
+			t.mu.Unlock()
+			return
+		}
+		t.cancel = nil
+		t.mu.Unlock()
+		t.f()
+	}()
+	return was
+}
+
 // Real returns the Clock backed by package time.
 func Real() Clock { return realClock{} }
 
 type realClock struct{}
+
+// AfterFunc calls f in its own goroutine after d, as time.AfterFunc.
+func (realClock) AfterFunc(d time.Duration, f func()) Timer { return realTimer{time.AfterFunc(d, f)} }
 
 func (realClock) Now() time.Time { return time.Now() }
 

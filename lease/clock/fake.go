@@ -2,19 +2,34 @@ package clock
 
 import (
 	"context"
-	"sort"
 	"sync"
 	"time"
 )
 
-// Fake is a Clock whose time moves only when Advance or Set is called. Timers
-// and tickers fire, in deadline order, during the call that moves time past
-// their deadline. A Fake is safe for concurrent use.
+// Fake is a Clock whose time moves only when Advance or Set is called.
+// Timers and tickers fire, in deadline order (ties in the order they were
+// armed), during the call that moves time past their deadline; while a
+// timer fires, Now reports its deadline. A Fake is safe for concurrent use.
+//
+// Channel timers behave like time.Timer in Go 1.23 and later: the channel
+// holds at most one value, Stop and Reset discard a value not yet received
+// and report true for it, and a timer made or reset with a duration <= 0
+// fires at once. A ticker whose value has not been received drops further
+// ticks, as time.Ticker does.
+//
+// Functions scheduled with AfterFunc run in the goroutine that called
+// Advance or Set, one at a time and in deadline order, so a simulation that
+// drives all its timers through AfterFunc is deterministic: when Advance
+// returns, every reaction to the time it passed has run. Such a function
+// may use the Fake (Now, timers, Stop, Reset) but must not call Advance or
+// Set, which would deadlock.
 //
 // Tests wait for the code under test to arm its timers with WaitForTimers
 // instead of sleeping.
 type Fake struct {
-	mu      sync.Mutex
+	advance sync.Mutex // serialises Advance and Set, so firing order is total
+
+	mu      sync.Mutex // guards the fields below
 	now     time.Time
 	seq     uint64
 	pending map[*fakeTimer]struct{}
@@ -33,7 +48,8 @@ func (f *Fake) Now() time.Time {
 	return f.now
 }
 
-// NewTimer returns a timer that fires when the fake time reaches Now()+d.
+// NewTimer returns a timer that fires when the fake time reaches Now()+d,
+// or at once if d <= 0.
 func (f *Fake) NewTimer(d time.Duration) Timer {
 	t := &fakeTimer{f: f, c: make(chan time.Time, 1)}
 	f.mu.Lock()
@@ -43,7 +59,8 @@ func (f *Fake) NewTimer(d time.Duration) Timer {
 }
 
 // NewTicker returns a ticker that fires each time the fake time passes
-// another multiple of d after now.
+// another multiple of d after now. It panics if d <= 0, as time.NewTicker
+// does.
 func (f *Fake) NewTicker(d time.Duration) Ticker {
 	if d <= 0 {
 		panic("clock: non-positive interval for NewTicker")
@@ -55,45 +72,78 @@ func (f *Fake) NewTicker(d time.Duration) Ticker {
 	return fakeTicker{t}
 }
 
+// AfterFunc arranges for fn to be called, in the goroutine that advances
+// the clock, once the fake time reaches Now()+d. A duration <= 0 makes fn
+// run during the next Advance or Set (even Advance(0)), never inside
+// AfterFunc itself, so a caller may hold its own locks. The returned
+// Timer's C is nil; Stop reports whether it prevented the call.
+func (f *Fake) AfterFunc(d time.Duration, fn func()) Timer {
+	t := &fakeTimer{f: f, fn: fn}
+	f.mu.Lock()
+	f.arm(t, d)
+	f.mu.Unlock()
+	return t
+}
+
 // Advance moves the fake time forward by d, firing every timer whose
 // deadline it passes.
 func (f *Fake) Advance(d time.Duration) {
+	f.advance.Lock()
+	defer f.advance.Unlock()
 	f.mu.Lock()
 	target := f.now.Add(d)
 	f.mu.Unlock()
-	f.Set(target)
+	f.set(target)
 }
 
 // Set moves the fake time to t, firing every timer whose deadline is at or
-// before t in deadline order. Setting a time before Now is ignored: the
-// fake clock, like a monotonic one, never goes back.
+// before t in deadline order. Setting a time before Now fires the timers
+// already due but does not move the time back: the fake clock, like a
+// monotonic one, never goes back.
 func (f *Fake) Set(t time.Time) {
+	f.advance.Lock()
+	defer f.advance.Unlock()
+	f.set(t)
+}
+
+// set does the work of Set; f.advance must be held.
+func (f *Fake) set(target time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for {
 		next := f.earliest()
-		if next == nil || next.when.After(t) {
+		if next == nil || next.when.After(target) {
 			break
 		}
 		if next.when.After(f.now) {
 			f.now = next.when
 		}
 		delete(f.pending, next)
+		f.notify()
+		if next.fn != nil {
+			// Run the function without f.mu so that it can use the
+			// clock. Timers it arms at or before target fire in this
+			// same call, in order.
+			f.mu.Unlock()
+			next.fn()
+			f.mu.Lock()
+			continue
+		}
 		select {
 		case next.c <- f.now:
-		default: // an unread value is still there; like time.Ticker, drop
+		default: // an unread value is still there: drop this one
 		}
 		if next.period > 0 {
 			f.arm(next, next.period)
 		}
-		f.notify()
 	}
-	if t.After(f.now) {
-		f.now = t
+	if target.After(f.now) {
+		f.now = target
 	}
 }
 
-// Pending returns the number of timers and tickers armed now.
+// Pending returns the number of timers, tickers and AfterFunc calls armed
+// now.
 func (f *Fake) Pending() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -111,8 +161,9 @@ func (f *Fake) NextDeadline() (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// WaitForTimers blocks until at least n timers or tickers are armed, or ctx
-// ends. It is how a test waits for a goroutine to reach its next timed wait.
+// WaitForTimers blocks until at least n timers, tickers or AfterFunc calls
+// are armed, or ctx ends. It is how a test waits for a goroutine to reach
+// its next timed wait before advancing the clock.
 func (f *Fake) WaitForTimers(ctx context.Context, n int) error {
 	for {
 		f.mu.Lock()
@@ -129,8 +180,16 @@ func (f *Fake) WaitForTimers(ctx context.Context, n int) error {
 	}
 }
 
-// arm schedules t to fire d after now. f.mu must be held.
+// arm schedules t to fire d after now. A channel timer (not a ticker, not
+// a function) with d <= 0 fires at once instead. f.mu must be held.
 func (f *Fake) arm(t *fakeTimer, d time.Duration) {
+	if d <= 0 && t.fn == nil && t.period == 0 {
+		select {
+		case t.c <- f.now:
+		default:
+		}
+		return
+	}
 	f.seq++
 	t.when, t.seq = f.now.Add(d), f.seq
 	f.pending[t] = struct{}{}
@@ -145,25 +204,21 @@ func (f *Fake) notify() {
 // earliest returns the pending timer that fires first; ties go to the one
 // armed first. f.mu must be held.
 func (f *Fake) earliest() *fakeTimer {
-	var all []*fakeTimer
+	var first *fakeTimer
 	for t := range f.pending {
-		all = append(all, t)
-	}
-	if len(all) == 0 {
-		return nil
-	}
-	sort.Slice(all, func(i, j int) bool {
-		if !all[i].when.Equal(all[j].when) {
-			return all[i].when.Before(all[j].when)
+		if first == nil || t.when.Before(first.when) || (t.when.Equal(first.when) && t.seq < first.seq) {
+			first = t
 		}
-		return all[i].seq < all[j].seq
-	})
-	return all[0]
+	}
+	return first
 }
 
+// fakeTimer is a Fake's timer, ticker (period > 0) or AfterFunc call
+// (fn != nil, c == nil).
 type fakeTimer struct {
 	f      *Fake
 	c      chan time.Time
+	fn     func()
 	when   time.Time
 	seq    uint64
 	period time.Duration
@@ -174,24 +229,34 @@ func (t *fakeTimer) C() <-chan time.Time { return t.c }
 func (t *fakeTimer) Stop() bool {
 	t.f.mu.Lock()
 	defer t.f.mu.Unlock()
-	_, ok := t.f.pending[t]
-	delete(t.f.pending, t)
-	if ok {
-		t.f.notify()
-	}
-	return ok
+	return t.disarm()
 }
 
 func (t *fakeTimer) Reset(d time.Duration) bool {
 	t.f.mu.Lock()
 	defer t.f.mu.Unlock()
-	_, ok := t.f.pending[t]
-	select {
-	case <-t.c:
-	default:
-	}
+	active := t.disarm()
 	t.f.arm(t, d)
-	return ok
+	return active
+}
+
+// disarm removes t from the pending set and discards an unread value. It
+// reports whether t was active: armed, or fired with its value not yet
+// received (as time.Timer reports since Go 1.23). t.f.mu must be held.
+func (t *fakeTimer) disarm() bool {
+	_, active := t.f.pending[t]
+	if active {
+		delete(t.f.pending, t)
+		t.f.notify()
+	}
+	if t.c != nil {
+		select {
+		case <-t.c:
+			active = true
+		default:
+		}
+	}
+	return active
 }
 
 type fakeTicker struct{ t *fakeTimer }
