@@ -109,7 +109,7 @@ type Switcher struct {
 	log    *slog.Logger
 
 	mu   sync.Mutex // serializes calls; guards conn
-	conn net.Conn // the current call's connection, or nil
+	conn net.Conn   // the current call's connection, or nil
 
 	// afterRead, if set by a test, runs between the read of the token
 	// record and the update, to stage a race.
