@@ -33,7 +33,7 @@ func TestCampaignResignHandover(t *testing.T) {
 		t.Fatalf("second Campaign while holding: %v, want ErrHolding", err)
 	}
 
-	won := campaignAsync(ctx, b.e)
+	won := campaignAsync(ctx, b.e, nil)
 	waitFor(t, 5*time.Second, "b's campaign key", func() bool {
 		resp, err := b.client.Get(ctx, prefix, clientv3WithPrefix()...)
 		return err == nil && len(resp.Kvs) == 2
@@ -65,7 +65,7 @@ func TestCampaignResignHandover(t *testing.T) {
 		t.Fatalf("resigned term still holds its key: %v, %v", ok, err)
 	}
 	// a can campaign again once its term ended, and Close resigns b's.
-	won = campaignAsync(ctx, a.e)
+	won = campaignAsync(ctx, a.e, nil)
 	if err := b.e.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

@@ -61,13 +61,23 @@ type campaignResult struct {
 	term lease.Term
 	err  error
 	at   time.Time
+	// prevDone reports whether the Done channel passed to campaignAsync
+	// was already closed the moment Campaign returned.
+	prevDone bool
 }
 
-func campaignAsync(ctx context.Context, e lease.Elector) <-chan campaignResult {
+// campaignAsync runs e.Campaign in the background. If prev is not nil,
+// the result records whether prev was closed when Campaign returned: the
+// exact "the old holder stepped down before the successor won" check.
+func campaignAsync(ctx context.Context, e lease.Elector, prev <-chan struct{}) <-chan campaignResult {
 	ch := make(chan campaignResult, 1)
 	go func() {
 		t, err := e.Campaign(ctx)
-		ch <- campaignResult{term: t, err: err, at: time.Now()}
+		r := campaignResult{term: t, err: err, at: time.Now()}
+		if prev != nil {
+			r.prevDone = isClosed(prev)
+		}
+		ch <- r
 	}()
 	return ch
 }

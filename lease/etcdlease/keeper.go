@@ -47,6 +47,7 @@ type keeper struct {
 
 	mu       sync.Mutex
 	err      error
+	endedAt  time.Time // when err was set and done closed
 	deadline time.Time
 
 	releaseMu sync.Mutex
@@ -91,7 +92,7 @@ func (k *keeper) end(err error) bool {
 	if k.err != nil {
 		return false
 	}
-	k.err = err
+	k.err, k.endedAt = err, k.clk.Now()
 	close(k.done)
 	k.cancel()
 	return true
@@ -102,6 +103,13 @@ func (k *keeper) Err() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.err
+}
+
+// EndedAt returns when the keeper ended, or the zero time while it runs.
+func (k *keeper) EndedAt() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.endedAt
 }
 
 // Deadline returns the current self-fencing deadline.

@@ -75,6 +75,10 @@ func (t *Term) Err() error { return t.k.Err() }
 // unless another keepalive is answered first.
 func (t *Term) Deadline() time.Time { return t.k.Deadline() }
 
+// EndedAt returns the time, on the Elector's clock, at which Done was
+// closed, or the zero time while the term is held.
+func (t *Term) EndedAt() time.Time { return t.k.EndedAt() }
+
 // Resign closes Done, then revokes the lease, which deletes the leader key
 // so that the next campaigner wins within about one round trip. If the
 // revoke fails (ctx ended, etcd unreachable) the error says so; Done is
