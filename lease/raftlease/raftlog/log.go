@@ -234,7 +234,8 @@ func (l *Log) appendBatch(recs []pendingRecord) error {
 			return err
 		}
 	}
-	seed := segmentSeed(l.segs[len(l.segs)-1].seq)
+	active := l.segs[len(l.segs)-1]
+	seed := segmentSeed(active.seq)
 	b := l.buf[:0]
 	for _, r := range recs {
 		b = appendRecord(b, seed, r.typ, r.payload)
@@ -244,11 +245,11 @@ func (l *Log) appendBatch(recs []pendingRecord) error {
 		l.buf = b[:0] // reuse small buffers only
 	}
 	if _, err := l.f.Write(b); err != nil {
-		return l.fail(fmt.Errorf("raftlog: write %s: %w", l.f.Name(), err))
+		return l.fail(fmt.Errorf("raftlog: write %s: %w", active.path, err))
 	}
 	l.size += int64(len(b))
 	if err := fdatasync(l.f); err != nil {
-		return l.fail(fmt.Errorf("raftlog: sync %s: %w", l.f.Name(), err))
+		return l.fail(fmt.Errorf("raftlog: sync %s: %w", active.path, err))
 	}
 	return nil
 }
@@ -268,15 +269,15 @@ func (l *Log) rotate() error {
 		SnapIndex: l.snapIndex,
 		SnapTerm:  l.snapTerm,
 	}
-	f, size, err := createSegment(l.dir, h, l.hs)
+	f, sg, size, err := createSegment(l.dir, h, l.hs)
 	if err != nil {
 		return l.fail(err)
 	}
 	if err := l.f.Close(); err != nil {
-		l.logger.Warn("raftlog: closing full segment", "file", l.f.Name(), "err", err)
+		l.logger.Warn("raftlog: closing full segment", "file", l.segs[len(l.segs)-1].path, "err", err)
 	}
 	l.f, l.size = f, size
-	l.segs = append(l.segs, segment{seq: h.Seq, prevIndex: h.PrevIndex, path: f.Name()})
+	l.segs = append(l.segs, sg)
 	return nil
 }
 
@@ -378,7 +379,7 @@ func (l *Log) Compact(index uint64) error {
 	removed := 0
 	var errs []error
 	for len(l.segs) > 1 && l.segs[1].prevIndex <= index {
-		if err := os.Remove(l.segs[0].path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(l.segs[0].path); err != nil {
 			errs = append(errs, fmt.Errorf("raftlog: remove segment: %w", err))
 			break
 		}

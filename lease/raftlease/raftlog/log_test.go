@@ -210,8 +210,8 @@ func TestSnapshotCompactRestart(t *testing.T) {
 	if err := l.Compact(140); err != nil {
 		t.Fatal(err)
 	}
-	if len(l.segs) >= before {
-		t.Fatalf("compaction removed no segments (%d before, %d after)", before, len(l.segs))
+	if n := len(segmentFiles(t, dir)); n >= before || n != len(l.segs) {
+		t.Fatalf("compaction: %d segment files before, %d after, Log tracks %d", before, n, len(l.segs))
 	}
 	if first, _ := l.FirstIndex(); first != 141 {
 		t.Fatalf("FirstIndex after Compact(140) = %d", first)

@@ -217,12 +217,11 @@ func (l *Log) recover() error {
 }
 
 func (l *Log) initEmpty() error {
-	f, size, err := createSegment(l.dir, segmentHeader{}, nil)
+	f, sg, size, err := createSegment(l.dir, segmentHeader{}, nil)
 	if err != nil {
 		return err
 	}
-	l.f, l.size = f, size
-	l.segs = []segment{{seq: 0, prevIndex: 0, path: f.Name()}}
+	l.f, l.size, l.segs = f, size, []segment{sg}
 	return nil
 }
 

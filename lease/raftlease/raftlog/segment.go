@@ -94,7 +94,11 @@ func scanSegment(path string, b []byte, seq uint64, last bool) (*segmentScan, er
 		reason = fmt.Sprintf("%v at offset %d", fail, off)
 	}
 	if !last {
-		return nil, corruptf(path, s.end, "segment is not the last one but ends with an incomplete batch: %s", reason)
+		at := s.end
+		if fail != nil {
+			at = int64(off)
+		}
+		return nil, corruptf(path, at, "segment is not the last one but ends with an incomplete batch: %s", reason)
 	}
 	s.torn = &TornTail{File: path, Offset: s.end, Dropped: int64(len(b)) - s.end, Reason: reason}
 	return s, nil
@@ -115,14 +119,15 @@ func findRecord(b []byte, from int, seed uint32) (int, bool) {
 // empty, the hard state, as one committed batch. It is built under a
 // temporary name, synced, renamed and the directory synced, so a segment
 // file that exists always has a complete header. The returned file is
-// positioned at its end, ready for appends.
-func createSegment(dir string, h segmentHeader, hs *raftpb.HardState) (*os.File, int64, error) {
+// positioned at its end, ready for appends; its Name is the temporary
+// name, so callers use the returned segment's path.
+func createSegment(dir string, h segmentHeader, hs *raftpb.HardState) (*os.File, segment, int64, error) {
 	seed := segmentSeed(h.Seq)
 	buf := appendRecord(nil, seed, recSegment, h.marshal())
 	if hs != nil && (hs.GetTerm() != 0 || hs.GetVote() != 0 || hs.GetCommit() != 0) {
 		p, err := marshalOpts.Marshal(hs)
 		if err != nil {
-			return nil, 0, fmt.Errorf("raftlog: marshal hard state: %w", err)
+			return nil, segment{}, 0, fmt.Errorf("raftlog: marshal hard state: %w", err)
 		}
 		buf = appendRecord(buf, seed, recHardState, p)
 	}
@@ -132,12 +137,12 @@ func createSegment(dir string, h segmentHeader, hs *raftpb.HardState) (*os.File,
 	tmp := final + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, 0, fmt.Errorf("raftlog: create segment: %w", err)
+		return nil, segment{}, 0, fmt.Errorf("raftlog: create segment: %w", err)
 	}
-	fail := func(err error) (*os.File, int64, error) {
+	fail := func(err error) (*os.File, segment, int64, error) {
 		f.Close()
 		os.Remove(tmp)
-		return nil, 0, fmt.Errorf("raftlog: create segment %s: %w", final, err)
+		return nil, segment{}, 0, fmt.Errorf("raftlog: create segment %s: %w", final, err)
 	}
 	if _, err := f.Write(buf); err != nil {
 		return fail(err)
@@ -150,7 +155,7 @@ func createSegment(dir string, h segmentHeader, hs *raftpb.HardState) (*os.File,
 	}
 	if err := syncDir(dir); err != nil {
 		f.Close()
-		return nil, 0, err
+		return nil, segment{}, 0, err
 	}
-	return f, int64(len(buf)), nil
+	return f, segment{seq: h.Seq, prevIndex: h.PrevIndex, path: final}, int64(len(buf)), nil
 }
