@@ -40,7 +40,9 @@ func (e *Elector) Leader(ctx context.Context) (lease.Leader, error) {
 
 // Observe returns a channel that receives the current leader and then
 // every change of leader, in revision order, with the zero Leader when no
-// key is left. Changes are queued for a slow reader, never dropped. If the
+// key is left. It reads the election before it returns (bounded by ctx),
+// so the first value is the leader as of the call; if that read fails,
+// the first value comes once etcd answers. Changes are queued for a slow reader, never dropped. If the
 // watch has to be re-established after its revision was compacted,
 // changes inside the compacted span cannot be seen; the channel then
 // jumps to the current leader. A key whose value is not a member record
@@ -50,11 +52,17 @@ func (e *Elector) Observe(ctx context.Context) <-chan lease.Leader {
 	out := make(chan lease.Leader)
 	octx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(e.ctx, cancel)
+	o := &observer{e: e, out: out, keys: map[string]lease.Leader{}}
+	// Read the election before returning, so that the first value is the
+	// leader as of this call, not of whenever the goroutine gets to run.
+	rev, loaded := o.read(octx)
 	ok := e.spawn(func() {
 		defer close(out)
 		defer cancel()
 		defer stop()
-		o := observer{e: e, out: out, keys: map[string]lease.Leader{}}
+		if loaded {
+			o.follow(octx, rev+1)
+		}
 		o.run(octx)
 	})
 	if !ok {
@@ -90,12 +98,20 @@ func (o *observer) run(ctx context.Context) {
 // and returns the revision of the read. It delivers queued values while it
 // waits between failed reads.
 func (o *observer) load(ctx context.Context) (int64, bool) {
-	resp, err := o.e.c.Get(ctx, o.e.cfg.Prefix, clientv3.WithPrefix())
-	if err != nil {
-		o.e.log.Debug("etcdlease: observe: read failed", "err", err)
+	rev, ok := o.read(ctx)
+	if !ok {
 		pause := o.e.cfg.Clock.NewTimer(o.e.cfg.TTL / 10)
 		defer pause.Stop()
 		o.deliver(ctx, pause.C())
+	}
+	return rev, ok
+}
+
+// read is one attempt of load, without the pause after a failure.
+func (o *observer) read(ctx context.Context) (int64, bool) {
+	resp, err := o.e.c.Get(ctx, o.e.cfg.Prefix, clientv3.WithPrefix())
+	if err != nil {
+		o.e.log.Debug("etcdlease: observe: read failed", "err", err)
 		return 0, false
 	}
 	clear(o.keys)
