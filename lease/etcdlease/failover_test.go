@@ -10,6 +10,7 @@ import (
 
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/etcdlease"
+	"github.com/hakit/hakit/storage/etcdstore"
 	"github.com/hakit/hakit/storage/etcdstore/etcdtest"
 )
 
@@ -86,15 +87,20 @@ func cutHolderTrial(t *testing.T, s *etcdtest.Server, ttl, cutDelay time.Duratio
 		l, err := a.e.Leader(rctx)
 		return err == nil && l.ID == "b" && l.Token == tb.Token()
 	})
-	if ok, err := stillHolds(ctx, a.client, ta); err != nil || ok {
-		t.Fatalf("old term's bound condition after heal: holds=%v err=%v", ok, err)
+	// A storage write bound to the old term fails, even under a token
+	// no successor has used yet; one bound to the new term succeeds.
+	data := newPrefix(t)
+	_, err := etcdstore.New(a.client, data).Bind(ta.LeaderKey(), ta.CreateRevision()).Put(ctx, ta.Token(), "k", []byte("old"))
+	errIs(t, err, lease.ErrLost)
+	if _, err := etcdstore.New(b.client, data).Bind(tb.LeaderKey(), tb.CreateRevision()).Put(ctx, tb.Token(), "k", []byte("new")); err != nil {
+		t.Fatalf("write bound to the successor's term: %v", err)
 	}
 	if !isClosed(ta.Done()) || ta.Err() == nil {
 		t.Fatal("old term revived after heal")
 	}
 	// a may campaign again, but only queues behind b.
 	cctx, ccancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	_, err := a.e.Campaign(cctx)
+	_, err = a.e.Campaign(cctx)
 	ccancel()
 	errIs(t, err, context.DeadlineExceeded)
 	return r.at.Sub(closedAt)

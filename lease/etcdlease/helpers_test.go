@@ -137,3 +137,7 @@ func errIs(t testing.TB, err, target error) {
 }
 
 func clientv3WithPrefix() []clientv3.OpOption { return []clientv3.OpOption{clientv3.WithPrefix()} }
+
+func clientv3LeaseID(id int64) clientv3.LeaseID { return clientv3.LeaseID(id) }
+
+func errorsIsDeadline(err error) bool { return errors.Is(err, context.DeadlineExceeded) }
