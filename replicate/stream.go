@@ -116,7 +116,8 @@ func (s *Stream) Stats() Stats { return s.stats.snapshot() }
 // When ctx ends, Run abandons the batch it has not yet applied (a batch
 // whose Apply was interrupted counts as not applied), stops the reader,
 // commits a final checkpoint covering every acknowledged batch within
-// StopTimeout, and returns nil if that commit succeeded or was not needed.
+// StopTimeout, and returns nil if that commit succeeded or was not needed
+// (as when ctx ends before the Source is open).
 // Otherwise Run returns the first error: a stale token (matching
 // fence.ErrStale, from the Store or the Sink), a stored checkpoint that
 // cannot be decoded (naming the key), or an error of the Source, Sink or
@@ -137,6 +138,9 @@ func (s *Stream) Run(ctx context.Context, t fence.Token) error {
 
 	r := &run{s: s, cfg: cfg, token: t}
 	if err := r.open(ctx); err != nil {
+		if ctx.Err() != nil && !errors.Is(err, fence.ErrStale) {
+			return nil // stopped before anything was applied
+		}
 		return err
 	}
 	return r.loop(ctx)
