@@ -1,0 +1,305 @@
+package filestore_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/storage"
+	"github.com/hakit/hakit/storage/filestore"
+)
+
+// The tests in this file re-execute the test binary as helper processes:
+// real processes, each with its own Backend and its own file lock, on one
+// directory, the way several hosts share a volume.
+
+const helperEnv = "FILESTORE_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "writer":
+		os.Exit(helperWriter())
+	case "committer":
+		os.Exit(helperCommitter())
+	default:
+		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
+		os.Exit(2)
+	}
+}
+
+func monotonic() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err)
+	}
+	return ts.Nano()
+}
+
+func envInt(name string) int {
+	n, err := strconv.Atoi(os.Getenv(name))
+	if err != nil {
+		panic(fmt.Sprintf("%s: %v", name, err))
+	}
+	return n
+}
+
+// helperWriter writes with interleaved tokens (process i of p uses
+// i+1, i+1+p, ...) to a shared key and its own key, and prints every call
+// with its monotonic call and return times and its outcome.
+func helperWriter() int {
+	ctx := context.Background()
+	i, procs, rounds := envInt("FS_INDEX"), envInt("FS_PROCS"), envInt("FS_ROUNDS")
+	b, err := filestore.Open(ctx, os.Getenv("FS_DIR"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	defer b.Close()
+	s := storage.Fenced(b)
+	// Wait for the start signal, so that the processes overlap.
+	if _, err := os.Stdin.Read(make([]byte, 1)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	for r := range rounds {
+		tok := fence.Token(r*procs + i + 1)
+		for _, key := range []string{"shared", fmt.Sprintf("own/%d", i)} {
+			value := fmt.Sprintf("p%d-r%d", i, r)
+			call := monotonic()
+			_, err := s.Put(ctx, tok, key, []byte(value))
+			ret := monotonic()
+			result := "ok"
+			switch {
+			case errors.Is(err, fence.ErrStale):
+				result = "stale"
+			case err != nil:
+				fmt.Fprintf(os.Stderr, "Put(%d, %q): %v\n", tok, key, err)
+				return 2
+			}
+			fmt.Fprintf(out, "%d %d %d %s %s %s\n", call, ret, tok, key, value, result)
+		}
+	}
+	return 0
+}
+
+// helperCommitter commits {x: n, y: n} in a loop with two-key commits
+// and prints "ack n" after each returns, until it is killed.
+func helperCommitter() int {
+	ctx := context.Background()
+	b, err := filestore.Open(ctx, os.Getenv("FS_DIR"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	prefix := os.Getenv("FS_PREFIX")
+	for n := 0; ; n++ {
+		val := []byte(fmt.Sprintf("%s %d", prefix, n))
+		if _, err := b.Commit(ctx, nil, []storage.Op{{Key: "x", Value: val}, {Key: "y", Value: val}}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		// One line per write, unbuffered: an ack printed is a commit
+		// returned.
+		fmt.Printf("ack %d\n", n)
+	}
+}
+
+func helper(t *testing.T, mode string, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append([]string{helperEnv + "=" + mode}, env...)...)
+	cmd.Stderr = &strings.Builder{}
+	return cmd
+}
+
+type call struct {
+	proc      int
+	call, ret int64
+	tok       fence.Token
+	key, val  string
+	ok        bool
+}
+
+func TestMultiProcessWriters(t *testing.T) {
+	const procs = 3
+	rounds := 15
+	dir := t.TempDir()
+	cmds := make([]*exec.Cmd, procs)
+	stdins := make([]io.WriteCloser, procs)
+	outs := make([]*strings.Builder, procs)
+	for i := range procs {
+		cmd := helper(t, "writer", "FS_DIR="+dir, fmt.Sprintf("FS_INDEX=%d", i), fmt.Sprintf("FS_PROCS=%d", procs), fmt.Sprintf("FS_ROUNDS=%d", rounds))
+		outs[i] = &strings.Builder{}
+		cmd.Stdout = outs[i]
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[i], stdins[i] = cmd, in
+	}
+	for _, in := range stdins {
+		_, _ = in.Write([]byte("g"))
+		_ = in.Close()
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("writer %d: %v; stderr:\n%s", i, err, cmd.Stderr)
+		}
+	}
+
+	var calls []call
+	for i, out := range outs {
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			var c call
+			var result string
+			if _, err := fmt.Sscanf(line, "%d %d %d %s %s %s", &c.call, &c.ret, &c.tok, &c.key, &c.val, &result); err != nil {
+				t.Fatalf("writer %d printed %q: %v", i, line, err)
+			}
+			c.proc, c.ok = i, result == "ok"
+			calls = append(calls, c)
+		}
+	}
+	if len(calls) != procs*rounds*2 {
+		t.Fatalf("%d calls recorded, want %d", len(calls), procs*rounds*2)
+	}
+
+	var admitted []call
+	stale := 0
+	for _, c := range calls {
+		if c.ok {
+			admitted = append(admitted, c)
+		} else {
+			stale++
+		}
+	}
+	t.Logf("%d writes admitted, %d refused as stale", len(admitted), stale)
+	sort.Slice(admitted, func(i, j int) bool { return admitted[i].ret < admitted[j].ret })
+	// The fence never goes down: an admitted write that started after
+	// another admitted write returned carries at least its token.
+	for i, a := range admitted {
+		for _, b := range admitted[i+1:] {
+			if b.call > a.ret && b.tok < a.tok {
+				t.Fatalf("token went down across processes: %s=%s with token %d admitted after %s=%s with token %d returned", b.key, b.val, b.tok, a.key, a.val, a.tok)
+			}
+		}
+	}
+	// No acknowledged write lost.
+	b := open(t, dir)
+	s := storage.Fenced(b)
+	var maxTok fence.Token
+	sharedTok := map[string]fence.Token{}
+	lastOwn := map[string]string{}
+	for _, c := range admitted {
+		maxTok = max(maxTok, c.tok)
+		if c.key == "shared" {
+			sharedTok[c.val] = c.tok
+		} else {
+			lastOwn[c.key] = c.val // one process's calls are sequential
+		}
+	}
+	for i := range procs {
+		key := fmt.Sprintf("own/%d", i)
+		it, err := s.Get(t.Context(), key)
+		want, ok := lastOwn[key]
+		switch {
+		case !ok && !errors.Is(err, storage.ErrNotFound):
+			t.Errorf("Get(%q) = %q, %v; no write was admitted there", key, it.Value, err)
+		case ok && (err != nil || string(it.Value) != want):
+			t.Errorf("Get(%q) = %q, %v; want the last admitted %q", key, it.Value, err, want)
+		}
+	}
+	it, err := s.Get(t.Context(), "shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sharedMax fence.Token
+	for _, tok := range sharedTok {
+		sharedMax = max(sharedMax, tok)
+	}
+	if tok := sharedTok[string(it.Value)]; tok != sharedMax {
+		t.Errorf("shared holds %q (token %d), want the value admitted with the highest token %d", it.Value, tok, sharedMax)
+	}
+	rec, err := b.Get(t.Context(), storage.DefaultFenceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := storage.DecodeFence(rec.Value); err != nil || tok != maxTok {
+		t.Errorf("fence record = %d, %v; want the highest admitted token %d", tok, err, maxTok)
+	}
+	if _, err := s.Put(t.Context(), maxTok-1, "shared", nil); !errors.Is(err, fence.ErrStale) {
+		t.Errorf("Put below the fence after the run: %v", err)
+	}
+}
+
+// TestKillDuringCommits kills a process that is committing two keys at a
+// time with SIGKILL, at whatever point it has reached, and checks that
+// the directory always holds a whole commit at least as new as the last
+// one acknowledged.
+func TestKillDuringCommits(t *testing.T) {
+	dir := t.TempDir()
+	for iter := range 5 {
+		prefix := fmt.Sprintf("iter%d", iter)
+		cmd := helper(t, "committer", "FS_DIR="+dir, "FS_PREFIX="+prefix)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stdout)
+		last := -1
+		for sc.Scan() {
+			if _, err := fmt.Sscanf(sc.Text(), "ack %d", &last); err != nil {
+				t.Fatalf("committer printed %q", sc.Text())
+			}
+			if last >= 10+7*iter {
+				break
+			}
+		}
+		if last < 0 {
+			_ = cmd.Wait()
+			t.Fatalf("committer acknowledged nothing; stderr:\n%s", cmd.Stderr)
+		}
+		_ = cmd.Process.Kill()
+		_, _ = io.Copy(io.Discard, stdout) // Wait must follow the last read
+		_ = cmd.Wait()
+
+		b, err := filestore.Open(t.Context(), dir)
+		if err != nil {
+			t.Fatalf("iteration %d: Open after SIGKILL: %v", iter, err)
+		}
+		x, errx := b.Get(t.Context(), "x")
+		y, erry := b.Get(t.Context(), "y")
+		_ = b.Close()
+		if errx != nil || erry != nil {
+			t.Fatalf("iteration %d: Get after SIGKILL: %v, %v", iter, errx, erry)
+		}
+		if string(x.Value) != string(y.Value) || x.Version != y.Version {
+			t.Fatalf("iteration %d: x = %q v%d, y = %q v%d: a torn commit", iter, x.Value, x.Version, y.Value, y.Version)
+		}
+		var gotPrefix string
+		var n int
+		if _, err := fmt.Sscanf(string(x.Value), "%s %d", &gotPrefix, &n); err != nil || gotPrefix != prefix || n < last {
+			t.Fatalf("iteration %d: x = %q after acknowledging %q %d: an acknowledged commit was lost", iter, x.Value, prefix, last)
+		}
+	}
+}
