@@ -83,7 +83,7 @@ func (t *Term) Resign(ctx context.Context) error {
 	}
 	g := t.g
 	if err := g.do(ctx, func() {
-		g.el.dropHeld(t)
+		g.dropHeld(t)
 		g.transferAway()
 	}); err != nil {
 		if errors.Is(err, lease.ErrClosed) || errors.Is(err, ErrStopped) {
@@ -183,22 +183,25 @@ func (e *electorState) failWaiters(err error) {
 	}
 }
 
-func (e *electorState) dropHeld(t *Term) {
-	if e.held == t {
-		e.held = nil
-	}
+// setHeld records the Term this member holds (nil: none).
+func (g *Group) setHeld(t *Term) {
+	g.el.held = t
+	g.hb.setHeld(t)
 }
 
-func (e *electorState) onAck(g *Group) {
-	if t := e.held; t != nil {
-		if q := g.hb.quorumAck(g, g.clk.Now()); !q.IsZero() {
-			t.extend(q.Add(g.cfg.fenceWindow()))
-		}
+func (g *Group) dropHeld(t *Term) {
+	if g.el.held == t {
+		g.setHeld(nil)
 	}
 }
 
 func (e *electorState) tick(g *Group) {
-	e.onAck(g) // a group of one member acknowledges itself
+	// A group of one member acknowledges itself.
+	if t := e.held; t != nil {
+		if q := g.hb.quorumAck(g.clk.Now()); !q.IsZero() {
+			t.extend(q.Add(g.cfg.fenceWindow()))
+		}
+	}
 }
 
 // Campaign blocks until this member holds the lease, and returns its Term
@@ -276,10 +279,10 @@ func (g *Group) reconcile(st raft.BasicStatus) {
 	if t := e.held; t != nil {
 		switch {
 		case t.ended():
-			e.held = nil
+			g.setHeld(nil)
 		case st.RaftState != raft.StateLeader || st.GetTerm() != t.raftTerm:
 			t.end(fmt.Errorf("%w: member %q: leadership of term %d lost (now term %d, %s)", lease.ErrLost, g.cfg.ID, t.raftTerm, st.GetTerm(), st.RaftState))
-			e.held = nil
+			g.setHeld(nil)
 		}
 	}
 	g.syncCandidate(len(e.waiters) > 0 || e.held != nil)
@@ -309,13 +312,14 @@ func (g *Group) reconcile(st raft.BasicStatus) {
 		return
 	}
 	now := g.clk.Now()
-	q := g.hb.quorumAck(g, now)
+	q := g.hb.quorumAck(now)
 	deadline := q.Add(g.cfg.fenceWindow())
 	if q.IsZero() || !now.Before(deadline) {
 		return // wait for a quorum to acknowledge this term
 	}
 	t := newTerm(g, st.GetTerm(), deadline)
-	e.held, e.usedTerm = t, st.GetTerm()
+	g.setHeld(t)
+	e.usedTerm = st.GetTerm()
 	for w := range e.waiters {
 		delete(e.waiters, w)
 		w.ch <- campaignResult{t: t}
@@ -444,7 +448,7 @@ func (g *Group) Transfer(ctx context.Context, to string) error {
 		}
 		if t := g.el.held; t != nil {
 			t.end(fmt.Errorf("%w: member %q handed the term with token %d to %q", lease.ErrResigned, g.cfg.ID, t.raftTerm, to))
-			g.el.held = nil
+			g.setHeld(nil)
 		}
 		g.el.usedTerm = g.raftTerm
 		g.rn.TransferLeader(id)

@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 
+	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
 )
@@ -55,6 +56,7 @@ type Group struct {
 	snapIndex   uint64
 	nonce, seq  uint64
 	quietUntil  time.Time // votes are ignored before this (see step)
+	campaignAt  uint64    // campaign once this index is applied (new group)
 	lead        uint64
 	role        raft.StateType
 	raftTerm    uint64
@@ -82,6 +84,7 @@ var (
 type proposal struct {
 	ch   chan result
 	term uint64
+	keep bool // not failed when leadership moves
 }
 
 // Start validates cfg, opens the data directory, starts the transport and
@@ -117,6 +120,7 @@ func Start(ctx context.Context, cfg Config) (*Group, error) {
 	_, _ = rand.Read(nb[:])
 	g.nonce = binary.BigEndian.Uint64(nb[:])
 	g.el.init()
+	g.hb.self, g.hb.window = g.self, cfg.fenceWindow()
 
 	db := cfg.storage
 	if db == nil {
@@ -172,7 +176,7 @@ func (g *Group) open() error {
 	if err != nil {
 		return fmt.Errorf("raftlease: member %q: read state: %w", g.cfg.ID, err)
 	}
-	g.confState = cs
+	g.setConfState(cs)
 	last, err := g.db.LastIndex()
 	if err != nil {
 		return fmt.Errorf("raftlease: member %q: read log: %w", g.cfg.ID, err)
@@ -219,7 +223,7 @@ func (g *Group) open() error {
 	// lowest Raft ID starts the first election at once instead of after
 	// a timeout.
 	if peers[0].ID == g.self {
-		_ = g.rn.Campaign()
+		g.campaignAt = uint64(len(peers))
 	}
 	return nil
 }
@@ -251,6 +255,7 @@ func (g *Group) Close() error {
 	}
 	g.closing = true
 	g.mu.Unlock()
+	g.withdraw()
 	if t := g.currentTerm(); t != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.electionTimeout())
 		_ = t.Resign(ctx)
@@ -263,6 +268,37 @@ func (g *Group) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// withdraw fails waiting Campaigns with lease.ErrClosed and takes this
+// member's candidacy out of the log, so that no leader hands leadership
+// to a member that is going away. It waits at most an election timeout.
+func (g *Group) withdraw() {
+	ch := make(chan result, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.electionTimeout())
+	defer cancel()
+	if g.do(ctx, func() {
+		g.el.failWaiters(lease.ErrClosed)
+		if !g.sm.candidates[g.self] || g.lead == raft.None {
+			ch <- result{}
+			return
+		}
+		c := command{kind: opCandidate, origin: g.self, nonce: g.nonce, seq: g.nextSeq(), member: g.self}
+		if g.rn.Propose(c.encode()) != nil {
+			ch <- result{}
+			return
+		}
+		// Kept when leadership moves: a follower's proposal is
+		// forwarded, and Close waits for it to be applied.
+		g.pending[c.seq] = &proposal{ch: ch, term: g.raftTerm, keep: true}
+		g.el.candidateSent = g.clk.Now()
+	}) != nil {
+		return
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
 }
 
 // ID returns this member's ID.
@@ -308,6 +344,9 @@ func (g *Group) stoppedErr() error {
 type handler struct{ g *Group }
 
 func (h handler) Receive(m *pb.Message) {
+	if m.GetType() == pb.MsgHeartbeatResp {
+		h.g.hb.receive(m, h.g.clk.Now())
+	}
 	select {
 	case h.g.recvc <- m:
 	default: // as if the network lost it
@@ -380,7 +419,7 @@ func (g *Group) shutdown(err error) {
 	g.mu.Unlock()
 	if t := g.el.held; t != nil {
 		t.end(fmt.Errorf("%w: member %q stopped: %w", lease.ErrLost, g.cfg.ID, err))
-		g.el.held = nil
+		g.setHeld(nil)
 	}
 	for id, ch := range g.confWaiters {
 		ch <- err
@@ -412,8 +451,6 @@ func (g *Group) step(m *pb.Message) {
 		if string(m.GetContext()) != campaignTransferCtx && g.clk.Now().Before(g.quietUntil) {
 			return
 		}
-	case pb.MsgHeartbeatResp:
-		g.hb.receive(g, m)
 	}
 	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 		g.log.Debug("raftlease: step", "type", m.GetType().String(), "from", fmt.Sprintf("%x", m.GetFrom()), "err", err)
@@ -443,7 +480,7 @@ func (g *Group) processReady() error {
 		g.hb.beginBatch()
 		for _, m := range rd.Messages {
 			if m.GetType() == pb.MsgHeartbeat {
-				g.hb.stamp(g, m)
+				g.hb.stamp(g.clk.Now(), m)
 			}
 			g.tr.Send(m)
 		}
@@ -477,6 +514,12 @@ func (g *Group) afterReady() {
 		g.hb.reset()
 		g.failPending(st)
 	}
+	if g.campaignAt != 0 && g.applied >= g.campaignAt {
+		g.campaignAt = 0
+		if st.Lead == raft.None {
+			_ = g.rn.Campaign()
+		}
+	}
 	g.serveReads()
 	g.reconcile(st)
 	g.publishView()
@@ -486,7 +529,7 @@ func (g *Group) afterReady() {
 // this member is not the leader: their outcome is unknown to the caller.
 func (g *Group) failPending(st raft.BasicStatus) {
 	for id, p := range g.pending {
-		if st.RaftState != raft.StateLeader || p.term != st.GetTerm() {
+		if !p.keep && (st.RaftState != raft.StateLeader || p.term != st.GetTerm()) {
 			p.ch <- result{err: g.notLeaderErr("write")}
 			delete(g.pending, id)
 		}
@@ -543,7 +586,14 @@ func (g *Group) applyEntry(e *pb.Entry) error {
 		if err != nil {
 			return fmt.Errorf("apply entry %d of term %d: %w", idx, e.GetTerm(), err)
 		}
+		before := g.sm.holder
 		r := g.sm.apply(idx, c)
+		if h := g.sm.holder; h != before && h.member != g.self {
+			// Every member applies every holder record in log order,
+			// so observers see every term even when the next one
+			// follows too fast for the leader view to show it.
+			g.publishHolder(lease.Leader{ID: g.memberName(h.member), Token: fence.Token(h.term), Addr: g.memberAddr(h.member)})
+		}
 		if c.origin == g.self && c.nonce == g.nonce {
 			if p, ok := g.pending[c.seq]; ok {
 				p.ch <- r
@@ -592,11 +642,17 @@ func (g *Group) restore(snap *pb.Snapshot) error {
 	g.sm = sm
 	g.applied = snap.GetMetadata().GetIndex()
 	g.snapIndex = g.applied
-	g.confState = snap.GetMetadata().GetConfState()
+	g.setConfState(snap.GetMetadata().GetConfState())
 	for id, addr := range g.peerAddrs() {
 		g.tr.SetPeer(id, addr)
 	}
 	return nil
+}
+
+// setConfState records the configuration and its voters.
+func (g *Group) setConfState(cs *pb.ConfState) {
+	g.confState = cs
+	g.hb.setVoters(sortedVoters(cs))
 }
 
 // onTick runs the group's own timers: re-issued reads, the lease.

@@ -3,12 +3,14 @@ package raftlease
 import (
 	"encoding/binary"
 	"slices"
+	"sync"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
-// heartbeatTracker measures when a quorum last acknowledged this leader.
+// heartbeatTracker measures when a quorum last acknowledged this leader,
+// and moves the held Term's self-fence deadline accordingly.
 //
 // A follower restarts its election timer when a heartbeat arrives, and
 // with CheckQuorum it refuses to vote for anyone else for an election
@@ -20,12 +22,22 @@ import (
 // followers echo the context in their response; the leader looks up the
 // send time of that sequence number and strips the stamp before Raft sees
 // the response, so Raft's own read-index context is untouched.
+//
+// Responses are taken in as they arrive from the transport, not when the
+// run loop gets to them, so a slow disk write in the loop does not make
+// the leader fence itself.
 type heartbeatTracker struct {
-	seq   uint64               // last stamp issued
-	first uint64               // stamps up to first belong to an earlier term
-	sent  [stampRing]time.Time // send time of stamp s at s % stampRing
-	batch uint64               // stamp of the current Ready's heartbeats
-	acked map[uint64]uint64    // peer -> highest stamp acknowledged this term
+	mu     sync.Mutex
+	self   uint64
+	window time.Duration        // the fence window: election timeout - drift margin
+	seq    uint64               // last stamp issued
+	first  uint64               // stamps up to first belong to an earlier term
+	sent   [stampRing]time.Time // send time of stamp s at s % stampRing
+	batch  uint64               // stamp of the current Ready's heartbeats
+	acked  map[uint64]uint64    // peer -> highest stamp acknowledged this term
+	in     []uint64             // voters of the incoming configuration
+	out    []uint64             // voters of the outgoing configuration, if joint
+	held   *Term                // the Term whose deadline acks extend
 }
 
 const (
@@ -33,29 +45,53 @@ const (
 	stampLen  = 10
 )
 
-// reset forgets all acknowledgements: they were for another term.
-func (h *heartbeatTracker) reset() {
-	h.first = h.seq
-	clear(h.acked)
+// setVoters records the voters that count for the quorum.
+func (h *heartbeatTracker) setVoters(in, out []uint64) {
+	h.mu.Lock()
+	h.in, h.out = in, out
+	h.mu.Unlock()
 }
 
-func (h *heartbeatTracker) beginBatch() { h.batch = 0 }
+// setHeld names the Term whose deadline acknowledgements extend.
+func (h *heartbeatTracker) setHeld(t *Term) {
+	h.mu.Lock()
+	h.held = t
+	h.mu.Unlock()
+}
+
+// reset forgets all acknowledgements: they were for another term.
+func (h *heartbeatTracker) reset() {
+	h.mu.Lock()
+	h.first = h.seq
+	clear(h.acked)
+	h.mu.Unlock()
+}
+
+func (h *heartbeatTracker) beginBatch() {
+	h.mu.Lock()
+	h.batch = 0
+	h.mu.Unlock()
+}
 
 // stamp appends the batch's stamp to the context of heartbeat m.
-func (h *heartbeatTracker) stamp(g *Group, m *pb.Message) {
+func (h *heartbeatTracker) stamp(now time.Time, m *pb.Message) {
+	h.mu.Lock()
 	if h.batch == 0 {
 		h.seq++
-		h.sent[h.seq%stampRing] = g.clk.Now()
+		h.sent[h.seq%stampRing] = now
 		h.batch = h.seq
 	}
+	seq := h.batch
+	h.mu.Unlock()
 	ctx := make([]byte, 0, len(m.GetContext())+stampLen)
 	ctx = append(ctx, m.GetContext()...)
 	ctx = append(ctx, 'H', 'K')
-	m.Context = binary.BigEndian.AppendUint64(ctx, h.batch)
+	m.Context = binary.BigEndian.AppendUint64(ctx, seq)
 }
 
-// receive records the stamp of heartbeat response m and removes it.
-func (h *heartbeatTracker) receive(g *Group, m *pb.Message) {
+// receive records the stamp of heartbeat response m and removes it. It
+// runs on the transport's goroutine.
+func (h *heartbeatTracker) receive(m *pb.Message, now time.Time) {
 	ctx := m.GetContext()
 	n := len(ctx)
 	if n < stampLen || ctx[n-stampLen] != 'H' || ctx[n-stampLen+1] != 'K' {
@@ -67,40 +103,49 @@ func (h *heartbeatTracker) receive(g *Group, m *pb.Message) {
 	} else {
 		m.Context = ctx[:n-stampLen]
 	}
-	if seq <= h.first || seq > h.seq || h.seq-seq >= stampRing {
+	h.mu.Lock()
+	if seq <= h.first || seq > h.seq || h.seq-seq >= stampRing || seq <= h.acked[m.GetFrom()] {
+		h.mu.Unlock()
 		return
 	}
 	if h.acked == nil {
 		h.acked = map[uint64]uint64{}
 	}
-	if seq > h.acked[m.GetFrom()] {
-		h.acked[m.GetFrom()] = seq
-		g.el.onAck(g)
+	h.acked[m.GetFrom()] = seq
+	t, q := h.held, h.quorumAckLocked(now)
+	h.mu.Unlock()
+	if t != nil && !q.IsZero() {
+		t.extend(q.Add(h.window))
 	}
 }
 
 // quorumAck returns the latest time s such that a quorum of voters (this
 // member counting as now) acknowledged a heartbeat sent at s or later,
 // in both halves of a joint configuration; zero if there is none.
-func (h *heartbeatTracker) quorumAck(g *Group, now time.Time) time.Time {
-	in, out := sortedVoters(g.confState)
-	t := h.quorumOf(g, in, now)
-	if len(out) > 0 {
-		if t2 := h.quorumOf(g, out, now); t2.Before(t) {
+func (h *heartbeatTracker) quorumAck(now time.Time) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.quorumAckLocked(now)
+}
+
+func (h *heartbeatTracker) quorumAckLocked(now time.Time) time.Time {
+	t := h.quorumOf(h.in, now)
+	if len(h.out) > 0 {
+		if t2 := h.quorumOf(h.out, now); t2.Before(t) {
 			t = t2
 		}
 	}
 	return t
 }
 
-func (h *heartbeatTracker) quorumOf(g *Group, voters []uint64, now time.Time) time.Time {
+func (h *heartbeatTracker) quorumOf(voters []uint64, now time.Time) time.Time {
 	if len(voters) == 0 {
 		return time.Time{}
 	}
 	times := make([]time.Time, 0, len(voters))
 	for _, id := range voters {
 		switch seq := h.acked[id]; {
-		case id == g.self:
+		case id == h.self:
 			times = append(times, now)
 		case seq > h.first && h.seq-seq < stampRing:
 			times = append(times, h.sent[seq%stampRing])

@@ -105,7 +105,9 @@ func (c *cluster) config(id string) Config {
 	}
 	cfg := Config{
 		ID: id, Peers: peers, DataDir: c.dirs[id],
-		TickInterval: 10 * time.Millisecond, ElectionTicks: 10,
+		// 10 ms ticks keep tests fast; 30 of them leave a fence window
+		// of 190 ms, enough for a loaded 2-core machine's scheduler.
+		TickInterval: 10 * time.Millisecond, ElectionTicks: 30, DriftMargin: 100 * time.Millisecond,
 		Logger: testLogger(c.t).With("m", id),
 	}
 	if c.mem {

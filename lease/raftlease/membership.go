@@ -120,7 +120,7 @@ func (g *Group) changeConf(ctx context.Context, what string, build func() (*pb.C
 // applyConfChange applies a committed configuration change: to Raft, to
 // the replicated member list and to the transport.
 func (g *Group) applyConfChange(index uint64, cc *pb.ConfChange) {
-	g.confState = g.rn.ApplyConfChange(cc)
+	g.setConfState(g.rn.ApplyConfChange(cc))
 	id := cc.GetNodeId()
 	switch cc.GetType() {
 	case pb.ConfChangeAddNode, pb.ConfChangeAddLearnerNode:

@@ -37,6 +37,19 @@ func (g *Group) publish(l lease.Leader, leadName string) {
 	}
 }
 
+// publishHolder queues a newly applied holder record for observers.
+func (g *Group) publishHolder(l lease.Leader) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if l == g.view {
+		return
+	}
+	g.view = l
+	for o := range g.observers {
+		o.push(l)
+	}
+}
+
 func (o *observer) push(l lease.Leader) {
 	o.mu <- struct{}{}
 	o.queue = append(o.queue, l)

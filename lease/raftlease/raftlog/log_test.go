@@ -31,6 +31,13 @@ func hardState(term, vote, commit uint64) *raftpb.HardState {
 	return &raftpb.HardState{Term: new(term), Vote: new(vote), Commit: new(commit)}
 }
 
+// tester is what the helpers need from *testing.T and *rapid.T.
+type tester interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
 func openT(t *testing.T, dir string, opts ...Option) *Log {
 	t.Helper()
 	l, err := Open(dir, append([]Option{WithLogger(testLogger(t))}, opts...)...)
@@ -53,7 +60,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func mustSave(t *testing.T, l *Log, hs *raftpb.HardState, es []*raftpb.Entry, snap *raftpb.Snapshot) {
+func mustSave(t tester, l *Log, hs *raftpb.HardState, es []*raftpb.Entry, snap *raftpb.Snapshot) {
 	t.Helper()
 	if err := l.Save(hs, es, snap); err != nil {
 		t.Fatalf("Save: %v", err)
@@ -72,7 +79,7 @@ type state struct {
 	Ents      []string
 }
 
-func stateOf(t *testing.T, s raft.Storage) state {
+func stateOf(t tester, s raft.Storage) state {
 	t.Helper()
 	hs, cs, err := s.InitialState()
 	if err != nil {
@@ -115,7 +122,7 @@ func entriesFrom(st state, from uint64) state {
 	return st
 }
 
-func diffState(t *testing.T, got, want state) {
+func diffState(t tester, got, want state) {
 	t.Helper()
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Fatalf("state differs\n got: %+v\nwant: %+v", got, want)
@@ -309,7 +316,7 @@ func TestClosed(t *testing.T) {
 }
 
 // segmentFiles returns the WAL segment paths in dir in sequence order.
-func segmentFiles(t *testing.T, dir string) []string {
+func segmentFiles(t tester, dir string) []string {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(dir, "*.wal"))
 	if err != nil {
@@ -319,7 +326,7 @@ func segmentFiles(t *testing.T, dir string) []string {
 	return m
 }
 
-func fileSize(t *testing.T, path string) int64 {
+func fileSize(t tester, path string) int64 {
 	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {

@@ -19,7 +19,7 @@ type recInfo struct {
 }
 
 // recordsOf decodes the valid records of a segment file in order.
-func recordsOf(t *testing.T, path string) []recInfo {
+func recordsOf(t tester, path string) []recInfo {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -42,7 +42,7 @@ func recordsOf(t *testing.T, path string) []recInfo {
 }
 
 // commitEnds returns the end offset of every batch in a segment file.
-func commitEnds(t *testing.T, path string) []int64 {
+func commitEnds(t tester, path string) []int64 {
 	t.Helper()
 	var out []int64
 	for _, r := range recordsOf(t, path) {
@@ -53,7 +53,7 @@ func commitEnds(t *testing.T, path string) []int64 {
 	return out
 }
 
-func mutateFile(t *testing.T, path string, fn func([]byte) []byte) {
+func mutateFile(t tester, path string, fn func([]byte) []byte) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -114,9 +114,15 @@ func writeSnapshotTemp(dir string, snap *raftpb.Snapshot) (tmp, final string, er
 	if err != nil {
 		return "", "", fmt.Errorf("raftlog: marshal snapshot: %w", err)
 	}
-	final = filepath.Join(dir, snapshotName(snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()))
-	tmp = final + ".tmp"
-	if err := writeFileSync(tmp, encodeSnapshotFile(body)); err != nil {
+	name := snapshotName(snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm())
+	final = filepath.Join(dir, name)
+	// A unique temporary name: CreateSnapshot writes it without the lock.
+	f, err := os.CreateTemp(dir, name+".*.tmp")
+	if err != nil {
+		return "", "", fmt.Errorf("raftlog: create snapshot file: %w", err)
+	}
+	tmp = f.Name()
+	if err := writeSync(f, encodeSnapshotFile(body)); err != nil {
 		os.Remove(tmp)
 		return "", "", err
 	}
@@ -155,21 +161,18 @@ func readSnapshotFile(path string, index, term uint64) (*raftpb.Snapshot, error)
 	return s, nil
 }
 
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("raftlog: create %s: %w", path, err)
-	}
+// writeSync writes data to f, fsyncs and closes it.
+func writeSync(f *os.File, data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		f.Close()
-		return fmt.Errorf("raftlog: write %s: %w", path, err)
+		return fmt.Errorf("raftlog: write %s: %w", f.Name(), err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("raftlog: sync %s: %w", path, err)
+		return fmt.Errorf("raftlog: sync %s: %w", f.Name(), err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("raftlog: close %s: %w", path, err)
+		return fmt.Errorf("raftlog: close %s: %w", f.Name(), err)
 	}
 	return nil
 }
