@@ -176,22 +176,38 @@ func (e *Election) Holder() lease.Leader {
 	return e.leader
 }
 
+// Waiting returns the IDs of the members whose campaigns wait in the
+// queue, oldest first. The lease goes to the first of them that is neither
+// cut off nor paused once it is free.
+func (e *Election) Waiting() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := make([]string, len(e.queue))
+	for i, r := range e.queue {
+		ids[i] = r.m.id
+	}
+	return ids
+}
+
 // Isolate cuts member id off from the election until Heal. See the package
 // doc for what that does.
 func (e *Election) Isolate(id string) error {
 	return e.hook(id, func(m *Elector) { m.cut = true })
 }
 
-// Heal reconnects a member cut off by Isolate. Changes its observers missed
-// are delivered, in order; its waiting campaign can be granted again.
+// Heal reconnects a member cut off by Isolate. A holder whose term is
+// still running renews at once, as a client does when its link comes back.
+// Changes its observers missed are delivered, in order; its waiting
+// campaign can be granted again.
 func (e *Election) Heal(id string) error {
 	return e.hook(id, func(m *Elector) {
 		m.cut = false
-		if t := m.term; t != nil && e.holder != t && !m.paused {
-			// Cannot happen while deadlines hold (the term ended
-			// at its self-fencing deadline, before the expiry), but a
-			// member must never keep a term the election dropped.
-			m.endTerm(t, m.lostErr(t, "lease expired while cut off"))
+		if t := m.term; t != nil && !m.paused {
+			if e.clk.Now().Before(t.deadline) {
+				m.renewLocked(t)
+			} else {
+				m.lose(t, "self-fencing deadline passed")
+			}
 		}
 	})
 }
