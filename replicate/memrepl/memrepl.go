@@ -148,6 +148,12 @@ type Sink struct {
 	core
 }
 
+// NewDiscardSink returns a Sink that fences and counts like a Sink but
+// keeps no records (Records returns none; Len and Wait's cond see only the
+// count through Len), for benchmarks and load tests with more records than
+// fit in memory.
+func NewDiscardSink() *Sink { return &Sink{core{discard: true}} }
+
 // DurableSink is a Sink that also keeps the position of the last applied
 // record, in the same step as the records, so a Stream delivers to it
 // exactly once. The zero DurableSink is ready and safe for concurrent use.
@@ -180,6 +186,8 @@ type core struct {
 	hbs     []replicate.Heartbeat
 	pos     replicate.Position
 	changed chan struct{}
+	discard bool // count only
+	n       int  // records applied
 }
 
 // Apply keeps batch under token t. It keeps the Records and their Data
@@ -193,7 +201,10 @@ func (c *core) Apply(ctx context.Context, t fence.Token, batch []replicate.Recor
 	if err := c.guard.Admit(t); err != nil {
 		return fmt.Errorf("memrepl: apply %d records: %w", len(batch), err)
 	}
-	c.recs = append(c.recs, batch...)
+	if !c.discard {
+		c.recs = append(c.recs, batch...)
+	}
+	c.n += len(batch)
 	if len(batch) > 0 {
 		c.pos = batch[len(batch)-1].Pos
 	}
@@ -241,7 +252,7 @@ func (c *core) Heartbeats() []replicate.Heartbeat {
 func (c *core) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.recs)
+	return c.n
 }
 
 // Reset forgets every record, heartbeat and the position, keeping the
@@ -249,16 +260,38 @@ func (c *core) Len() int {
 func (c *core) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.recs, c.hbs, c.pos = c.recs[:0], nil, nil
+	c.recs, c.hbs, c.pos, c.n = c.recs[:0], nil, nil, 0
 }
 
 // Wait blocks until cond, called with the records and heartbeats applied
 // so far under the sink's lock, returns true, or ctx ends. cond must not
-// keep the slices or call the sink.
+// keep the slices or call the sink. A discarding Sink passes no records;
+// use WaitLen with it.
 func (c *core) Wait(ctx context.Context, cond func(recs []replicate.Record, hbs []replicate.Heartbeat) bool) error {
 	for {
 		c.mu.Lock()
 		if cond(c.recs, c.hbs) {
+			c.mu.Unlock()
+			return nil
+		}
+		if c.changed == nil {
+			c.changed = make(chan struct{})
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// WaitLen blocks until at least n records were applied, or ctx ends.
+func (c *core) WaitLen(ctx context.Context, n int) error {
+	for {
+		c.mu.Lock()
+		if c.n >= n {
 			c.mu.Unlock()
 			return nil
 		}
