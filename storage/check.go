@@ -20,15 +20,26 @@ func CheckCommit(conds []Cond, ops []Op) error {
 			return fmt.Errorf("commit condition: %w", err)
 		}
 	}
-	seen := make(map[string]struct{}, len(ops))
-	for _, op := range ops {
+	for i, op := range ops {
 		if err := ValidateKey(op.Key); err != nil {
 			return fmt.Errorf("commit op: %w", err)
 		}
-		if _, dup := seen[op.Key]; dup {
-			return fmt.Errorf("%w: commit writes key %q twice", ErrInvalidKey, op.Key)
+		if len(ops) <= 16 { // the usual case: no allocation
+			for _, prev := range ops[:i] {
+				if prev.Key == op.Key {
+					return fmt.Errorf("%w: commit writes key %q twice", ErrInvalidKey, op.Key)
+				}
+			}
 		}
-		seen[op.Key] = struct{}{}
+	}
+	if len(ops) > 16 {
+		seen := make(map[string]struct{}, len(ops))
+		for _, op := range ops {
+			if _, dup := seen[op.Key]; dup {
+				return fmt.Errorf("%w: commit writes key %q twice", ErrInvalidKey, op.Key)
+			}
+			seen[op.Key] = struct{}{}
+		}
 	}
 	return nil
 }

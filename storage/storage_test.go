@@ -58,3 +58,17 @@ func TestCheckCommit(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckCommitManyOps(t *testing.T) {
+	ops := make([]storage.Op, 40)
+	for i := range ops {
+		ops[i].Key = strings.Repeat("k", i+1)
+	}
+	if err := storage.CheckCommit(nil, ops); err != nil {
+		t.Fatalf("CheckCommit of 40 distinct keys: %v", err)
+	}
+	ops[39].Key = ops[3].Key
+	if err := storage.CheckCommit(nil, ops); !errors.Is(err, storage.ErrInvalidKey) {
+		t.Fatalf("CheckCommit of 40 keys with a repeat: %v", err)
+	}
+}
