@@ -186,9 +186,10 @@ func (l *Log) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 			return err
 		}
 		if err := publishSnapshot(l.dir, tmp, final); err != nil {
-			// The WAL does not name this snapshot yet, so the Log is still
-			// consistent; Open deletes the file as an orphan if it exists.
-			return err
+			// The WAL does not name this snapshot, so a later Open deletes
+			// the file as an orphan; but a failed rename or directory sync
+			// is an I/O fault, so stop here.
+			return l.fail(err)
 		}
 	}
 	if err := l.appendBatch(recs); err != nil {
@@ -334,7 +335,7 @@ func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) er
 			ErrInvalid, index, term, t, err)
 	}
 	if err := publishSnapshot(l.dir, tmp, final); err != nil {
-		return err
+		return l.fail(err)
 	}
 	p, err := marshalOpts.Marshal(&raftpb.SnapshotMetadata{Index: new(index), Term: new(term)})
 	if err != nil {

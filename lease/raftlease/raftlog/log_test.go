@@ -12,7 +12,6 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
 )
 
 func ent(index, term uint64, data string) *raftpb.Entry {
@@ -334,5 +333,3 @@ func fileSize(t tester, path string) int64 {
 	}
 	return fi.Size()
 }
-
-var _ = proto.Clone

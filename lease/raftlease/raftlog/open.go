@@ -73,6 +73,10 @@ func (l *Log) recover() error {
 	if err != nil {
 		return fmt.Errorf("raftlog: read %s: %w", l.dir, err)
 	}
+	// Repairs (removing temporary files and orphan snapshots, cutting a
+	// torn tail) are collected and made only once the whole state has
+	// been checked, so that an Open that fails changes nothing.
+	var temps []string
 	var segs []segment
 	for _, de := range des {
 		name := de.Name()
@@ -80,11 +84,7 @@ func (l *Log) recover() error {
 		switch {
 		case strings.HasSuffix(name, ".tmp"):
 			// A crash while a segment or snapshot was being created.
-			if err := os.Remove(path); err != nil {
-				return fmt.Errorf("raftlog: remove leftover %s: %w", path, err)
-			}
-			l.recovery.RemovedTemp = append(l.recovery.RemovedTemp, path)
-			l.logger.Warn("raftlog: removed temporary file left by a crash", "file", path)
+			temps = append(temps, path)
 		case strings.HasSuffix(name, ".wal"):
 			seq, prev, ok := parseName(name, ".wal")
 			if !ok {
@@ -101,6 +101,9 @@ func (l *Log) recover() error {
 	if len(segs) == 0 {
 		if len(snaps) > 0 {
 			return corruptf(snaps[0].path, 0, "snapshot files exist but there is no WAL segment in %s", l.dir)
+		}
+		if err := l.removeTemps(temps); err != nil {
+			return err
 		}
 		return l.initEmpty()
 	}
@@ -149,17 +152,9 @@ func (l *Log) recover() error {
 			lastScan = sc
 		}
 	}
-	if t := lastScan.torn; t != nil {
-		if err := truncateFile(t.File, t.Offset); err != nil {
-			return err
-		}
-		l.recovery.Torn = t
-		l.logger.Warn("raftlog: cut a torn write off the end of the WAL",
-			"file", t.File, "offset", t.Offset, "dropped_bytes", t.Dropped, "reason", t.Reason)
-	}
 
 	// Choose the snapshot: the newest valid file that the WAL acknowledges.
-	snap, err := l.chooseSnapshot(snaps, knownIndex, knownTerm)
+	snap, orphans, err := l.chooseSnapshot(snaps, knownIndex, knownTerm)
 	if err != nil {
 		return err
 	}
@@ -181,6 +176,26 @@ func (l *Log) recover() error {
 	}
 	if hs.GetCommit() > rp.lastIndex() {
 		return corruptf(lastPath, lastScan.end, "hard state commit %d is beyond the last log index %d", hs.GetCommit(), rp.lastIndex())
+	}
+
+	// Everything checks out: make the repairs.
+	if err := l.removeTemps(temps); err != nil {
+		return err
+	}
+	for _, o := range orphans {
+		if err := os.Remove(o.File); err != nil {
+			return fmt.Errorf("raftlog: remove orphan snapshot %s: %w", o.File, err)
+		}
+		l.logger.Warn("raftlog: removed snapshot the WAL does not acknowledge", "file", o.File, "reason", o.Reason)
+	}
+	l.recovery.SkippedSnapshots = append(l.recovery.SkippedSnapshots, orphans...)
+	if t := lastScan.torn; t != nil {
+		if err := truncateFile(t.File, t.Offset); err != nil {
+			return err
+		}
+		l.recovery.Torn = t
+		l.logger.Warn("raftlog: cut a torn write off the end of the WAL",
+			"file", t.File, "offset", t.Offset, "dropped_bytes", t.Dropped, "reason", t.Reason)
 	}
 
 	if rp.snapIndex > 0 {
@@ -216,6 +231,17 @@ func (l *Log) recover() error {
 	return nil
 }
 
+func (l *Log) removeTemps(temps []string) error {
+	for _, path := range temps {
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("raftlog: remove leftover %s: %w", path, err)
+		}
+		l.recovery.RemovedTemp = append(l.recovery.RemovedTemp, path)
+		l.logger.Warn("raftlog: removed temporary file left by a crash", "file", path)
+	}
+	return nil
+}
+
 func (l *Log) initEmpty() error {
 	f, sg, size, err := createSegment(l.dir, segmentHeader{}, nil)
 	if err != nil {
@@ -226,21 +252,18 @@ func (l *Log) initEmpty() error {
 }
 
 // chooseSnapshot returns the newest valid snapshot file not newer than the
-// newest snapshot the WAL acknowledges (known). Newer files are orphans of
-// a crash inside Save or CreateSnapshot and are deleted. A damaged file is
-// skipped in favour of an older one; whether the WAL reaches back far
-// enough is checked by the replay. With no usable file where one is
-// needed, it fails.
-func (l *Log) chooseSnapshot(snaps []snapFile, knownIndex, knownTerm uint64) (*raftpb.Snapshot, error) {
+// newest snapshot the WAL acknowledges (known), and the files newer than
+// that: orphans of a crash inside Save or CreateSnapshot, for the caller to
+// delete. A damaged file is skipped in favour of an older one; whether the
+// WAL reaches back far enough is checked by the replay. With no usable
+// file where one is needed, it fails.
+func (l *Log) chooseSnapshot(snaps []snapFile, knownIndex, knownTerm uint64) (*raftpb.Snapshot, []SkippedFile, error) {
+	var orphans []SkippedFile
 	var firstErr error
 	for _, sf := range snaps {
 		if sf.index > knownIndex || (sf.index == knownIndex && sf.term != knownTerm) {
-			if err := os.Remove(sf.path); err != nil {
-				return nil, fmt.Errorf("raftlog: remove orphan snapshot %s: %w", sf.path, err)
-			}
-			reason := fmt.Sprintf("orphan: the WAL acknowledges no snapshot past index %d term %d", knownIndex, knownTerm)
-			l.recovery.SkippedSnapshots = append(l.recovery.SkippedSnapshots, SkippedFile{File: sf.path, Reason: reason})
-			l.logger.Warn("raftlog: removed snapshot the WAL does not acknowledge", "file", sf.path, "reason", reason)
+			orphans = append(orphans, SkippedFile{File: sf.path,
+				Reason: fmt.Sprintf("orphan: the WAL acknowledges no snapshot past index %d term %d", knownIndex, knownTerm)})
 			continue
 		}
 		s, err := readSnapshotFile(sf.path, sf.index, sf.term)
@@ -255,15 +278,15 @@ func (l *Log) chooseSnapshot(snaps []snapFile, knownIndex, knownTerm uint64) (*r
 		if sf.index < knownIndex {
 			l.logger.Warn("raftlog: falling back to an older snapshot", "file", sf.path, "wanted_index", knownIndex)
 		}
-		return s, nil
+		return s, orphans, nil
 	}
 	if knownIndex == 0 {
-		return raftpb.EnsureSnapshot(nil), nil
+		return raftpb.EnsureSnapshot(nil), orphans, nil
 	}
 	if firstErr != nil {
-		return nil, fmt.Errorf("raftlog: no usable snapshot for index %d: %w", knownIndex, firstErr)
+		return nil, nil, fmt.Errorf("raftlog: no usable snapshot for index %d: %w", knownIndex, firstErr)
 	}
-	return nil, corruptf(filepath.Join(l.dir, snapshotName(knownIndex, knownTerm)), 0,
+	return nil, nil, corruptf(filepath.Join(l.dir, snapshotName(knownIndex, knownTerm)), 0,
 		"the WAL acknowledges a snapshot at index %d term %d but the file is missing", knownIndex, knownTerm)
 }
 

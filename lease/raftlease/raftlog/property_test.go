@@ -96,14 +96,19 @@ func TestPropertyModel(t *testing.T) {
 			diffState(rt, stateOf(rt, l), stateOf(rt, p.mem))
 			return
 		}
-		// Crash during one more Save: keep a random prefix of its batch.
+		// Crash during one more Save (an append, or a received snapshot
+		// whose file is then an orphan): keep a random prefix of its batch.
 		p.compactToSnapshot(rt)
 		before := stateOf(rt, p.mem)
-		hs, es := p.drawAppend(rt)
-		if len(es) == 0 {
+		var snap *raftpb.Snapshot
+		var hs *raftpb.HardState
+		var es []*raftpb.Entry
+		if rapid.Bool().Draw(rt, "crashInSnapshotSave") {
+			hs, es, snap = p.drawReceivedSnapshot(rt)
+		} else if hs, es = p.drawAppend(rt); len(es) == 0 {
 			es = []*raftpb.Entry{ent(before.Last+1, p.term, "forced")}
 		}
-		mustSave(rt, l, hs, es, nil)
+		mustSave(rt, l, hs, es, snap)
 		l.Close()
 		segs := segmentFiles(rt, dir)
 		path := segs[len(segs)-1]
@@ -114,12 +119,15 @@ func TestPropertyModel(t *testing.T) {
 		l = open()
 		r := l.Recovered()
 		if cut == ends[len(ends)-2] && zeros == 0 {
-			// The batch vanished whole: nothing to repair.
-			if !r.Clean() {
+			// The batch vanished whole: no torn tail to cut.
+			if r.Torn != nil {
 				rt.Fatalf("crash exactly at the batch boundary %d: Recovered = %+v", cut, r)
 			}
 		} else if r.Torn == nil || r.Torn.File != path || r.Torn.Offset != ends[len(ends)-2] {
 			rt.Fatalf("crash at byte %d of %s: Recovered = %+v", cut, filepath.Base(path), r)
+		}
+		if orphan := snap != nil; orphan != (len(r.SkippedSnapshots) == 1) || len(r.SkippedSnapshots) > 1 {
+			rt.Fatalf("crash in a Save with snapshot=%v: skipped %+v", orphan, r.SkippedSnapshots)
 		}
 		diffState(rt, stateOf(rt, l), before)
 		// And it carries on: a Save, then a clean reopen.
