@@ -14,15 +14,23 @@
 //     therefore stops believing it leads before a successor's Campaign
 //     returns, as long as real clock drift stays within that bound. Done may
 //     also close early, whenever the holder can no longer be sure it holds
-//     the lease; it never closes late.
-//   - Resign releases the lease at once, so a successor takes over within
-//     about one round trip rather than after a timeout.
-//   - Observe delivers every change of leader, including "no leader", in
-//     the order the changes happened.
+//     the lease; while the holder's process runs, it never closes late.
+//   - Resign closes Done and then releases the lease at once, so a
+//     successor takes over within about one round trip rather than after a
+//     timeout. Close does the same for a Term its Elector holds.
+//   - Campaign honours its context: when ctx ends first it returns an error
+//     wrapping ctx.Err() and leaves nothing behind, so the member neither
+//     wins later nor delays other campaigners.
+//   - Leader and Observe report the holder of a Term (ID, Token, Addr), or
+//     "no leader"; Observe delivers every change, in the order the changes
+//     happened.
 //
-// What the contract does not give: it cannot stop a holder that is paused
-// past its Done deadline from acting when it wakes. That is the job of
-// fencing: every write that matters carries Term.Token and is checked by
+// Package electortest checks all of this; every Elector passes it.
+//
+// What the contract does not give: it cannot stop a holder whose process
+// is paused (a long GC pause, SIGSTOP, a frozen VM) past its Done deadline
+// from acting when it wakes, before it has seen Done close. That is the job
+// of fencing: every write that matters carries Term.Token and is checked by
 // the resource (see packages fence and storage).
 package lease
 
@@ -76,11 +84,16 @@ func (l Leader) IsZero() bool { return l == Leader{} }
 
 // Elector is one member's handle on an election. It is safe for concurrent
 // use, but a member holds at most one Term at a time: a Campaign while this
-// member already holds a Term returns that Term's error, not a second Term.
+// member already holds a Term fails with an error (each backend names it)
+// and leaves that Term alone; it never returns a second Term.
+//
+// After Close, Campaign and Leader return errors wrapping ErrClosed and
+// Observe returns a closed channel.
 type Elector interface {
 	// Campaign blocks until this member holds the lease and returns its
-	// Term, or until ctx ends. A Campaign that returns an error leaves
-	// nothing behind in the election.
+	// Term, or until ctx ends (the error then wraps ctx.Err()) or the
+	// Elector is closed (ErrClosed). A Campaign that returns an error
+	// leaves nothing behind in the election.
 	Campaign(ctx context.Context) (Term, error)
 	// Leader returns the current leader as far as this member knows, or
 	// ErrNoLeader.
@@ -90,8 +103,10 @@ type Elector interface {
 	// leader". Changes are queued for a slow reader, never dropped. The
 	// channel is closed when ctx ends or the Elector is closed.
 	Observe(ctx context.Context) <-chan Leader
-	// Close resigns any Term this member holds, stops campaigning and
-	// releases the Elector's resources.
+	// Close resigns any Term this member holds (its Err then wraps
+	// ErrResigned), ends a Campaign in progress with ErrClosed, closes the
+	// Observe channels and releases the Elector's resources. Closing again
+	// is a no-op.
 	Close() error
 }
 

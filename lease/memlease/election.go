@@ -71,9 +71,12 @@ var (
 	// ErrDuplicateMember is returned by Member for an ID that is already a
 	// live member of the election.
 	ErrDuplicateMember = errors.New("memlease: member already in the election")
-	// ErrBusy is returned by Campaign while the member already holds a
-	// term or has another Campaign in progress.
-	ErrBusy = errors.New("memlease: member already holds a term or is campaigning")
+	// ErrHolding is returned by Campaign while the member already holds a
+	// term.
+	ErrHolding = errors.New("memlease: already holding a term")
+	// ErrCampaigning is returned by Campaign while another Campaign of the
+	// same member is in progress.
+	ErrCampaigning = errors.New("memlease: already campaigning")
 	// ErrInvalidOptions is wrapped by the error NewElection returns for bad
 	// Options.
 	ErrInvalidOptions = errors.New("memlease: invalid options")

@@ -38,8 +38,8 @@ func (m *Elector) ID() string { return m.id }
 
 // Campaign waits in the election's queue until this member is granted the
 // lease, and returns its Term. Campaigns are granted oldest first, skipping
-// members that are cut off or paused. It fails with ErrBusy if this member
-// holds a term or is campaigning already, wraps lease.ErrClosed after Close,
+// members that are cut off or paused. It fails with ErrHolding if this
+// member holds a term, ErrCampaigning if it is campaigning already, wraps lease.ErrClosed after Close,
 // and wraps ctx's error when ctx ends first; in every failure the member is
 // no longer queued, and a lease granted at the same instant is released.
 func (m *Elector) Campaign(ctx context.Context) (lease.Term, error) {
@@ -49,9 +49,13 @@ func (m *Elector) Campaign(ctx context.Context) (lease.Term, error) {
 	case m.closed:
 		e.mu.Unlock()
 		return nil, fmt.Errorf("memlease: campaign of member %q: %w", m.id, lease.ErrClosed)
-	case m.term != nil || m.req != nil:
+	case m.term != nil:
+		t := m.term
 		e.mu.Unlock()
-		return nil, fmt.Errorf("%w: %q", ErrBusy, m.id)
+		return nil, fmt.Errorf("%w: member %q term %d", ErrHolding, m.id, t.token)
+	case m.req != nil:
+		e.mu.Unlock()
+		return nil, fmt.Errorf("%w: member %q", ErrCampaigning, m.id)
 	case ctx.Err() != nil:
 		e.mu.Unlock()
 		return nil, fmt.Errorf("memlease: campaign of member %q: %w", m.id, ctx.Err())

@@ -319,10 +319,17 @@ func TestMemberErrors(t *testing.T) {
 		t.Fatalf("Isolate of an unknown member: %v, want ErrUnknownMember", err)
 	}
 	ta := x.term(x.campaign(a))
-	if _, err := a.Campaign(context.Background()); !errors.Is(err, ErrBusy) {
-		t.Fatalf("Campaign while holding: %v, want ErrBusy", err)
+	if _, err := a.Campaign(context.Background()); !errors.Is(err, ErrHolding) {
+		t.Fatalf("Campaign while holding: %v, want ErrHolding", err)
+	}
+	b := x.member("b")
+	bc := x.campaign(b)
+	if _, err := b.Campaign(context.Background()); !errors.Is(err, ErrCampaigning) {
+		t.Fatalf("second concurrent Campaign: %v, want ErrCampaigning", err)
 	}
 	a.Close()
+	x.holder("b")
+	x.term(bc)
 	if open(ta) {
 		t.Fatal("Close left the term open")
 	}
