@@ -57,6 +57,7 @@ type Group struct {
 	nonce, seq  uint64
 	quietUntil  time.Time // votes are ignored before this (see step)
 	campaignAt  uint64    // campaign once this index is applied (new group)
+	confChanged bool      // a configuration change was applied in this Ready
 	lead        uint64
 	role        raft.StateType
 	raftTerm    uint64
@@ -615,8 +616,15 @@ func (g *Group) applyEntry(e *pb.Entry) error {
 
 // maybeSnapshot snapshots the state machine and compacts the log once
 // SnapshotEntries entries were applied since the last snapshot.
+//
+// A configuration change forces a snapshot once a first one exists: a
+// member added after the log was compacted is sent the latest snapshot,
+// and Raft ignores a snapshot whose configuration does not include the
+// receiver.
 func (g *Group) maybeSnapshot() error {
-	if g.applied < g.snapIndex+g.cfg.SnapshotEntries {
+	force := g.confChanged && g.snapIndex > 0 && g.applied > g.snapIndex
+	g.confChanged = false
+	if !force && g.applied < g.snapIndex+g.cfg.SnapshotEntries {
 		return nil
 	}
 	if err := g.db.CreateSnapshot(g.applied, g.confState, g.sm.encode()); err != nil {

@@ -121,6 +121,7 @@ func (g *Group) changeConf(ctx context.Context, what string, build func() (*pb.C
 // the replicated member list and to the transport.
 func (g *Group) applyConfChange(index uint64, cc *pb.ConfChange) {
 	g.setConfState(g.rn.ApplyConfChange(cc))
+	g.confChanged = true
 	id := cc.GetNodeId()
 	switch cc.GetType() {
 	case pb.ConfChangeAddNode, pb.ConfChangeAddLearnerNode:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 
 	"github.com/hakit/hakit/lease/raftlease/raftlog"
 	"go.etcd.io/raft/v3/raftpb"
@@ -62,4 +63,46 @@ func Example() {
 	// snapshot at 1: a=1
 	// entry 2: put b=2
 	// clean recovery: true
+}
+
+// Recovered reports a torn write that Open cut off the end of the WAL: a
+// crash during a Save that had not returned.
+func ExampleLog_Recovered() {
+	dir, err := os.MkdirTemp("", "raftlog-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	l, err := raftlog.Open(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	hs := &raftpb.HardState{Term: new(uint64(1)), Commit: new(uint64(1))}
+	if err := l.Save(hs, []*raftpb.Entry{{Index: new(uint64(1)), Term: new(uint64(1))}}, nil); err != nil {
+		log.Fatal(err)
+	}
+	l.Close()
+
+	// Simulate a crash in the middle of the next write: half a record.
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+	f, err := os.OpenFile(segs[len(segs)-1], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	f.Write([]byte{2, 40, 0, 0, 0, 1, 2})
+	f.Close()
+
+	l, err = raftlog.Open(dir)
+	if err != nil {
+		log.Fatal(err) // damage other than a torn tail would be an ErrCorrupt here
+	}
+	defer l.Close()
+	if t := l.Recovered().Torn; t != nil {
+		fmt.Printf("cut %d bytes off %s\n", t.Dropped, filepath.Base(t.File))
+	}
+	last, _ := l.LastIndex()
+	fmt.Println("last index:", last)
+	// Output:
+	// cut 7 bytes off 0000000000000000-0000000000000000.wal
+	// last index: 1
 }

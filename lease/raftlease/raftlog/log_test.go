@@ -333,3 +333,28 @@ func fileSize(t tester, path string) int64 {
 	}
 	return fi.Size()
 }
+
+func TestSegmentRotationRestart(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, WithSegmentSize(4096))
+	for i := uint64(1); i <= 120; i += 3 {
+		es := ents(i, i+2, 1+i/40)
+		for _, e := range es {
+			e.Data = bytes.Repeat([]byte{byte(i)}, 100)
+		}
+		mustSave(t, l, hardState(1+i/40, 1, i), es, nil)
+	}
+	// Overwrite across the last rotation boundary.
+	mustSave(t, l, hardState(9, 2, 100), ents(110, 112, 9), nil)
+	want := stateOf(t, l)
+	segs := len(l.segs)
+	l.Close()
+	if segs < 4 || len(segmentFiles(t, dir)) != segs {
+		t.Fatalf("%d segments tracked, %d files", segs, len(segmentFiles(t, dir)))
+	}
+	l2 := openT(t, dir, WithSegmentSize(4096))
+	if r := l2.Recovered(); r.Segments != segs || !r.Clean() || r.LastIndex != 112 {
+		t.Fatalf("Recovered = %+v", r)
+	}
+	diffState(t, stateOf(t, l2), want)
+}
