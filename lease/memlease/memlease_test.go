@@ -83,15 +83,12 @@ func (x *fixture) member(id string) *Elector {
 }
 
 // campaign starts m's Campaign and waits until it is queued or granted.
-func (x *fixture) campaign(m *Elector) <-chan lease.Term {
+func (x *fixture) campaign(m *Elector) <-chan campaignResult {
 	x.t.Helper()
-	ch := make(chan lease.Term, 1)
+	ch := make(chan campaignResult, 1)
 	go func() {
 		term, err := m.Campaign(context.Background())
-		if err != nil {
-			x.t.Errorf("Campaign of %s: %v", m.ID(), err)
-		}
-		ch <- term
+		ch <- campaignResult{term, err}
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !slices.Contains(x.e.Waiting(), m.ID()) && x.e.Holder().ID != m.ID() {
@@ -103,11 +100,20 @@ func (x *fixture) campaign(m *Elector) <-chan lease.Term {
 	return ch
 }
 
-func (x *fixture) term(ch <-chan lease.Term) lease.Term {
+type campaignResult struct {
+	term lease.Term
+	err  error
+}
+
+// term returns the Term a campaign won.
+func (x *fixture) term(ch <-chan campaignResult) lease.Term {
 	x.t.Helper()
 	select {
-	case term := <-ch:
-		return term
+	case r := <-ch:
+		if r.err != nil {
+			x.t.Fatalf("Campaign: %v", r.err)
+		}
+		return r.term
 	case <-time.After(10 * time.Second):
 		x.t.Fatal("Campaign did not return")
 		return nil
@@ -329,13 +335,15 @@ func TestMemberErrors(t *testing.T) {
 	}
 	a.Close()
 	x.holder("b")
-	x.term(bc)
+	tb := x.term(bc)
 	if open(ta) {
 		t.Fatal("Close left the term open")
 	}
 	// A closed member's ID can be used again, as by a restarted process.
 	a2 := x.member("a")
-	ta2 := x.term(x.campaign(a2))
+	a2c := x.campaign(a2)
+	tb.Resign(context.Background())
+	ta2 := x.term(a2c)
 	if ta2.Token() <= ta.Token() {
 		t.Fatalf("restarted member's token %d not above %d", ta2.Token(), ta.Token())
 	}
