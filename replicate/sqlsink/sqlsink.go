@@ -1,0 +1,332 @@
+// Package sqlsink is a replication Sink on database/sql that applies each
+// batch together with its position and fencing token in one transaction,
+// so a replicate.Stream delivers to it exactly once across failovers.
+//
+// # The transaction
+//
+// Every Apply runs, in one transaction:
+//
+//	UPDATE <positions> SET token = $t, pos = $p WHERE stream = $s AND token <= $t
+//
+// and then the batch's writes. The UPDATE locks the stream's position row,
+// so concurrent Applies of one stream serialize on it; under READ
+// COMMITTED, PostgreSQL re-checks the WHERE clause against the row a
+// concurrent transaction committed, so once a larger token has committed,
+// every Apply under a smaller one updates no row and is refused with
+// fence.ErrStale without writing anything. The first Apply of a stream
+// inserts the row.
+//
+// Records go, by default, to a table (stream, pos, data) whose primary key
+// is (stream, pos), so a duplicate could not even be stored silently;
+// Config.ApplyFunc replaces that with the caller's own writes in the same
+// transaction (the usual case: apply change records to real tables).
+//
+// # Dialect and driver
+//
+// The statements use PostgreSQL syntax ($n placeholders, bytea,
+// timestamptz, ON CONFLICT). OpenPostgres opens a database through
+// github.com/jackc/pgx/v5/stdlib, the driver this package is tested with.
+// It was chosen because it is pure Go (no cgo, so the binary stays static),
+// actively maintained — lib/pq, the other database/sql driver, is in
+// maintenance mode and recommends pgx — honours context cancellation by
+// cancelling the query on the server, supports TLS through the usual
+// sslmode/sslrootcert connection parameters, and maps bytea to []byte
+// without copies through text. Any other PostgreSQL driver for
+// database/sql works with New.
+package sqlsink
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/replicate"
+)
+
+// Defaults for Config fields left empty.
+const (
+	DefaultPositionTable = "hakit_positions"
+	DefaultRecordTable   = "hakit_records"
+)
+
+// ErrConfig is wrapped by errors about an unusable Config.
+var ErrConfig = errors.New("sqlsink: invalid configuration")
+
+// maxRowsPerInsert keeps the default insert below PostgreSQL's 65535
+// parameters per statement.
+const maxRowsPerInsert = 1000
+
+// Config configures a Sink.
+type Config struct {
+	DB     *sql.DB // required
+	Stream string  // required: this stream's row in the position table
+
+	// PositionTable and RecordTable name the tables (optionally
+	// schema-qualified identifiers of letters, digits and underscores).
+	PositionTable string // "": DefaultPositionTable
+	RecordTable   string // "": DefaultRecordTable; unused with ApplyFunc
+
+	// ApplyFunc, if set, writes batch in tx instead of the default insert
+	// into RecordTable. It must not commit or roll back tx, and must not
+	// keep the batch slice.
+	ApplyFunc func(ctx context.Context, tx *sql.Tx, batch []replicate.Record) error
+}
+
+// Sink is the SQL sink. It implements replicate.DurableSink and
+// replicate.HeartbeatSink and is safe for concurrent use.
+type Sink struct {
+	db     *sql.DB
+	stream string
+	apply  func(ctx context.Context, tx *sql.Tx, batch []replicate.Record) error
+
+	posTable, recTable string
+	ownTable           bool // records go to recTable (no ApplyFunc)
+}
+
+var (
+	_ replicate.DurableSink   = (*Sink)(nil)
+	_ replicate.HeartbeatSink = (*Sink)(nil)
+)
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$`)
+
+// New returns a Sink for cfg after validating it. It does not touch the
+// database; call Setup to create the tables.
+func New(cfg Config) (*Sink, error) {
+	if cfg.DB == nil {
+		return nil, fmt.Errorf("%w: DB is nil", ErrConfig)
+	}
+	if cfg.Stream == "" {
+		return nil, fmt.Errorf("%w: Stream is empty", ErrConfig)
+	}
+	s := &Sink{db: cfg.DB, stream: cfg.Stream, posTable: cfg.PositionTable, recTable: cfg.RecordTable, apply: cfg.ApplyFunc}
+	if s.posTable == "" {
+		s.posTable = DefaultPositionTable
+	}
+	if s.recTable == "" {
+		s.recTable = DefaultRecordTable
+	}
+	for field, name := range map[string]string{"PositionTable": s.posTable, "RecordTable": s.recTable} {
+		if !identRE.MatchString(name) {
+			return nil, fmt.Errorf("%w: %s %q is not a plain (schema.)identifier", ErrConfig, field, name)
+		}
+	}
+	if s.apply == nil {
+		s.apply, s.ownTable = s.insertRecords, true
+	}
+	return s, nil
+}
+
+// OpenPostgres opens a PostgreSQL database through the pgx driver.
+// dsn is a pgx connection string ("postgres://user@host:5432/db?sslmode=verify-full").
+func OpenPostgres(dsn string) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlsink: parse connection string: %w", err)
+	}
+	return stdlib.OpenDB(*cfg), nil
+}
+
+// Setup creates the position table and, unless ApplyFunc is set, the
+// record table, if they do not exist.
+func (s *Sink) Setup(ctx context.Context) error {
+	stmts := []string{`CREATE TABLE IF NOT EXISTS ` + s.posTable + ` (
+		stream text PRIMARY KEY,
+		token bigint NOT NULL,
+		pos bytea,
+		heartbeat_at timestamptz,
+		heartbeat_pos bytea,
+		updated_at timestamptz NOT NULL DEFAULT now())`}
+	if s.ownTable {
+		stmts = append(stmts, `CREATE TABLE IF NOT EXISTS `+s.recTable+` (
+		stream text NOT NULL,
+		pos bytea NOT NULL,
+		data bytea NOT NULL,
+		PRIMARY KEY (stream, pos))`)
+	}
+	for _, q := range stmts {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("sqlsink: setup: %w", err)
+		}
+	}
+	return nil
+}
+
+// Apply writes batch and its last position under token t in one
+// transaction guarded by the token (see the package doc). A token below
+// the stream's fails with an error matching fence.ErrStale and writes
+// nothing.
+func (s *Sink) Apply(ctx context.Context, t fence.Token, batch []replicate.Record) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, t, "pos = $3", []any{[]byte(batch[len(batch)-1].Pos)}, func(tx *sql.Tx) error {
+		if err := s.apply(ctx, tx, batch); err != nil {
+			return fmt.Errorf("sqlsink: stream %q: apply %d records: %w", s.stream, len(batch), err)
+		}
+		return nil
+	})
+}
+
+// ApplyHeartbeat stores hb's time and position in the stream's row under
+// token t (the "heartbeat table"): the target then shows how fresh it is
+// even when no data flows.
+func (s *Sink) ApplyHeartbeat(ctx context.Context, t fence.Token, hb replicate.Heartbeat) error {
+	return s.inTx(ctx, t, "heartbeat_at = $3, heartbeat_pos = $4", []any{hb.Time, []byte(hb.Pos)}, nil)
+}
+
+// inTx claims the stream's row for token t with the extra SET clause and
+// runs f in the same transaction.
+func (s *Sink) inTx(ctx context.Context, t fence.Token, set string, args []any, f func(*sql.Tx) error) error {
+	if t == 0 {
+		return fence.ErrNoToken
+	}
+	if t > math.MaxInt64 {
+		return fmt.Errorf("sqlsink: token %d does not fit the bigint token column", t)
+	}
+	for attempt := 0; ; attempt++ {
+		err := s.tryTx(ctx, t, set, args, f)
+		if !errors.Is(err, errRetry) || attempt > 3 {
+			return err
+		}
+	}
+}
+
+// errRetry: the stream's row was inserted concurrently; try again.
+var errRetry = errors.New("sqlsink: position row created concurrently")
+
+func (s *Sink) tryTx(ctx context.Context, t fence.Token, set string, args []any, f func(*sql.Tx) error) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlsink: stream %q: begin: %w", s.stream, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	all := append([]any{int64(t), s.stream}, args...)
+	res, err := tx.ExecContext(ctx, `UPDATE `+s.posTable+` SET token = $1, updated_at = now(), `+set+` WHERE stream = $2 AND token <= $1`, all...)
+	if err != nil {
+		return fmt.Errorf("sqlsink: stream %q: claim position row under token %d: %w", s.stream, t, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlsink: stream %q: %w", s.stream, err)
+	} else if n == 0 {
+		var cur int64
+		err := tx.QueryRowContext(ctx, `SELECT token FROM `+s.posTable+` WHERE stream = $1`, s.stream).Scan(&cur)
+		switch {
+		case err == nil:
+			return fmt.Errorf("sqlsink: stream %q: %w", s.stream, fence.Stale(t, fence.Token(cur)))
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("sqlsink: stream %q: read token: %w", s.stream, err)
+		}
+		cols, vals := insertColumns(set)
+		res, err := tx.ExecContext(ctx, `INSERT INTO `+s.posTable+` (token, stream, `+cols+`) VALUES ($1, $2, `+vals+`) ON CONFLICT (stream) DO NOTHING`, all...)
+		if err != nil {
+			return fmt.Errorf("sqlsink: stream %q: create position row: %w", s.stream, err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return errRetry
+		}
+	}
+	if f != nil {
+		if err := f(tx); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlsink: stream %q: commit under token %d: %w", s.stream, t, err)
+	}
+	return nil
+}
+
+// insertColumns turns "a = $3, b = $4" into "a, b" and "$3, $4".
+func insertColumns(set string) (cols, vals string) {
+	var c, v []string
+	for _, part := range strings.Split(set, ",") {
+		name, val, _ := strings.Cut(part, "=")
+		c, v = append(c, strings.TrimSpace(name)), append(v, strings.TrimSpace(val))
+	}
+	return strings.Join(c, ", "), strings.Join(v, ", ")
+}
+
+// insertRecords is the default ApplyFunc: multi-row inserts into RecordTable.
+func (s *Sink) insertRecords(ctx context.Context, tx *sql.Tx, batch []replicate.Record) error {
+	for len(batch) > 0 {
+		n := min(len(batch), maxRowsPerInsert)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO ` + s.recTable + ` (stream, pos, data) VALUES `)
+		args := make([]any, 0, 1+2*n)
+		args = append(args, s.stream)
+		for i, r := range batch[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			fmt.Fprintf(&q, "($1, $%d, $%d)", 2+2*i, 3+2*i)
+			data := r.Data
+			if data == nil {
+				data = []byte{}
+			}
+			args = append(args, []byte(r.Pos), data)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+		batch = batch[n:]
+	}
+	return nil
+}
+
+// Position returns the stream's committed position, or nil if nothing was
+// applied (replicate.DurableSink).
+func (s *Sink) Position(ctx context.Context) (replicate.Position, error) {
+	var pos []byte
+	err := s.db.QueryRowContext(ctx, `SELECT pos FROM `+s.posTable+` WHERE stream = $1`, s.stream).Scan(&pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlsink: stream %q: read position: %w", s.stream, err)
+	}
+	if len(pos) == 0 {
+		return nil, nil
+	}
+	return pos, nil
+}
+
+// Row is the stream's position row.
+type Row struct {
+	Token        fence.Token
+	Pos          replicate.Position
+	HeartbeatAt  time.Time // zero: no heartbeat yet
+	HeartbeatPos replicate.Position
+}
+
+// Row reads the stream's position row; ok is false if there is none.
+func (s *Sink) Row(ctx context.Context) (row Row, ok bool, err error) {
+	var tok int64
+	var hb sql.NullTime
+	err = s.db.QueryRowContext(ctx, `SELECT token, pos, heartbeat_at, heartbeat_pos FROM `+s.posTable+` WHERE stream = $1`, s.stream).
+		Scan(&tok, (*[]byte)(&row.Pos), &hb, (*[]byte)(&row.HeartbeatPos))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Row{}, false, nil
+	}
+	if err != nil {
+		return Row{}, false, fmt.Errorf("sqlsink: stream %q: read position row: %w", s.stream, err)
+	}
+	row.Token = fence.Token(tok)
+	if hb.Valid {
+		row.HeartbeatAt = hb.Time
+	}
+	return row, true, nil
+}
