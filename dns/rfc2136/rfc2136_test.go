@@ -321,7 +321,7 @@ func TestUnreachableServer(t *testing.T) {
 func TestConformance(t *testing.T) {
 	k := startKnot(t)
 	switchertest.Run(t, switchertest.Harness{
-		SharedFence: true,
+		Fence: switchertest.FenceShared,
 		New: func(t *testing.T) switchertest.Backend {
 			name := newName()
 			probe := mustNew(t, k.config(name, "probe"))

@@ -301,7 +301,7 @@ func TestWaitHonoursContext(t *testing.T) {
 
 func TestConformance(t *testing.T) {
 	switchertest.Run(t, switchertest.Harness{
-		SharedFence: true,
+		Fence: switchertest.FenceShared,
 		New: func(t *testing.T) switchertest.Backend {
 			f, client := newFakeRoute53(t, testZoneID)
 			name := newName()

@@ -6,8 +6,9 @@
 //   - Promote and Demote are idempotent;
 //   - Demote without a Promote, and Demote after a failed Promote, are safe;
 //   - a stale token is refused with fence.ErrStale, by one switcher and,
-//     where the backend stores the token, across switchers of different
-//     members sharing the backend; a stale call changes nothing;
+//     where the backend stores the token (Harness.Fence), across switchers
+//     of different members sharing the backend; a stale call changes
+//     nothing;
 //   - a done context is honoured: the call fails with the context's error.
 //
 // Where the harness can observe the backend (Backend.Observe), the suite
@@ -29,13 +30,29 @@ type Harness struct {
 	// New returns a fresh backend, on which nothing is promoted and no
 	// token was seen. Required. It registers its own cleanup with t.
 	New func(t *testing.T) Backend
-	// SharedFence is true when switchers of different members made by one
-	// Backend share the backend's token: one member's stale token is
-	// refused after another member's newer one (RFC 2136, Route 53).
-	SharedFence bool
+	// Fence says where the switcher checks tokens; the zero value is
+	// FenceLocal.
+	Fence Fence
 	// Timeout bounds each call the suite makes; 0 means 30s.
 	Timeout time.Duration
 }
+
+// Fence is a switcher's capability to refuse stale tokens.
+type Fence int
+
+const (
+	// FenceLocal: each switcher refuses a token older than the newest it
+	// has seen itself (a fence.Guard in the process). The suite checks
+	// stale refusal on one switcher.
+	FenceLocal Fence = iota
+	// FenceShared: the backend stores the token, so switchers of
+	// different members sharing one backend refuse each other's stale
+	// tokens (RFC 2136, Route 53). The suite checks that too.
+	FenceShared
+	// FenceNone: the switcher cannot check tokens at all. The suite
+	// leaves out the stale-token checks.
+	FenceNone
+)
 
 // Backend is one instance of the backend under test.
 type Backend struct {
@@ -70,8 +87,10 @@ func Run(t *testing.T, h Harness) {
 	t.Run("DemoteIdempotent", s.demoteIdempotent)
 	t.Run("DemoteWithoutPromote", s.demoteWithoutPromote)
 	t.Run("NewerTermTakesOver", s.newerTermTakesOver)
-	t.Run("StaleTokenRefused", s.staleRefused)
-	if h.SharedFence {
+	if h.Fence != FenceNone {
+		t.Run("StaleTokenRefused", s.staleRefused)
+	}
+	if h.Fence == FenceShared {
 		t.Run("StaleTokenRefusedAcrossMembers", s.staleAcrossMembers)
 	}
 	t.Run("ContextHonoured", s.contextHonoured)
