@@ -199,12 +199,19 @@ func (e *Election) Isolate(id string) error {
 }
 
 // Heal reconnects a member cut off by Isolate. A holder whose term is
-// still running renews at once, as a client does when its link comes back.
+// still running renews at once, as a client does when its link comes back;
+// a term the member ended while cut off (resigned, or fenced itself) is
+// released in the election at once.
 // Changes its observers missed are delivered, in order; its waiting
 // campaign can be granted again.
 func (e *Election) Heal(id string) error {
 	return e.hook(id, func(m *Elector) {
 		m.cut = false
+		if h := e.holder; h != nil && h.m == m && m.term != h {
+			// The member ended this term while cut off (it resigned
+			// or fenced itself); now it can tell the election.
+			e.release()
+		}
 		if t := m.term; t != nil && !m.paused {
 			if e.clk.Now().Before(t.deadline) {
 				m.renewLocked(t)

@@ -314,7 +314,8 @@ func (t *term) Err() error {
 
 // Resign closes Done (Err wraps lease.ErrResigned) and then releases the
 // lease, so the oldest waiting campaign is granted at once. A member that is
-// cut off cannot tell the election: its lease then runs out at the expiry.
+// cut off cannot tell the election: its lease is then released when the
+// member heals or runs out at the expiry, whichever comes first.
 // Resign never blocks; ctx is not used.
 func (t *term) Resign(ctx context.Context) error {
 	m := t.m
