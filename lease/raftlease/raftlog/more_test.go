@@ -127,3 +127,13 @@ func TestConcurrentSaveAndSnapshot(t *testing.T) {
 	}
 	diffState(t, got, entriesFrom(want, 301))
 }
+
+func TestOpenCreatesNestedDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b", "raft")
+	l := openT(t, dir)
+	mustSave(t, l, hardState(1, 1, 1), ents(1, 1, 1), nil)
+	l.Close()
+	if got := stateOf(t, openT(t, dir)); got.Last != 1 {
+		t.Fatalf("reopened nested directory: %+v", got)
+	}
+}

@@ -33,8 +33,8 @@ func Open(dir string, opts ...Option) (*Log, error) {
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("raftlog: create %s: %w", dir, err)
+	if err := mkdirAllSync(dir); err != nil {
+		return nil, err
 	}
 	lf, err := lockDir(dir, filepath.Join(dir, lockName))
 	if err != nil {
@@ -54,6 +54,31 @@ func Open(dir string, opts ...Option) (*Log, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// mkdirAllSync creates dir and any missing parents, and syncs the parent
+// of each directory it created, so that a log acknowledged by Save cannot
+// vanish with its directory's name in a crash.
+func mkdirAllSync(dir string) error {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || !os.IsNotExist(err) {
+			break
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("raftlog: create %s: %w", dir, err)
+	}
+	for _, d := range missing {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // walEvent is one decoded, committed WAL record, with where it came from.
