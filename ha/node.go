@@ -38,12 +38,13 @@ type Node struct {
 	cfg     Config
 	metrics *metrics
 
+	events   chan event    // to the loop; unread until Run starts
+	loopDone chan struct{} // closed when Run returns
+
 	mu       sync.Mutex
 	status   Status
 	running  bool
 	ran      bool
-	events   chan event // to the loop, while it runs
-	loopDone chan struct{}
 	nextID   uint64
 	replies  map[uint64]chan error
 }
@@ -58,7 +59,7 @@ func New(cfg Config) (*Node, error) {
 	for i := range cfg.Checks {
 		cfg.Checks[i] = cfg.Checks[i].withDefaults()
 	}
-	n := &Node{cfg: cfg, replies: map[uint64]chan error{}}
+	n := &Node{cfg: cfg, replies: map[uint64]chan error{}, events: make(chan event), loopDone: make(chan struct{})}
 	n.status = Status{ID: cfg.ID, Role: RoleStandby}
 	if cfg.Registerer != nil {
 		m, err := newMetrics(cfg.Registerer, cfg.ID, cfg.Checks)
@@ -105,9 +106,12 @@ func (n *Node) Resume(ctx context.Context) error { return n.command(ctx, cmdResu
 // role once.
 func (n *Node) Approve(ctx context.Context) error { return n.command(ctx, cmdApprove, "") }
 
+// command sends an operator command to the loop and waits for its answer.
+// Before Run starts it waits for Run; after Run returned it fails with
+// ErrNotRunning.
 func (n *Node) command(ctx context.Context, c command, to string) error {
 	n.mu.Lock()
-	if !n.running {
+	if n.ran && !n.running {
 		n.mu.Unlock()
 		return ErrNotRunning
 	}
@@ -158,8 +162,6 @@ func (n *Node) Run(ctx context.Context) error {
 		return errors.New("ha: Run called twice")
 	}
 	n.ran, n.running = true, true
-	n.events = make(chan event)
-	n.loopDone = make(chan struct{})
 	n.mu.Unlock()
 
 	l := &loop{n: n, cfg: &n.cfg, clk: n.cfg.Clock, log: n.cfg.Logger.With("member", n.cfg.ID),

@@ -48,7 +48,7 @@ func (r Role) String() string {
 func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 
 var (
-	// ErrNotRunning is returned by commands while Run is not running.
+	// ErrNotRunning is returned by commands after Run has returned.
 	ErrNotRunning = errors.New("ha: node is not running")
 	// ErrPaused is returned by Switchover while maintenance mode is on.
 	ErrPaused = errors.New("ha: paused for maintenance")
