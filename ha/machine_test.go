@@ -339,7 +339,7 @@ func TestMachineInvariants(t *testing.T) {
 		now := t0
 		var (
 			nextToken fence.Token = 1
-			working   bool // a work run is live at the edge
+			working   bool        // a work run is live at the edge
 			promoting bool
 			exited    bool
 		)

@@ -41,12 +41,12 @@ type Node struct {
 	events   chan event    // to the loop; unread until Run starts
 	loopDone chan struct{} // closed when Run returns
 
-	mu       sync.Mutex
-	status   Status
-	running  bool
-	ran      bool
-	nextID   uint64
-	replies  map[uint64]chan error
+	mu      sync.Mutex
+	status  Status
+	running bool
+	ran     bool
+	nextID  uint64
+	replies map[uint64]chan error
 }
 
 // New validates cfg, fills in its defaults and returns a Node. Nothing
