@@ -72,9 +72,15 @@ func TestDeposedStreamIsFenced(t *testing.T) {
 				t.Fatalf("deposed stream wrote %d records through a fencing sink", mem.Len()-10)
 			}
 
-			// The deposed token cannot even start again.
+			// The deposed token cannot even start again, and is refused
+			// before it applies anything, even to a sink that does not
+			// fence.
+			before := mem.Len()
 			if err := old.Run(ctx, 5); !errors.Is(err, fence.ErrStale) {
 				t.Fatalf("restart under the old token = %v, want fence.ErrStale", err)
+			}
+			if mem.Len() != before {
+				t.Fatalf("a restart under a deposed token applied %d records", mem.Len()-before)
 			}
 			// The new term resumes from the checkpoint.
 			cur := &replicate.Stream{Source: src, Sink: sink, Store: store, Key: "cp", HeartbeatInterval: -1}

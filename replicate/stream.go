@@ -36,7 +36,10 @@ var ErrCheckpointAhead = errors.New("replicate: stored checkpoint moved ahead of
 //     Sink's position; when the checkpoint has State, the Source is opened
 //     at the checkpoint (so the State stays valid) and the records up to the
 //     Sink's position are read but not applied again.
-//   - Fencing: every checkpoint is a CompareAndSwap under Run's token, on
+//   - Fencing: Run first re-commits the checkpoint it resumes from under its
+//     own token (the claim), so a newer term is detected before anything
+//     is applied and older terms are fenced out of the Store at once.
+//     Every checkpoint is a CompareAndSwap under Run's token, on
 //     the version Run last read or wrote, and only ever to a position
 //     after the stored one, so the stored checkpoint never goes backwards.
 //     A commit refused with fence.ErrStale (a newer term wrote to the
@@ -208,6 +211,15 @@ func (r *run) open(ctx context.Context) error {
 				skip = sp
 			}
 			cfg.log.Info("replicate: sink is ahead of the checkpoint", "key", s.Key, "checkpoint", cp.Pos, "sink", sp, "skip", skip != nil)
+		}
+	}
+	// Claim the checkpoint for this term before anything is applied: the
+	// commit admits t in the Store, so older terms' checkpoint writes fail
+	// from now on, and a newer term makes this Run fail before it writes
+	// anything to the Sink.
+	if ver == 0 || cp.Token != r.token || !bytes.Equal(from.Pos, cp.Pos) {
+		if err := r.commit(ctx, from, false); err != nil {
+			return err
 		}
 	}
 	cur, err := s.Source.Open(ctx, from)
@@ -429,13 +441,22 @@ func (r *run) checkpoint(ctx context.Context) error {
 		r.sinceCP = 0
 		return nil
 	}
-	cp := r.applied
+	return r.commit(ctx, r.applied, true)
+}
+
+// commit writes cp under the run's token with a CompareAndSwap on the
+// version last seen. Only checkpoints of progress are counted in Stats;
+// the claim at the start of a Run is not.
+func (r *run) commit(ctx context.Context, cp Checkpoint, progress bool) error {
 	cp.Token, cp.Time = r.token, r.cfg.clock.Now()
 	enc := EncodeCheckpoint(cp)
 	for attempt := 0; ; attempt++ {
 		v, err := r.s.Store.CompareAndSwap(ctx, r.token, r.s.Key, r.storedVersion, enc)
 		if err == nil {
 			r.stored, r.storedVersion = cp, v
+			if !progress {
+				return nil
+			}
 			r.sinceCP, r.lastCP = 0, cp.Time
 			r.s.stats.update(func(st *Stats) {
 				st.Checkpoints++
