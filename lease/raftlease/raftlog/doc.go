@@ -91,7 +91,9 @@
 //     the segment sequence, or records that do not join up (an entry
 //     after a gap, a segment that does not start where the previous one
 //     ended) make Open fail with a *CorruptError wrapping ErrCorrupt and
-//     naming the file and byte offset. Nothing is modified.
+//     naming the file and byte offset. So does a bad record followed by
+//     bytes too costly to search for valid records (the search is bounded;
+//     see below). Nothing is modified: an Open that fails repairs nothing.
 //   - Snapshots. The WAL names every durable snapshot. The newest valid
 //     snapshot file not newer than the newest one the WAL names is used.
 //     If the newest is damaged, an older valid one is used only if the
@@ -107,6 +109,13 @@
 //     snapshot index.
 //
 // # What it does not do
+//
+// Telling a torn tail from damage relies on searching the bytes after the
+// first bad record for a valid one. A torn write whose later sectors
+// reached the disk while earlier ones did not therefore looks like damage
+// and is refused, not cut: the format cannot tell it from bit rot in
+// acknowledged data, and refusing is the safe side. The search checksums
+// at most 16 times the segment size; past that, Open refuses as well.
 //
 // Log keeps every entry after the last compaction in memory, as
 // raft.MemoryStorage does. It trusts the file system's fsync and rename;

@@ -35,6 +35,7 @@ type CorruptError struct {
 	Reason string // what is wrong, in words
 }
 
+// Error names the file, the offset and the reason.
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("raftlog: corrupt: %s at offset %d: %s", e.File, e.Offset, e.Reason)
 }

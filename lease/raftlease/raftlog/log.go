@@ -283,8 +283,8 @@ func (l *Log) rotate() error {
 }
 
 // CreateSnapshot makes a durable snapshot at index with the given
-// ConfState (nil keeps the current snapshot's) and application data, and
-// returns it. index must be an applied, hence committed, index: greater
+// ConfState (nil keeps the current snapshot's) and application data.
+// index must be an applied, hence committed, index: greater
 // than the current snapshot's and at most LastIndex. The snapshot file is
 // written crash-safely (temporary file, fsync, rename, directory fsync) and
 // then recorded in the WAL; a crash in between leaves an orphan file that
@@ -356,7 +356,8 @@ func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) er
 // and, where whole WAL segments are covered, from disk. index must not be
 // above the current snapshot's index (ErrInvalid otherwise), so that
 // everything discarded is in a durable snapshot. Compacting at or below
-// the current compaction point only retries the clean-up and returns nil.
+// the current compaction point only retries the clean-up and returns nil
+// (raft.MemoryStorage returns raft.ErrCompacted there).
 //
 // Segment files are removed oldest first; a crash part-way leaves extra
 // segments, which Open reads and ignores.

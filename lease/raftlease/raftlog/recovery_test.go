@@ -1,6 +1,7 @@
 package raftlog
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -449,5 +450,28 @@ func TestFailedLogRefusesWrites(t *testing.T) {
 	}
 	if last, _ := l.LastIndex(); last != 1 {
 		t.Fatalf("failed Save became visible: LastIndex %d", last)
+	}
+}
+
+// A tail of random bytes after a bad record is searched within a bounded
+// budget; a huge random tail is refused rather than cut unexamined.
+func TestFindRecordBudget(t *testing.T) {
+	seed := segmentSeed(1)
+	// Headers that all claim a plausible, huge length: each costs a full
+	// checksum, so the search must give up.
+	b := make([]byte, 1<<20)
+	for q := 0; q+recordHeaderSize <= len(b); q += recordHeaderSize {
+		b[q] = byte(recEntry)
+		binary.LittleEndian.PutUint32(b[q+1:], uint32(len(b)-q-recordHeaderSize-1))
+	}
+	if _, res := findRecord(b, 1, seed); res != searchExhausted {
+		t.Fatalf("findRecord over adversarial bytes = %v, want searchExhausted", res)
+	}
+	good := appendRecord(make([]byte, 5000), seed, recCommit, nil)
+	if q, res := findRecord(good, 1, seed); res != recordFound || q != 5000 {
+		t.Fatalf("findRecord = %d, %v; want 5000, found", q, res)
+	}
+	if _, res := findRecord(make([]byte, 5000), 1, seed); res != noRecord {
+		t.Fatalf("findRecord over zeros = %v", res)
 	}
 }

@@ -1,6 +1,7 @@
 package raftlog
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -88,8 +89,12 @@ func scanSegment(path string, b []byte, seq uint64, last bool) (*segmentScan, er
 	}
 	reason := fmt.Sprintf("%d records after the last commit, no commit record", len(pending))
 	if fail != nil {
-		if q, ok := findRecord(b, off+1, seed); ok {
+		switch q, found := findRecord(b, off+1, seed); found {
+		case recordFound:
 			return nil, corruptf(path, int64(off), "%v, but a valid record follows at offset %d", fail, q)
+		case searchExhausted:
+			return nil, corruptf(path, int64(off), "%v, and the %d bytes after it are too costly to search for valid records; refusing to cut them",
+				fail, len(b)-off)
 		}
 		reason = fmt.Sprintf("%v at offset %d", fail, off)
 	}
@@ -104,15 +109,39 @@ func scanSegment(path string, b []byte, seq uint64, last bool) (*segmentScan, er
 	return s, nil
 }
 
+type searchResult int
+
+const (
+	noRecord searchResult = iota
+	recordFound
+	searchExhausted
+)
+
 // findRecord reports the first offset >= from at which a valid record
 // starts. Used only after a failure, to tell damage from a torn tail.
-func findRecord(b []byte, from int, seed uint32) (int, bool) {
+//
+// Each candidate offset whose header looks plausible costs a checksum over
+// its claimed length, so random bytes could make the search quadratic. It
+// gives up after checksumming 16 times the segment size (plus 16 MiB),
+// and the caller then refuses to cut the tail rather than guess.
+func findRecord(b []byte, from int, seed uint32) (int, searchResult) {
+	budget := 16*len(b) + 16<<20
 	for q := from; q+recordHeaderSize <= len(b); q++ {
+		if t := recordType(b[q]); t == 0 || t > maxRecordType {
+			continue
+		}
+		size := int(binary.LittleEndian.Uint32(b[q+1 : q+5]))
+		if size > MaxRecordSize || q+recordHeaderSize+size > len(b) {
+			continue
+		}
+		if budget -= size + recordHeaderSize; budget < 0 {
+			return 0, searchExhausted
+		}
 		if _, _, _, err := decodeRecord(b[q:], seed); err == nil {
-			return q, true
+			return q, recordFound
 		}
 	}
-	return 0, false
+	return 0, noRecord
 }
 
 // createSegment writes a new segment holding its header and, if hs is not
