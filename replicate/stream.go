@@ -217,10 +217,10 @@ func (r *run) open(ctx context.Context) error {
 	// commit admits t in the Store, so older terms' checkpoint writes fail
 	// from now on, and a newer term makes this Run fail before it writes
 	// anything to the Sink.
-	if ver == 0 || cp.Token != r.token || !bytes.Equal(from.Pos, cp.Pos) {
-		if err := r.commit(ctx, from, false); err != nil {
-			return err
-		}
+	// It is done even when the stored checkpoint already carries t: the
+	// Store may have admitted a larger token since it was written.
+	if err := r.commit(ctx, from, false); err != nil {
+		return err
 	}
 	cur, err := s.Source.Open(ctx, from)
 	if err != nil {
