@@ -149,11 +149,16 @@ func (e *Elector) campaignOnce(ctx context.Context) (*Term, error) {
 		if won {
 			return
 		}
+		// Revoke the campaign's lease so that it leaves nothing behind.
+		// Wait a keepalive interval at most, so that a cancelled
+		// Campaign returns promptly even over a cut link; the keeper
+		// goes on trying in the background until the lease would have
+		// expired anyway.
 		k.end(fmt.Errorf("%w: member %q: campaign ended", lease.ErrResigned, e.cfg.ID))
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.TTL)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.interval)
 		defer cancel()
 		if err := k.release(rctx); err != nil {
-			e.log.Warn("etcdlease: could not revoke the lease of an abandoned campaign; it expires within the TTL", "err", err)
+			e.log.Warn("etcdlease: could not revoke the lease of an abandoned campaign yet; retrying in the background", "err", err)
 		}
 	}()
 	if !e.spawn(k.run) {

@@ -149,6 +149,14 @@ func (k *keeper) run() {
 	defer next.Stop()
 	results := make(chan keepaliveResult, maxInflight)
 	inflight := 0
+	defer func() {
+		// The keeper has ended, so k.ctx is cancelled and every request
+		// in flight returns promptly; wait for them so that Close leaves
+		// no goroutine behind.
+		for ; inflight > 0; inflight-- {
+			<-results
+		}
+	}()
 	var newest time.Time // send time of the newest answered keepalive
 
 	for {
@@ -171,14 +179,15 @@ func (k *keeper) run() {
 			switch {
 			case r.err == nil && r.ttl > 0:
 				if d := r.sent.Add(r.ttl - k.margin); d.After(deadline) {
-					k.mu.Lock()
-					if k.err != nil {
-						k.mu.Unlock()
-						return
-					}
-					k.deadline, deadline = d, d
-					k.mu.Unlock()
+					// Move the timer before publishing the deadline: a
+					// reader of Deadline may then rely on the timer, and
+					// alive() seeing the older deadline errs on the safe
+					// side.
 					dl.Reset(d.Sub(k.clk.Now()))
+					deadline = d
+					k.mu.Lock()
+					k.deadline = d
+					k.mu.Unlock()
 				}
 				if r.sent.After(newest) {
 					newest = r.sent
