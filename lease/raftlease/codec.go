@@ -228,7 +228,9 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b[d.off:])
-	if n <= 0 {
+	if n <= 0 || n != len(binary.AppendUvarint(nil, v)) {
+		// Only the shortest encoding is accepted, so that one value
+		// has one encoding.
 		d.fail("bad varint")
 		return 0
 	}

@@ -1,0 +1,369 @@
+package raftlease
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"errors"
+	"math/big"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// recorder is a Handler that keeps what it is given.
+type recorder struct {
+	mu          sync.Mutex
+	msgs        []*pb.Message
+	got         chan struct{}
+	unreachable map[uint64]int
+}
+
+func newRecorder() *recorder {
+	return &recorder{got: make(chan struct{}, 1024), unreachable: map[uint64]int{}}
+}
+
+func (r *recorder) Receive(m *pb.Message) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.mu.Unlock()
+	select {
+	case r.got <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recorder) Unreachable(id uint64) {
+	r.mu.Lock()
+	r.unreachable[id]++
+	r.mu.Unlock()
+}
+
+func (r *recorder) SnapshotDone(uint64, bool) {}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
+func msg(from, to string, i uint64) *pb.Message {
+	return &pb.Message{Type: pb.MsgApp.Enum(), From: new(RaftID(from)), To: new(RaftID(to)), Index: new(i)}
+}
+
+func newTCP(t *testing.T, id string, tlsCfg *tls.Config) (*TCPTransport, *recorder) {
+	t.Helper()
+	tr, err := NewTCPTransport(TCPConfig{ID: id, Addr: "127.0.0.1:0", TLS: tlsCfg, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRecorder()
+	if err := tr.Start(r); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr, r
+}
+
+func waitCount(t *testing.T, r *recorder, n int) {
+	t.Helper()
+	eventually(t, 10*time.Second, "messages to arrive", func() error {
+		if c := r.count(); c < n {
+			return errors.New("too few")
+		}
+		return nil
+	})
+}
+
+func TestTCPTransportDelivers(t *testing.T) {
+	a, _ := newTCP(t, "a", nil)
+	b, rb := newTCP(t, "b", nil)
+	a.SetPeer(RaftID("b"), b.Addr().String())
+	for i := range 100 {
+		a.Send(msg("a", "b", uint64(i)))
+	}
+	waitCount(t, rb, 100)
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	for i, m := range rb.msgs {
+		if m.GetIndex() != uint64(i) {
+			t.Fatalf("message %d has index %d: reordered on one connection", i, m.GetIndex())
+		}
+	}
+}
+
+// TestTCPTransportReconnects: the peer goes away and comes back on the
+// same address; messages flow again after the backoff.
+func TestTCPTransportReconnects(t *testing.T) {
+	a, ra := newTCP(t, "a", nil)
+	b, rb := newTCP(t, "b", nil)
+	addr := b.Addr().String()
+	a.SetPeer(RaftID("b"), addr)
+	a.Send(msg("a", "b", 1))
+	waitCount(t, rb, 1)
+	b.Close()
+	eventually(t, 10*time.Second, "the sender to report b unreachable", func() error {
+		a.Send(msg("a", "b", 2))
+		ra.mu.Lock()
+		defer ra.mu.Unlock()
+		if ra.unreachable[RaftID("b")] == 0 {
+			return errors.New("not reported")
+		}
+		return nil
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	b2, err := NewTCPTransport(TCPConfig{ID: "b", Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	rb2 := newRecorder()
+	b2.Start(rb2)
+	eventually(t, 10*time.Second, "delivery after reconnect", func() error {
+		a.Send(msg("a", "b", 3))
+		if rb2.count() == 0 {
+			return errors.New("nothing yet")
+		}
+		return nil
+	})
+}
+
+// TestTCPTransportSlowPeer: a peer that accepts but never reads cannot
+// block Send; the queue fills and further messages are dropped.
+func TestTCPTransportSlowPeer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // accepted, never read
+		}
+	}()
+	tr, err := NewTCPTransport(TCPConfig{ID: "a", Addr: "127.0.0.1:0", QueueLen: 16, WriteTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Start(newRecorder())
+	tr.SetPeer(RaftID("slow"), ln.Addr().String())
+	big := bytes.Repeat([]byte("x"), 64<<10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2000 { // 128 MB: far beyond the socket buffers
+			m := msg("a", "slow", uint64(i))
+			m.Entries = []*pb.Entry{{Data: big}}
+			tr.Send(m)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Send blocked on a peer that does not read")
+	}
+	// Other peers are served meanwhile.
+	b, rb := newTCP(t, "b", nil)
+	tr.SetPeer(RaftID("b"), b.Addr().String())
+	tr.Send(msg("a", "b", 1))
+	waitCount(t, rb, 1)
+}
+
+// TestTCPTransportRejectsMisrouted: a connection whose hello names
+// another member, or whose messages claim another sender, is closed.
+func TestTCPTransportRejectsMisrouted(t *testing.T) {
+	b, rb := newTCP(t, "b", nil)
+	for _, tc := range []struct {
+		name  string
+		hello []byte
+		m     *pb.Message
+	}{
+		{"wrong recipient", encodeHello(RaftID("a"), RaftID("c")), msg("a", "b", 1)},
+		{"forged sender", encodeHello(RaftID("a"), RaftID("b")), msg("x", "b", 1)},
+		{"not a hello", []byte("GET / HTTP/1.1\r\n\r\n"), msg("a", "b", 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", b.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			data, _ := proto.Marshal(tc.m)
+			c.Write(appendFrame(appendFrame(nil, tc.hello), data))
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); err == nil {
+				t.Fatal("connection stayed open")
+			}
+			if n := rb.count(); n != 0 {
+				t.Fatalf("%d messages delivered", n)
+			}
+		})
+	}
+}
+
+// TestTCPTransportHugeFrame: a length field of 4 GiB is refused without
+// reading or allocating it.
+func TestTCPTransportHugeFrame(t *testing.T) {
+	var hdr [8]byte
+	binary.BigEndian.PutUint32(hdr[:], 0xffffffff)
+	_, _, err := readFrame(bytes.NewReader(hdr[:]), nil, DefaultMaxFrameBytes)
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("readFrame of a 4 GiB length: %v, want ErrCorrupt", err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 10 {
+		readFrame(bytes.NewReader(hdr[:]), nil, DefaultMaxFrameBytes)
+	}
+	runtime.ReadMemStats(&after)
+	if d := after.TotalAlloc - before.TotalAlloc; d > 1<<20 {
+		t.Fatalf("%d bytes allocated for 10 refused frames", d)
+	}
+}
+
+func TestTCPTransportTLS(t *testing.T) {
+	ca := newTestCA(t)
+	a, _ := newTCP(t, "a", ca.config(t, "a"))
+	b, rb := newTCP(t, "b", ca.config(t, "b"))
+	a.SetPeer(RaftID("b"), b.Addr().String())
+	a.Send(msg("a", "b", 1))
+	waitCount(t, rb, 1)
+
+	// A client with a certificate from another CA is refused.
+	other := newTestCA(t)
+	x, rx := newTCP(t, "x", other.config(t, "x"))
+	x.SetPeer(RaftID("b"), b.Addr().String())
+	eventually(t, 10*time.Second, "the untrusted peer to be refused", func() error {
+		x.Send(msg("x", "b", 1))
+		rx.mu.Lock()
+		defer rx.mu.Unlock()
+		if rx.unreachable[RaftID("b")] == 0 {
+			return errors.New("not refused yet")
+		}
+		return nil
+	})
+	if rb.count() != 1 {
+		t.Fatalf("the untrusted peer's message was delivered")
+	}
+	// A plain TCP client is refused too.
+	c, err := net.Dial("tcp", b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	data, _ := proto.Marshal(msg("a", "b", 2))
+	c.Write(appendFrame(appendFrame(nil, encodeHello(RaftID("a"), RaftID("b"))), data))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 512)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			break
+		}
+	}
+	if rb.count() != 1 {
+		t.Fatalf("a plain-text message was delivered over the TLS listener")
+	}
+}
+
+// TestGroupTLS runs a group whose members authenticate each other with
+// certificates made here.
+func TestGroupTLS(t *testing.T) {
+	ca := newTestCA(t)
+	c := &cluster{t: t, peers: map[string]string{}, dirs: map[string]string{}, lns: map[string]net.Listener{},
+		nets: map[string]*partTransport{}, groups: map[string]*Group{}}
+	t.Cleanup(c.closeAll)
+	for _, id := range []string{"a", "b", "c"} {
+		c.addSlot(id)
+		c.lns[id].Close() // the group listens itself
+	}
+	for _, id := range c.ids {
+		cfg := c.config(id)
+		cfg.TLS = ca.config(t, id)
+		g, err := Start(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.groups[id] = g
+	}
+	ctx := testCtx(t, 20*time.Second)
+	term, err := c.groups["b"].Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := writeKeys(t, c.groups["b"], term.Token(), "tls", 5)
+	for _, g := range c.groups {
+		checkKeys(t, g, acked)
+	}
+}
+
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hakit test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+// config returns a mutual-TLS config for member id: a certificate for
+// 127.0.0.1 usable as server and client, trusting only this CA.
+func (ca *testCA) config(t *testing.T, id string) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: id},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		RootCAs:      ca.pool, ClientCAs: ca.pool, ClientAuth: tls.RequireAndVerifyClientCert,
+		MinVersion: tls.VersionTLS13,
+	}
+}
