@@ -3,8 +3,8 @@ package raftlease
 import (
 	"bytes"
 	"encoding/binary"
-	"hash/crc32"
 	"errors"
+	"hash/crc32"
 	"testing"
 
 	pb "go.etcd.io/raft/v3/raftpb"
