@@ -166,6 +166,21 @@ func TestLeaderKeyGone(t *testing.T) {
 			_, err := admin.Delete(ctx, term.LeaderKey())
 			return err
 		}},
+		{"key detached from the lease", func(ctx context.Context, term *etcdlease.Term) error {
+			_, err := admin.Put(ctx, term.LeaderKey(), "overwritten")
+			if err != nil {
+				return err
+			}
+			// The key now outlives every lease; remove it so that the
+			// successor can win.
+			select {
+			case <-term.Done():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			_, err = admin.Delete(ctx, term.LeaderKey())
+			return err
+		}},
 		{"lease revoked", func(ctx context.Context, term *etcdlease.Term) error {
 			resp, err := admin.Get(ctx, term.LeaderKey())
 			if err != nil {

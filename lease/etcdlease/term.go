@@ -103,9 +103,17 @@ func (t *Term) watchKey(from int64) {
 		var last clientv3.WatchResponse
 		for wr := range t.e.c.Watch(ctx, t.key, clientv3.WithRev(from)) {
 			for _, ev := range wr.Events {
-				if ev.Type == mvccpb.DELETE || ev.Kv.CreateRevision != t.rev {
+				switch {
+				case ev.Type == mvccpb.DELETE || ev.Kv.CreateRevision != t.rev:
 					t.k.end(fmt.Errorf("%w: member %q: leader key %q was deleted at revision %d",
 						lease.ErrLost, t.self.ID, t.key, ev.Kv.ModRevision))
+					return
+				case clientv3.LeaseID(ev.Kv.Lease) != t.k.id:
+					// Someone rewrote the key without our lease: it would
+					// outlive this member, so the election is no longer
+					// one this term can hold safely.
+					t.k.end(fmt.Errorf("%w: member %q: leader key %q was detached from lease %016x at revision %d",
+						lease.ErrLost, t.self.ID, t.key, int64(t.k.id), ev.Kv.ModRevision))
 					return
 				}
 				from = ev.Kv.ModRevision + 1
