@@ -2,6 +2,23 @@
 // records from a Source to a Sink and keeps a checkpoint of how far it got
 // in a fenced storage.Store, so that the next active member resumes exactly
 // where the last one stopped and a deposed member can no longer advance it.
+//
+// A Stream is run by the active member with its term's token (ha.Node's
+// work function does this); when the term ends, the context is cancelled
+// and Run commits a final checkpoint and returns. With a DurableSink —
+// one that commits its own position with the records — delivery is
+// exactly once across failovers; with any other Sink it is at least once,
+// and the span replayed after a crash is bounded by the checkpoint policy.
+//
+// Checkpoints are stored in a versioned, checksummed encoding
+// (EncodeCheckpoint); a damaged or unknown one stops the Stream with an
+// error naming the key and is never read as "start from the beginning".
+// RebuildCheckpoint restores a lost checkpoint from a DurableSink.
+//
+// Adapters live in subpackages, so that a program compiles only what it
+// uses: memrepl (in memory, for tests), filelog (a segment-file log Source
+// and its Writer), filesink (a transactional file DurableSink) and sqlsink
+// (a database/sql DurableSink for PostgreSQL).
 package replicate
 
 import (
