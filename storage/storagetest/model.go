@@ -3,6 +3,7 @@ package storagetest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -25,19 +26,46 @@ var modelKeys = []string{"a", "b", "c/d", "ü"}
 // testModel drives random Put, CompareAndSwap, Delete and Get calls with
 // random tokens and checks every result against modelStore. rapid prints
 // the seed and a minimal failing sequence.
-func testModel(t *testing.T, open func(t *testing.T) storage.Store) {
+//
+// Opening a store can be expensive (a Raft group, an etcd namespace), so
+// one store serves many generated cases: each case works under its own
+// key prefix and starts from the fence the previous cases left, which the
+// model knows exactly. A case that fails leaves the store in a state the
+// model may not know, so the next case (rapid's shrinking runs included)
+// gets a fresh store.
+func testModel(t *testing.T, open func(t *testing.T) storage.Store, c config) {
+	var (
+		s      storage.Store
+		high   fence.Token // the store's fence, as the model knows it
+		clean  bool        // whether s is in the state high describes
+		caseNo int
+	)
 	rapid.Check(t, func(rt *rapid.T) {
-		s := open(t)
-		m := &modelStore{items: map[string]storage.Item{}, maxVer: map[string]storage.Version{}}
+		if !clean {
+			s, high = open(t), 0
+		}
+		clean = false
+		caseNo++
+		prefix := fmt.Sprintf("model/%d/", caseNo)
+		m := &modelStore{high: high, items: map[string]storage.Item{}, maxVer: map[string]storage.Version{}}
 		ctx := t.Context()
-		key := rapid.SampledFrom(modelKeys)
+		key := rapid.Custom(func(rt *rapid.T) string {
+			return prefix + rapid.SampledFrom(modelKeys).Draw(rt, "key")
+		})
 		// Tokens near the fence are the interesting ones: equal, just
 		// below, just above; 0 now and then.
+		base := high
 		token := rapid.Custom(func(rt *rapid.T) fence.Token {
-			return fence.Token(rapid.Uint64Range(0, 8).Draw(rt, "token"))
+			d := rapid.IntRange(0, 8).Draw(rt, "token")
+			if d == 0 {
+				return 0
+			}
+			if base+fence.Token(d) <= 3 {
+				return 1
+			}
+			return base + fence.Token(d) - 3
 		})
 		value := rapid.SliceOfN(rapid.Byte(), 0, 16)
-
 		// admit applies the fence rule and reports the expected error.
 		admit := func(tok fence.Token) error {
 			switch {
@@ -65,7 +93,7 @@ func testModel(t *testing.T, open func(t *testing.T) storage.Store) {
 			return true
 		}
 
-		rt.Repeat(map[string]func(*rapid.T){
+		actions := map[string]func(*rapid.T){
 			"Put": func(rt *rapid.T) {
 				tok, k, val := token.Draw(rt, "token"), key.Draw(rt, "key"), value.Draw(rt, "value")
 				v, err := s.Put(ctx, tok, k, val)
@@ -121,6 +149,12 @@ func testModel(t *testing.T, open func(t *testing.T) storage.Store) {
 					rt.Fatalf("Get(%q) = (%s, %d), want (%s, %d)", k, show(it.Value), it.Version, show(want.Value), want.Version)
 				}
 			},
-		})
+		}
+		names := []string{"CompareAndSwap", "Delete", "Get", "Put"}
+		steps := rapid.IntRange(1, c.n(40, 8)).Draw(rt, "steps")
+		for range steps {
+			actions[rapid.SampledFrom(names).Draw(rt, "action")](rt)
+		}
+		high, clean = m.high, true
 	})
 }

@@ -31,8 +31,8 @@ type config struct {
 }
 
 // WithScale multiplies the sizes of the suite's workloads (number of keys,
-// writers' rounds, concurrent goroutines' operations) by f, which must be
-// in (0, 1]. It never removes a case, and never shrinks a workload below
+// writers' rounds, concurrent goroutines' operations, the model test's
+// steps per case) by f, which must be in (0, 1]. It never removes a case, and never shrinks a workload below
 // what the case needs to be meaningful.
 func WithScale(f float64) Option {
 	return func(c *config) {
@@ -60,8 +60,8 @@ func (c config) n(full, min int) int {
 }
 
 // TestStore runs the conformance suite against the Store that open
-// returns. Each subtest calls open once (the randomised model test once
-// per generated case) and expects an empty store.
+// returns. Each subtest calls open once and expects an empty store (the
+// randomised model test opens a new one after a failing case only).
 //
 // Beyond the interface's doc comments, the suite holds a Store to these
 // rules, which every hakit Store keeps:
@@ -102,7 +102,7 @@ func TestStore(t *testing.T, open func(t *testing.T) storage.Store, opts ...Opti
 			tc.run(t, open(t), c)
 		})
 	}
-	t.Run("Model", func(t *testing.T) { testModel(t, open) })
+	t.Run("Model", func(t *testing.T) { testModel(t, open, c) })
 }
 
 // TestBackend runs the conformance suite for a plain Backend against the
