@@ -458,6 +458,7 @@ func (r *run) commit(ctx context.Context, cp Checkpoint, progress bool) error {
 				return nil
 			}
 			r.sinceCP, r.lastCP = 0, cp.Time
+			r.cfg.log.Debug("replicate: checkpoint committed", "key", r.s.Key, "pos", cp.Pos, "token", r.token, "version", v)
 			r.s.stats.update(func(st *Stats) {
 				st.Checkpoints++
 				st.LastCheckpoint = cp.Time
@@ -521,11 +522,13 @@ func (r *run) stop(ctx context.Context, cause error) error {
 	<-r.readerDone
 	cerr := r.cur.Close()
 	if errors.Is(cause, fence.ErrStale) {
+		r.cfg.log.Warn("replicate: stream deposed", "key", r.s.Key, "token", r.token, "err", cause)
 		return cause
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.stopTimeout)
 	defer cancel()
 	ckErr := r.checkpoint(sctx)
+	r.cfg.log.Info("replicate: stream stopped", "key", r.s.Key, "token", r.token, "checkpoint", r.stored.Pos, "cause", cause, "checkpoint_error", ckErr)
 	if ckErr == nil && cause == nil && cerr != nil {
 		return fmt.Errorf("replicate: stream %q: close cursor: %w", r.s.Key, cerr)
 	}
