@@ -110,6 +110,10 @@
 //
 // # What it does not do
 //
+// It is written for Linux and other unix systems: it relies on flock(2)
+// to keep a second process out, and on fsync of a directory to make
+// renames and removals durable.
+//
 // Telling a torn tail from damage relies on searching the bytes after the
 // first bad record for a valid one. A torn write whose later sectors
 // reached the disk while earlier ones did not therefore looks like damage

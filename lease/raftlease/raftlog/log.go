@@ -98,7 +98,8 @@ func (l *Log) Dir() string { return l.dir }
 // or term zero, or if the HardState's commit index is beyond the last
 // entry; raft.ErrSnapOutOfDate if the snapshot is not newer than the
 // current one. After an I/O error every write method returns an error
-// wrapping ErrFailed.
+// wrapping ErrFailed; the failed batch may or may not be found on disk by
+// the next Open, as with any write whose sync failed.
 //
 // Save takes no context: a write cannot be abandoned half-way without
 // poisoning the log, and fdatasync cannot be interrupted.
