@@ -26,9 +26,9 @@ func (e electorCluster) Isolate(t *testing.T, id string) { e.c.isolate(id, true)
 func (e electorCluster) Heal(t *testing.T, id string) { e.c.isolate(id, false) }
 
 func (e electorCluster) Timing() electortest.Timing {
-	// 10 ms ticks, 30-tick election timeout: a cut-off holder is replaced
-	// within 2 x 300 ms plus a few round trips.
-	return electortest.Timing{Handover: 500 * time.Millisecond, Failover: 3 * time.Second, Settle: 50 * time.Millisecond, Wait: 20 * time.Second}
+	// 20 ms ticks, 25-tick election timeout: a cut-off holder is replaced
+	// within 2 x 500 ms plus a few round trips.
+	return electortest.Timing{Handover: time.Second, Failover: 4 * time.Second, Settle: 50 * time.Millisecond, Wait: 20 * time.Second}
 }
 
 func TestElectorConformance(t *testing.T) {

@@ -105,9 +105,11 @@ func (c *cluster) config(id string) Config {
 	}
 	cfg := Config{
 		ID: id, Peers: peers, DataDir: c.dirs[id],
-		// 10 ms ticks keep tests fast; 30 of them leave a fence window
-		// of 190 ms, enough for a loaded 2-core machine's scheduler.
-		TickInterval: 10 * time.Millisecond, ElectionTicks: 30, DriftMargin: 100 * time.Millisecond,
+		// 20 ms ticks keep tests fast; 25 of them leave a fence window
+		// of 330 ms, enough for a heavily loaded 2-core machine's
+		// scheduler (a leader that misses it fences itself, correctly,
+		// but the test expecting it to hold would fail).
+		TickInterval: 20 * time.Millisecond, ElectionTicks: 25, DriftMargin: 150 * time.Millisecond,
 		Logger: testLogger(c.t).With("m", id),
 	}
 	if c.mem {
