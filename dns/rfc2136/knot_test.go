@@ -57,7 +57,7 @@ func (s *syncBuffer) String() string {
 }
 
 // findKnotd returns knotd's path, or skips (fails under CI=true).
-func findKnotd(t *testing.T) string {
+func findKnotd(t testing.TB) string {
 	t.Helper()
 	if p, err := exec.LookPath("knotd"); err == nil {
 		return p
@@ -77,7 +77,7 @@ func findKnotd(t *testing.T) string {
 
 // startKnot starts knotd in the foreground and waits until it answers an
 // SOA query for the test zone. The server is killed at cleanup.
-func startKnot(t *testing.T) *knot {
+func startKnot(t testing.TB) *knot {
 	t.Helper()
 	bin := findKnotd(t)
 	var lastErr error
@@ -92,7 +92,7 @@ func startKnot(t *testing.T) *knot {
 	return nil
 }
 
-func tryStartKnot(t *testing.T, bin string) (*knot, error) {
+func tryStartKnot(t testing.TB, bin string) (*knot, error) {
 	// A short directory: knotd puts its control socket in rundir, and a
 	// socket path is limited to about 100 bytes.
 	dir, err := os.MkdirTemp("", "knot")

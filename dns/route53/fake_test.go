@@ -75,7 +75,7 @@ type xmlChangeInfo struct {
 	Comment     string `xml:"Comment,omitempty"`
 }
 
-func newFakeRoute53(t *testing.T, zoneID string) (*fakeRoute53, *route53.Client) {
+func newFakeRoute53(t testing.TB, zoneID string) (*fakeRoute53, *route53.Client) {
 	t.Helper()
 	f := &fakeRoute53{zoneID: zoneID, sets: map[setKey]xmlRRSet{}, changes: map[string]int{}}
 	srv := httptest.NewTLSServer(f)
