@@ -57,10 +57,13 @@ func (l *dirLock) lock(ctx context.Context, exclusive bool) error {
 	return nil
 }
 
-// upgrade turns a held shared lock into an exclusive one. flock does this
-// by releasing and re-taking, so another process may run in between; the
-// caller must re-check what it read.
+// upgrade turns a held shared lock into an exclusive one by releasing it
+// and taking the exclusive lock, so another process may run in between;
+// the caller must re-check what it read. (Converting in place would do
+// the same on a local file system, but with the POSIX locks NFS uses, two
+// readers converting at once would each wait for the other for ever.)
 func (l *dirLock) upgrade(ctx context.Context) error {
+	_ = unix.Flock(int(l.file.Fd()), unix.LOCK_UN)
 	return l.flock(ctx, true)
 }
 

@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -255,6 +259,11 @@ func TestMultiProcessWriters(t *testing.T) {
 // one acknowledged.
 func TestKillDuringCommits(t *testing.T) {
 	dir := t.TempDir()
+	journals := 0
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	defer func() { t.Logf("%d of 5 kills left a journal to finish", journals) }()
 	for iter := range 5 {
 		prefix := fmt.Sprintf("iter%d", iter)
 		cmd := helper(t, "committer", "FS_DIR="+dir, "FS_PREFIX="+prefix)
@@ -265,34 +274,67 @@ func TestKillDuringCommits(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// Backends open before the kill: their Gets, not an Open, must
+		// finish a commit the killed process left in its journal, and
+		// they race each other to do it.
+		readers := make([]*filestore.Backend, 3)
+		for i := range readers {
+			b, err := filestore.Open(t.Context(), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			readers[i] = b
+		}
 		sc := bufio.NewScanner(stdout)
-		last := -1
+		last, target := -1, 10+3*iter
+		var first time.Time
 		for sc.Scan() {
 			if _, err := fmt.Sscanf(sc.Text(), "ack %d", &last); err != nil {
 				t.Fatalf("committer printed %q", sc.Text())
 			}
-			if last >= 10+7*iter {
-				break
+			if last == 0 {
+				first = time.Now()
+			}
+			if last == target {
+				// Kill at a random point of a commit: a random fraction of
+				// the mean time between acks from now. The acks printed
+				// before the process dies are still read below.
+				mean := time.Since(first) / time.Duration(target)
+				delay := time.Duration(rng.Int64N(int64(mean) + 1))
+				time.AfterFunc(delay, func() { _ = cmd.Process.Kill() })
 			}
 		}
-		if last < 0 {
-			_ = cmd.Wait()
-			t.Fatalf("committer acknowledged nothing; stderr:\n%s", cmd.Stderr)
+		if err := cmd.Wait(); err == nil || last < target {
+			t.Fatalf("committer ended after ack %d (%v), not by SIGKILL; stderr:\n%s", last, err, cmd.Stderr)
 		}
-		_ = cmd.Process.Kill()
-		_, _ = io.Copy(io.Discard, stdout) // Wait must follow the last read
-		_ = cmd.Wait()
 
-		b, err := filestore.Open(t.Context(), dir)
-		if err != nil {
-			t.Fatalf("iteration %d: Open after SIGKILL: %v", iter, err)
+		if _, err := os.Stat(filepath.Join(dir, "JOURNAL")); err == nil {
+			journals++
 		}
-		x, errx := b.Get(t.Context(), "x")
-		y, erry := b.Get(t.Context(), "y")
-		_ = b.Close()
-		if errx != nil || erry != nil {
-			t.Fatalf("iteration %d: Get after SIGKILL: %v, %v", iter, errx, erry)
+		items := make([][2]storage.Item, len(readers))
+		errs := make([]error, len(readers))
+		var wg sync.WaitGroup
+		for i, r := range readers {
+			wg.Go(func() {
+				var errx, erry error
+				items[i][0], errx = r.Get(t.Context(), "x")
+				items[i][1], erry = r.Get(t.Context(), "y")
+				errs[i] = errors.Join(errx, erry)
+			})
 		}
+		wg.Wait()
+		for i, r := range readers {
+			_ = r.Close()
+			if errs[i] != nil {
+				t.Fatalf("iteration %d: reader %d: Get after SIGKILL: %v", iter, i, errs[i])
+			}
+			for j, name := range []string{"x", "y"} {
+				if a, b := items[i][j], items[0][j]; string(a.Value) != string(b.Value) || a.Version != b.Version {
+					t.Fatalf("iteration %d: readers 0 and %d disagree on %s: %q v%d and %q v%d", iter, i, name, b.Value, b.Version, a.Value, a.Version)
+				}
+			}
+		}
+		x, y := items[0][0], items[0][1]
 		if string(x.Value) != string(y.Value) || x.Version != y.Version {
 			t.Fatalf("iteration %d: x = %q v%d, y = %q v%d: a torn commit", iter, x.Value, x.Version, y.Value, y.Version)
 		}
