@@ -332,3 +332,35 @@ func FuzzDecodePosition(f *testing.F) {
 		}
 	})
 }
+
+// A reader waiting at a torn tail carries on when the Writer restarts,
+// cuts the torn record and appends new ones.
+func TestReaderSurvivesWriterRecovery(t *testing.T) {
+	dir := t.TempDir()
+	w := openWriter(t, dir, 0)
+	appendN(t, w, 0, 2)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(dir, filelog.SegmentName(1))
+	f, err := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := filelog.AppendRecord(nil, []byte("torn record that was never finished"))
+	if _, err := f.Write(torn[:20]); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	c := open(t, dir, nil)
+	readN(t, c, 0, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := c.Next(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next at a torn tail = %v, want to wait", err)
+	}
+	w2 := openWriter(t, dir, 0) // cuts the torn record
+	appendN(t, w2, 2, 3)
+	readN(t, c, 2, 3)
+}

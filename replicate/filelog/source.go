@@ -167,6 +167,10 @@ func (c *cursor) Next(ctx context.Context, max int) ([]replicate.Record, error) 
 			}
 			continue
 		}
+		// Forget a partial record before waiting: if a Writer restarts
+		// and cuts it off as a torn tail, the next read starts afresh at
+		// the last whole record instead of splicing old and new bytes.
+		c.buf = c.buf[:0]
 		if err := c.wait(ctx); err != nil {
 			return nil, err
 		}
