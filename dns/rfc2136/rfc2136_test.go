@@ -377,3 +377,30 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestOverUDP(t *testing.T) {
+	k := startKnot(t)
+	name := newName()
+	cfg := k.config(name, "a", "192.0.2.9")
+	cfg.Net = "udp"
+	s := mustNew(t, cfg)
+	if err := s.Promote(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.lookup(t, name, mdns.TypeA); len(got) != 1 || got[0] != "192.0.2.9" {
+		t.Fatalf("A = %q", got)
+	}
+	if err := s.Demote(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestZoneNotServed(t *testing.T) {
+	k := startKnot(t)
+	cfg := k.config("db.elsewhere.test.", "a")
+	cfg.Zone = "elsewhere.test."
+	err := mustNew(t, cfg).Promote(t.Context(), 1)
+	if !errors.Is(err, ErrRefused) || !dns.IsPermanent(err) || !strings.Contains(err.Error(), "REFUSED") {
+		t.Fatalf("err = %v, want a permanent ErrRefused naming the rcode", err)
+	}
+}

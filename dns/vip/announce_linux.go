@@ -26,7 +26,9 @@ func (s *Switcher) announce(ctx context.Context, ifindex int, hw net.HardwareAdd
 		if err != nil {
 			return fmt.Errorf("vip: open packet socket for ARP: %w", err)
 		}
-		defer unix.Close(fd)
+		// Closing a packet socket waits for an RCU grace period in the
+		// kernel (milliseconds); the promote need not wait for it.
+		defer func() { go unix.Close(fd) }()
 		to := &unix.SockaddrLinklayer{Protocol: htons(etherTypeARP), Ifindex: ifindex, Halen: 6}
 		copy(to.Addr[:], broadcastMAC)
 		send = func() error {

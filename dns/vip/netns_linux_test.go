@@ -35,7 +35,7 @@ var netSeq atomic.Int64
 const namespaceRoot = "/var/run/netns"
 
 // requireRoot skips a test that needs root, or fails it under CI=true.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -69,7 +69,7 @@ func inNS(path string, fn func() error) error {
 }
 
 // newNamedNS creates a named network namespace and registers its removal.
-func newNamedNS(t *testing.T, name string) string {
+func newNamedNS(t testing.TB, name string) string {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() {
@@ -98,7 +98,7 @@ func newNamedNS(t *testing.T, name string) string {
 // newTestNet builds the two namespaces and the veth pair, with
 // 192.0.2.1/24 and 2001:db8::1/64 on the active side and .2 and ::2 on the
 // peer side, and removes everything at cleanup.
-func newTestNet(t *testing.T) *testNet {
+func newTestNet(t testing.TB) *testNet {
 	t.Helper()
 	requireRoot(t)
 	n := netSeq.Add(1)
