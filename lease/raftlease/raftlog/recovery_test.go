@@ -1,10 +1,12 @@
 package raftlog
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,10 +123,14 @@ func TestTornTail(t *testing.T) {
 			mutateFile(t, path, func(b []byte) []byte { return tc.damage(b, recs, prev) })
 			sizeDamaged := fileSize(t, path)
 
-			l := openT(t, dir)
+			var logs bytes.Buffer
+			l := openT(t, dir, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 			r := l.Recovered()
 			if r.Torn == nil {
 				t.Fatalf("torn tail not reported: %+v", r)
+			}
+			if msg := logs.String(); !strings.Contains(msg, "level=WARN") || !strings.Contains(msg, "torn") || !strings.Contains(msg, path) {
+				t.Fatalf("no warning naming %s logged: %q", path, msg)
 			}
 			wantOff := ends[len(ends)-1]
 			want := afterThree
