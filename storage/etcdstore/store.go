@@ -3,10 +3,11 @@
 // New returns a Store that checks the fence natively: every write is one
 // etcd transaction that compares the fence record with the writer's token,
 // raises the fence if the token is larger, and applies the write, all in
-// one round trip and one revision. NewBackend returns a plain
-// storage.Backend for storage.Fenced, for code that wants the generic
-// wrapper; the two keep different fence records and must not be mixed on
-// the same prefix.
+// one round trip and one revision. (A write takes a second round trip
+// only after the record was deleted or damaged by hand.) NewBackend
+// returns a plain storage.Backend for storage.Fenced, for code that wants
+// the generic wrapper; the two keep different fence records and must not
+// be mixed on the same prefix.
 //
 // # Layout
 //
@@ -17,6 +18,13 @@
 // form of EncodeFence: 8 bytes whose byte-wise order, the order etcd
 // compares values in, is the reverse of the tokens' order, and in which
 // damage (truncation, extension) can only make the token look larger.
+// A damaged record that could hide a token above the writer's fails the
+// write with ErrCorruptFence. A missing record means no token was ever
+// admitted: deleting it by hand lifts the fence, as deleting the data
+// would.
+//
+// Prefixes of different Stores must not be prefixes of one another (say
+// "app/" and "app/x"), or their keys overlap.
 //
 // # Versions
 //

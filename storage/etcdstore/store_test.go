@@ -326,3 +326,81 @@ func TestCancelledContext(t *testing.T) {
 		t.Fatalf("Put with a cancelled context: %v, want context.Canceled naming the key", err)
 	}
 }
+
+// TestFenceChangedUnderStore covers the steady-state transaction, which a
+// Store uses once it has written the record itself: it must notice a
+// larger token from another Store, a record deleted by hand and a damaged
+// record.
+func TestFenceChangedUnderStore(t *testing.T) {
+	t.Parallel()
+	cli := etcdtest.Start(t).Client(t)
+	ctx := t.Context()
+	prefix := freshPrefix(t)
+	fk := prefix + etcdstore.FenceKey
+	a, b := etcdstore.New(cli, prefix), etcdstore.New(cli, prefix)
+	put := func(s *etcdstore.Store, tok fence.Token) error {
+		_, err := s.Put(ctx, tok, "k", []byte(tok.String()))
+		return err
+	}
+	for range 2 { // the second makes sure a is in its steady state
+		if err := put(a, 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := put(b, 6); err != nil {
+		t.Fatal(err)
+	}
+	var se *fence.StaleError
+	if err := put(a, 5); !errors.As(err, &se) || se.Token != 5 || se.High != 6 {
+		t.Fatalf("Put(5) after another store admitted 6: %v, want stale 5 below 6", err)
+	}
+
+	if _, err := cli.Delete(ctx, fk); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(b, 6); err != nil { // b's steady state meets a missing record
+		t.Fatalf("Put(6) after the record was deleted: %v", err)
+	}
+	if _, err := cli.Put(ctx, fk, string(etcdstore.EncodeFence(9)[:4])); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(b, 6); !errors.Is(err, etcdstore.ErrCorruptFence) {
+		t.Fatalf("Put(6) over a truncated record of 9: %v, want etcdstore.ErrCorruptFence", err)
+	}
+	it, err := a.Get(ctx, "k")
+	if err != nil || string(it.Value) != "6" {
+		t.Fatalf("Get = %q, %v; want 6", it.Value, err)
+	}
+}
+
+// TestServerRestart checks that a Store keeps its data and fence across
+// an etcd restart and works again once its client has reconnected.
+func TestServerRestart(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	s := etcdstore.New(srv.Client(t), "r/")
+	ctx := t.Context()
+	if _, err := s.Put(ctx, 4, "k", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := s.Put(c, 4, "k2", []byte("after"))
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Put after restart still failing: %v", err)
+		}
+	}
+	if it, err := s.Get(ctx, "k"); err != nil || string(it.Value) != "before" {
+		t.Fatalf("Get after restart = %q, %v; want before", it.Value, err)
+	}
+	if _, err := s.Put(ctx, 3, "k", nil); !errors.Is(err, fence.ErrStale) {
+		t.Fatalf("Put(3) after restart: %v, want fence.ErrStale", err)
+	}
+}
