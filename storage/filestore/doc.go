@@ -42,8 +42,9 @@
 // On NFSv4 (EFS speaks NFSv4.1) these locks are taken through the NFS
 // protocol's own locking and are held under the client's lease with the
 // server. A client that stops renewing its lease — it is partitioned from
-// the server, or paused for longer than the lease time (90 s on EFS by
-// default) — loses its locks, and another client may take the lock. That
+// the server, or paused for longer than the server's lease time (90 s by
+// default on Linux's NFS server; check your server's) — loses its locks,
+// and another client may take the lock. That
 // is exactly why the fence check happens inside the same locked step as
 // the write: a deposed member that resumes does not write on the strength
 // of a check made before it lost the lock. It must take the lock again,
@@ -67,8 +68,10 @@
 //     step. A writer stopped (SIGSTOP, a frozen VM, a partition) after its
 //     checks and before its rename, for longer than the server's lease
 //     time, loses the lock; a successor may commit; and when the paused
-//     writer resumes, its rename still lands, because NFS does not tie a
-//     rename to a lock. Before every rename the commit checks how long it
+//     writer resumes, its rename still lands, because NFS locks are
+//     advisory (on EFS too) and a rename is not tied to a lock. The same
+//     holds for a rename the client sent before a partition and, on a
+//     hard mount, keeps retrying after it. Before every rename the commit checks how long it
 //     has held the lock and gives up past WithMaxHold, which shrinks the
 //     window to the few instructions between that check and the rename
 //     but cannot remove it. Only a store that checks the token itself (the
