@@ -192,6 +192,22 @@ func chaos(t *testing.T, rng *rand.Rand, durable bool) {
 	for round := 1; round <= *chaosRounds+1; round++ {
 		fill(src, src.Len(), rng.IntN(200))
 		last := round == *chaosRounds+1 // a final, undisturbed round
+		if durable && round == *chaosRounds/2 {
+			// The checkpoint store is lost. Either the operator rebuilds
+			// the checkpoint from the sink, or the next Run resumes from
+			// the sink's position by itself; no record may repeat.
+			store, prevCP = memstore.New(), nil
+			if rng.IntN(2) == 0 {
+				cp, err := replicate.RebuildCheckpoint(ctx, store, "cp", fence.Token(round*10), &durSink, replicate.CompareBytes, time.Now())
+				if err != nil {
+					t.Fatal(err)
+				}
+				prevCP = cp.Pos
+				t.Logf("round %d: store lost, checkpoint rebuilt at %x", round, cp.Pos)
+			} else {
+				t.Logf("round %d: store lost, not rebuilt", round)
+			}
+		}
 		rctx, cancel := context.WithCancel(ctx)
 		in := &injector{cancel: cancel, f: fault{site: sites[rng.IntN(3)], k: 1 + rng.Int64N(15), before: rng.IntN(2) == 0, kind: kinds[rng.IntN(3)]}}
 		if last {
