@@ -41,7 +41,9 @@ type ExecConfig struct {
 	// Demote lists the commands run, in order, by Demote.
 	Demote [][]string
 	// Timeout bounds each command; 0 means DefaultExecTimeout. When it
-	// passes, the command gets SIGTERM, and SIGKILL after KillGrace.
+	// passes, or the call's context ends, the command's process group
+	// (the command and the children it started) gets SIGTERM, and
+	// SIGKILL after KillGrace.
 	Timeout time.Duration
 	// KillGrace is how long a command may take to exit after SIGTERM
 	// (and how long Exec waits for its output to close); 0 means 5s.
@@ -165,7 +167,8 @@ func (e *Exec) runOne(ctx context.Context, t fence.Token, role string, argv []st
 	cmd.Env = append(append([]string(nil), env...),
 		EnvToken+"="+t.String(), EnvRole+"="+role, EnvMember+"="+e.cfg.Member)
 	cmd.Dir = e.cfg.Dir
-	cmd.Cancel = func() error { return terminate(cmd.Process) }
+	setProcessGroup(cmd)
+	cmd.Cancel = func() error { return terminate(cmd) }
 	cmd.WaitDelay = e.cfg.KillGrace
 	log := e.log.With("member", e.cfg.Member, "role", role, "token", t.String(), "command", argv[0])
 	stdout := &lineLogger{log: log, stream: "stdout"}
@@ -173,6 +176,9 @@ func (e *Exec) runOne(ctx context.Context, t fence.Token, role string, argv []st
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	start := time.Now()
 	err := cmd.Run()
+	if ctx.Err() != nil {
+		killGroup(cmd) // children of a stopped hook must not outlive it
+	}
 	stdout.flush()
 	stderr.flush()
 	if err == nil {

@@ -2,7 +2,11 @@
 
 package dns
 
-import "os"
+import "os/exec"
+
+func setProcessGroup(*exec.Cmd) {}
 
 // terminate stops a command where there is no SIGTERM.
-func terminate(p *os.Process) error { return p.Kill() }
+func terminate(cmd *exec.Cmd) error { return cmd.Process.Kill() }
+
+func killGroup(*exec.Cmd) {}

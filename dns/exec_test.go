@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -379,4 +380,37 @@ func TestMultiConformance(t *testing.T) {
 			}
 		},
 	})
+}
+
+func TestExecTimeoutKillsChildren(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc to find the child")
+	}
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	e := newExec(t, dns.ExecConfig{
+		Promote:   [][]string{sh(`sleep 60 & echo $! > ` + pidFile + `; wait`)},
+		Timeout:   200 * time.Millisecond,
+		KillGrace: 100 * time.Millisecond,
+	})
+	if err := e.Promote(t.Context(), 1); !errors.Is(err, dns.ErrCommand) {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stat := "/proc/" + strings.TrimSpace(string(b)) + "/stat"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := os.ReadFile(stat)
+		// Gone, or a zombie waiting for a parent that does not reap.
+		if err != nil || strings.Contains(string(st), ") Z ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hook's child is still running 10s after the timeout: %s", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
