@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/storage"
 	"github.com/hakit/hakit/storage/filestore"
+	"github.com/hakit/hakit/storage/storagetest"
 )
 
 // The tests in this file re-execute the test binary as helper processes:
@@ -95,7 +95,19 @@ func helperWriter() int {
 				fmt.Fprintf(os.Stderr, "Put(%d, %q): %v\n", tok, key, err)
 				return 2
 			}
-			fmt.Fprintf(out, "%d %d %d %s %s %s\n", call, ret, tok, key, value, result)
+			fmt.Fprintf(out, "put %d %d %d %s %s %s\n", call, ret, tok, key, value, result)
+		}
+		call := monotonic()
+		it, err := s.Get(ctx, "shared")
+		ret := monotonic()
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			fmt.Fprintf(out, "get %d %d 0 shared - notfound\n", call, ret)
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "Get(shared): %v\n", err)
+			return 2
+		default:
+			fmt.Fprintf(out, "get %d %d 0 shared %s ok\n", call, ret, it.Value)
 		}
 	}
 	return 0
@@ -131,14 +143,6 @@ func helper(t *testing.T, mode string, env ...string) *exec.Cmd {
 	return cmd
 }
 
-type call struct {
-	proc      int
-	call, ret int64
-	tok       fence.Token
-	key, val  string
-	ok        bool
-}
-
 func TestMultiProcessWriters(t *testing.T) {
 	const procs = 3
 	rounds := 15
@@ -169,42 +173,41 @@ func TestMultiProcessWriters(t *testing.T) {
 		}
 	}
 
-	var calls []call
+	var calls []storagetest.Call
 	for i, out := range outs {
 		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-			var c call
-			var result string
-			if _, err := fmt.Sscanf(line, "%d %d %d %s %s %s", &c.call, &c.ret, &c.tok, &c.key, &c.val, &result); err != nil {
+			c := storagetest.Call{Client: i}
+			var op, result string
+			if _, err := fmt.Sscanf(line, "%s %d %d %d %s %s %s", &op, &c.Start, &c.End, &c.Token, &c.Key, &c.Value, &result); err != nil {
 				t.Fatalf("writer %d printed %q: %v", i, line, err)
 			}
-			c.proc, c.ok = i, result == "ok"
+			c.Get = op == "get"
+			c.OK, c.Stale, c.NotFound = result == "ok", result == "stale", result == "notfound"
+			if c.NotFound {
+				c.Value = ""
+			}
 			calls = append(calls, c)
 		}
 	}
-	if len(calls) != procs*rounds*2 {
-		t.Fatalf("%d calls recorded, want %d", len(calls), procs*rounds*2)
+	if len(calls) != procs*rounds*3 {
+		t.Fatalf("%d calls recorded, want %d", len(calls), procs*rounds*3)
 	}
-
-	var admitted []call
+	var admitted []storagetest.Call
 	stale := 0
 	for _, c := range calls {
-		if c.ok {
+		switch {
+		case c.Get:
+		case c.OK:
 			admitted = append(admitted, c)
-		} else {
+		default:
 			stale++
 		}
 	}
 	t.Logf("%d writes admitted, %d refused as stale", len(admitted), stale)
-	sort.Slice(admitted, func(i, j int) bool { return admitted[i].ret < admitted[j].ret })
-	// The fence never goes down: an admitted write that started after
-	// another admitted write returned carries at least its token.
-	for i, a := range admitted {
-		for _, b := range admitted[i+1:] {
-			if b.call > a.ret && b.tok < a.tok {
-				t.Fatalf("token went down across processes: %s=%s with token %d admitted after %s=%s with token %d returned", b.key, b.val, b.tok, a.key, a.val, a.tok)
-			}
-		}
-	}
+	// Tokens never go down across processes, and the history of all
+	// processes' calls is linearizable.
+	storagetest.CheckHistory(t, calls)
+
 	// No acknowledged write lost.
 	b := open(t, dir)
 	s := storage.Fenced(b)
@@ -212,11 +215,11 @@ func TestMultiProcessWriters(t *testing.T) {
 	sharedTok := map[string]fence.Token{}
 	lastOwn := map[string]string{}
 	for _, c := range admitted {
-		maxTok = max(maxTok, c.tok)
-		if c.key == "shared" {
-			sharedTok[c.val] = c.tok
+		maxTok = max(maxTok, c.Token)
+		if c.Key == "shared" {
+			sharedTok[c.Value] = c.Token
 		} else {
-			lastOwn[c.key] = c.val // one process's calls are sequential
+			lastOwn[c.Key] = c.Value // one process's calls are sequential
 		}
 	}
 	for i := range procs {

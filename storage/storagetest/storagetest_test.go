@@ -282,3 +282,51 @@ func (s *losesWrites) Put(ctx context.Context, t fence.Token, key string, v []by
 	}
 	return s.Store.Put(ctx, t, key, v)
 }
+
+// TestCheckHistoryRejects feeds CheckHistory histories that a correct
+// store cannot produce; each must fail it.
+func TestCheckHistoryRejects(t *testing.T) {
+	put := func(client int, start, end int64, tok fence.Token, key, val string, ok bool) storagetest.Call {
+		return storagetest.Call{Client: client, Start: start, End: end, Key: key, Token: tok, Value: val, OK: ok, Stale: !ok}
+	}
+	get := func(client int, start, end int64, key, val string) storagetest.Call {
+		return storagetest.Call{Client: client, Start: start, End: end, Get: true, Key: key, Value: val, OK: val != "", NotFound: val == ""}
+	}
+	bad := map[string][]storagetest.Call{
+		"token went down":       {put(0, 1, 2, 5, "k", "a", true), put(1, 3, 4, 3, "k", "b", true)},
+		"stale refused wrongly": {put(0, 1, 2, 5, "k", "a", true), put(1, 3, 4, 6, "j", "b", false)},
+		"lost write":            {put(0, 1, 2, 5, "k", "a", true), get(1, 3, 4, "k", "")},
+		"stale write visible":   {put(0, 1, 2, 5, "k", "a", true), put(1, 3, 4, 4, "k", "b", false), get(0, 5, 6, "k", "b")},
+		"read from the future":  {get(1, 1, 2, "k", "a"), put(0, 3, 4, 5, "k", "a", true)},
+	}
+	for name, calls := range bad {
+		t.Run(name, func(t *testing.T) {
+			ft := &fakeT{TB: t}
+			func() {
+				defer func() { _ = recover() }()
+				storagetest.CheckHistory(ft, calls)
+			}()
+			if !ft.failed {
+				t.Errorf("CheckHistory accepted %v", calls)
+			}
+		})
+	}
+	good := []storagetest.Call{put(0, 1, 4, 5, "k", "a", true), put(1, 2, 3, 4, "k", "b", true), get(2, 5, 6, "k", "a")}
+	storagetest.CheckHistory(t, good)
+}
+
+// fakeT records a failure instead of failing the test; Fatalf panics to
+// stop the checker, as testing's would stop the goroutine.
+type fakeT struct {
+	testing.TB
+	failed bool
+}
+
+func (f *fakeT) Helper() {}
+
+func (f *fakeT) Fatalf(format string, args ...any) {
+	f.failed = true
+	panic("fatal")
+}
+
+func (f *fakeT) Logf(format string, args ...any) {}
