@@ -11,7 +11,12 @@
 // backends (etcd, a Raft group, a network file system) can run it too.
 //
 // Every subtest calls open for a fresh, empty store; open should register
-// its own cleanup with t.Cleanup. Stores from Fenced reserve the key
+// its own cleanup with t.Cleanup.
+//
+// Backends whose tests drive a store from several processes or hosts can
+// record the calls as a []Call and check them with CheckHistory, the
+// check the suite's own concurrency test uses. BenchmarkPut measures what
+// fencing costs on a Backend. Stores from Fenced reserve the key
 // storage.DefaultFenceKey; the suite never uses keys that start with
 // "hakit/".
 package storagetest
