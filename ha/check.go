@@ -66,36 +66,6 @@ func (c Check) validate() error {
 	return nil
 }
 
-// hysteresis folds raw probe results into a stable healthy/unhealthy state.
-type hysteresis struct {
-	rise, fall int
-	known      bool // a first result has been seen
-	up         bool
-	streak     int // consecutive results contrary to up
-}
-
-// observe records one result and reports whether the state changed.
-func (h *hysteresis) observe(pass bool) bool {
-	if !h.known {
-		h.known, h.up = true, pass
-		return pass // "unhealthy" was already the assumed state
-	}
-	if pass == h.up {
-		h.streak = 0
-		return false
-	}
-	h.streak++
-	need := h.fall
-	if pass {
-		need = h.rise
-	}
-	if h.streak < need {
-		return false
-	}
-	h.up, h.streak = pass, 0
-	return true
-}
-
 // ProcessCheck returns a check function that passes while the process whose
 // PID is stored in pidFile exists. It fails, naming the file, when the file
 // is missing or malformed or the process is gone.

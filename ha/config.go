@@ -93,32 +93,6 @@ type Config struct {
 	Clock clock.Clock
 }
 
-// RestartPolicy restarts failed work in place, with exponential backoff,
-// up to Max times within Window; the next failure steps the member down.
-type RestartPolicy struct {
-	// Max is the number of restarts allowed within Window. Default 3; a
-	// negative value disables restarts (the first failure steps down).
-	Max int
-	// Window is the sliding window over which restarts are counted.
-	// Default 1 min.
-	Window time.Duration
-	// Backoff is the delay before the first restart; each further restart
-	// within the window doubles it up to MaxBackoff. Defaults 100 ms and
-	// 5 s.
-	Backoff, MaxBackoff time.Duration
-}
-
-// FailbackPolicy decides whether the active role returns to a preferred
-// member after it recovers.
-type FailbackPolicy struct {
-	// Preferred names the member that should be active when healthy.
-	// Empty means manual failback: nobody is preferred.
-	Preferred string
-	// Dwell is how long the preferred member must be healthy as a standby
-	// before it asks the active member to hand over. Default 30 s.
-	Dwell time.Duration
-}
-
 // ErrConfig is wrapped by every validation error of New.
 var ErrConfig = errors.New("ha: invalid config")
 

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/ha/internal/core"
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
 )
@@ -38,8 +39,8 @@ type Node struct {
 	cfg     Config
 	metrics *metrics
 
-	events   chan event    // to the loop; unread until Run starts
-	loopDone chan struct{} // closed when Run returns
+	events   chan core.Event // to the loop; unread until Run starts
+	loopDone chan struct{}   // closed when Run returns
 
 	mu      sync.Mutex
 	status  Status
@@ -59,7 +60,7 @@ func New(cfg Config) (*Node, error) {
 	for i := range cfg.Checks {
 		cfg.Checks[i] = cfg.Checks[i].withDefaults()
 	}
-	n := &Node{cfg: cfg, replies: map[uint64]chan error{}, events: make(chan event), loopDone: make(chan struct{})}
+	n := &Node{cfg: cfg, replies: map[uint64]chan error{}, events: make(chan core.Event), loopDone: make(chan struct{})}
 	n.status = Status{ID: cfg.ID, Role: RoleStandby}
 	if cfg.Registerer != nil {
 		m, err := newMetrics(cfg.Registerer, cfg.ID, cfg.Checks)
@@ -91,25 +92,25 @@ func (n *Node) Status() Status {
 // to the active member (Config.Forward). Naming a member requires an
 // Elector that implements lease.Transferer.
 func (n *Node) Switchover(ctx context.Context, to string) error {
-	return n.command(ctx, cmdSwitchover, to)
+	return n.command(ctx, core.CmdSwitchover, to)
 }
 
 // Pause turns maintenance mode on: no failover and no step-down. The active
 // member keeps working even if its checks fail; a standby stops
 // campaigning. A lost lease still ends the term: fencing is never paused.
-func (n *Node) Pause(ctx context.Context) error { return n.command(ctx, cmdPause, "") }
+func (n *Node) Pause(ctx context.Context) error { return n.command(ctx, core.CmdPause, "") }
 
 // Resume turns maintenance mode off.
-func (n *Node) Resume(ctx context.Context) error { return n.command(ctx, cmdResume, "") }
+func (n *Node) Resume(ctx context.Context) error { return n.command(ctx, core.CmdResume, "") }
 
 // Approve lets a member configured with RequireApproval take the active
 // role once.
-func (n *Node) Approve(ctx context.Context) error { return n.command(ctx, cmdApprove, "") }
+func (n *Node) Approve(ctx context.Context) error { return n.command(ctx, core.CmdApprove, "") }
 
 // command sends an operator command to the loop and waits for its answer.
 // Before Run starts it waits for Run; after Run returned it fails with
 // ErrNotRunning.
-func (n *Node) command(ctx context.Context, c command, to string) error {
+func (n *Node) command(ctx context.Context, c core.Cmd, to string) error {
 	n.mu.Lock()
 	if n.ran && !n.running {
 		n.mu.Unlock()
@@ -127,7 +128,7 @@ func (n *Node) command(ctx context.Context, c command, to string) error {
 		n.mu.Unlock()
 	}()
 	select {
-	case events <- evCommand{id: id, cmd: c, to: to}:
+	case events <- core.Command{ID: id, Cmd: c, To: to}:
 	case <-done:
 		return ErrNotRunning
 	case <-ctx.Done():
@@ -165,7 +166,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Unlock()
 
 	l := &loop{n: n, cfg: &n.cfg, clk: n.cfg.Clock, log: n.cfg.Logger.With("member", n.cfg.ID),
-		terms: map[fence.Token]lease.Term{}, timers: map[timerKind]func(){}}
+		terms: map[fence.Token]lease.Term{}, won: make(chan lease.Term), timers: map[core.TimerKind]func(){}}
 	err := l.run(ctx)
 
 	n.mu.Lock()
@@ -182,15 +183,16 @@ type loop struct {
 	cfg *Config
 	clk clock.Clock
 	log *slog.Logger
-	m   *machine
+	m   *core.Machine
 
 	bg       context.Context // lives until the loop exits
 	wg       sync.WaitGroup  // goroutines that send events
 	terms    map[fence.Token]lease.Term
+	won      chan lease.Term // terms won by a campaign, to be registered
 	campaign context.CancelFunc
 	promote  context.CancelFunc
 	work     *workRun
-	timers   map[timerKind]func()
+	timers   map[core.TimerKind]func()
 	wonAt    time.Time
 	lostAt   time.Time // when this member last saw the leader go away
 }
@@ -204,7 +206,7 @@ type workRun struct {
 }
 
 // send delivers an event to the loop unless it has exited.
-func (l *loop) send(ev event) {
+func (l *loop) send(ev core.Event) {
 	select {
 	case l.n.events <- ev:
 	case <-l.bg.Done():
@@ -235,87 +237,91 @@ func (l *loop) run(ctx context.Context) error {
 		}
 	}()
 
-	pol := policy{id: l.cfg.ID, holdOff: l.cfg.HoldOff, campaignRetry: min(l.cfg.HoldOff, time.Second),
-		restart: l.cfg.Restart, failback: l.cfg.Failback, requireApproval: l.cfg.RequireApproval, checks: l.cfg.Checks}
-	if pol.campaignRetry <= 0 {
-		pol.campaignRetry = 100 * time.Millisecond
+	pol := core.Policy{ID: l.cfg.ID, HoldOff: l.cfg.HoldOff, CampaignRetry: min(l.cfg.HoldOff, time.Second),
+		Restart: l.cfg.Restart, Failback: l.cfg.Failback, RequireApproval: l.cfg.RequireApproval}
+	if pol.CampaignRetry <= 0 {
+		pol.CampaignRetry = 100 * time.Millisecond
 	}
-	l.m = newMachine(pol, l.clk.Now())
+	for _, c := range l.cfg.Checks {
+		pol.Checks = append(pol.Checks, core.CheckPolicy{Name: c.Name, Rise: c.Rise, Fall: c.Fall})
+	}
+	l.m = core.New(pol, l.clk.Now())
 	for i, c := range l.cfg.Checks {
 		l.spawn(func() { l.runCheck(i, c) })
 	}
 	leaders := l.cfg.Elector.Observe(bg)
 	l.spawn(func() {
 		for ld := range leaders {
-			l.send(evLeader{leader: ld})
+			l.send(core.LeaderChanged{Leader: ld})
 		}
 	})
 
 	stopping := ctx.Done()
-	if l.exec(l.m.start(l.clk.Now())) {
+	if l.exec(l.m.Start(l.clk.Now())) {
 		return nil
 	}
 	for {
-		var ev event
+		var ev core.Event
 		select {
 		case ev = <-l.n.events:
+		case term := <-l.won:
+			// Registering the term is the loop's job, so that no map is
+			// shared between goroutines.
+			t := term.Token()
+			l.terms[t] = term
+			ev = core.Won{Token: t}
 		case <-stopping:
 			stopping = nil
-			ev = evStop{}
+			ev = core.Stop{}
 		}
-		if won, ok := ev.(evWonTerm); ok {
-			t := won.term.Token()
-			l.terms[t] = won.term
-			ev = evWon{token: t}
-		}
-		if l.exec(l.m.step(l.clk.Now(), ev)) {
+		if l.exec(l.m.Step(l.clk.Now(), ev)) {
 			return nil
 		}
 	}
 }
 
 // exec carries out actions in order and reports whether the loop must exit.
-func (l *loop) exec(acts []action) (exit bool) {
+func (l *loop) exec(acts []core.Action) (exit bool) {
 	for _, a := range acts {
 		switch a := a.(type) {
-		case actCampaign:
+		case core.Campaign:
 			l.startCampaign()
-		case actCancelCampaign:
+		case core.CancelCampaign:
 			if l.campaign != nil {
 				l.campaign()
 				l.campaign = nil
 			}
-		case actResignStray:
-			l.release(a.token, "")
-		case actPromote:
-			l.startPromote(a.token)
-		case actCancelPromote:
+		case core.ResignStray:
+			l.release(a.Token, "")
+		case core.Promote:
+			l.startPromote(a.Token)
+		case core.CancelPromote:
 			if l.promote != nil {
 				l.promote()
 				l.promote = nil
 			}
-		case actStartWork:
-			l.startWork(a.token, a.run)
-		case actStopWork:
-			l.stopWork(a.token, a.run)
-		case actDemoteSwitch:
-			l.demoteSwitch(a.token)
-		case actRelease:
-			l.release(a.token, a.transferTo)
-		case actSetTimer:
-			l.setTimer(a.kind, a.d)
-		case actCancelTimer:
-			if stop := l.timers[a.kind]; stop != nil {
+		case core.StartWork:
+			l.startWork(a.Token, a.Run)
+		case core.StopWork:
+			l.stopWork(a.Token, a.Run)
+		case core.DemoteSwitch:
+			l.demoteSwitch(a.Token)
+		case core.Release:
+			l.release(a.Token, a.TransferTo)
+		case core.SetTimer:
+			l.setTimer(a.Kind, a.D)
+		case core.CancelTimer:
+			if stop := l.timers[a.Kind]; stop != nil {
 				stop()
-				delete(l.timers, a.kind)
+				delete(l.timers, a.Kind)
 			}
-		case actForward:
+		case core.Forward:
 			l.forward(a)
-		case actReply:
-			l.n.answer(a.id, a.err)
-		case actEmit:
-			l.emit(a.ev)
-		case actExit:
+		case core.Reply:
+			l.n.answer(a.ID, a.Err)
+		case core.Emit:
+			l.emit(a.Note)
+		case core.Exit:
 			exit = true
 		}
 	}
@@ -324,7 +330,7 @@ func (l *loop) exec(acts []action) (exit bool) {
 }
 
 func (l *loop) publish() {
-	s := l.m.status()
+	s := l.m.Status()
 	l.n.mu.Lock()
 	l.n.status = s
 	l.n.mu.Unlock()
@@ -386,7 +392,7 @@ func (l *loop) startCampaign() {
 		term, err := l.cfg.Elector.Campaign(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				l.send(evCampaignFailed{err: fmt.Errorf("ha: campaign: %w", err)})
+				l.send(core.CampaignFailed{Err: fmt.Errorf("ha: campaign: %w", err)})
 			}
 			return
 		}
@@ -394,15 +400,13 @@ func (l *loop) startCampaign() {
 		l.spawn(func() {
 			select {
 			case <-term.Done():
-				l.send(evTermEnded{token: t, err: term.Err()})
+				l.send(core.TermEnded{Token: t, Err: term.Err()})
 			case <-l.bg.Done():
 			}
 		})
-		// Registering the term is the loop's job; hand it over so that no
-		// map is shared between goroutines. If the loop has exited, give
-		// the term back here.
+		// Hand the term to the loop; if the loop has exited, give it back.
 		select {
-		case l.n.events <- evWonTerm{term: term}:
+		case l.won <- term:
 		case <-l.bg.Done():
 			rctx, cancel := context.WithTimeout(context.Background(), l.cfg.StopTimeout)
 			_ = term.Resign(rctx)
@@ -411,11 +415,6 @@ func (l *loop) startCampaign() {
 	})
 }
 
-// evWonTerm carries a won Term to the loop, which registers it and passes
-// the machine an evWon with its token.
-type evWonTerm struct{ term lease.Term }
-
-func (evWonTerm) isEvent() {}
 
 func (l *loop) startPromote(t fence.Token) {
 	ctx, cancel := l.termContext(t)
@@ -423,7 +422,7 @@ func (l *loop) startPromote(t fence.Token) {
 	l.spawn(func() {
 		err := l.promoteSteps(ctx, t)
 		cancel()
-		l.send(evPromoted{token: t, err: err})
+		l.send(core.Promoted{Token: t, Err: err})
 	})
 }
 
@@ -475,7 +474,7 @@ func (l *loop) startWork(t fence.Token, run int) {
 	go func() {
 		err := l.cfg.Work(ctx, t)
 		if err == nil && ctx.Err() != nil {
-			err = errWorkCancelled
+			err = core.ErrWorkCancelled
 		}
 		close(w.exited)
 		w.done <- err
@@ -483,7 +482,7 @@ func (l *loop) startWork(t fence.Token, run int) {
 	l.spawn(func() {
 		select {
 		case err := <-w.done:
-			l.send(evWorkExited{token: t, run: run, err: err})
+			l.send(core.WorkExited{Token: t, Run: run, Err: err})
 		case <-l.bg.Done():
 		}
 	})
@@ -504,7 +503,7 @@ func (l *loop) stopWork(t fence.Token, run int) {
 		select {
 		case <-timer.C():
 			l.log.Error("work did not stop in time; abandoning it", "token", t, "timeout", l.cfg.StopTimeout)
-			l.send(evWorkExited{token: t, run: run, err: ErrStopTimeout})
+			l.send(core.WorkExited{Token: t, Run: run, Err: ErrStopTimeout})
 		case <-w.exited:
 		case <-l.bg.Done():
 		}
@@ -513,17 +512,17 @@ func (l *loop) stopWork(t fence.Token, run int) {
 
 func (l *loop) demoteSwitch(t fence.Token) {
 	if l.cfg.Switcher == nil {
-		l.spawnSend(func() event { return evSwitchDemoted{token: t} })
+		l.spawnSend(func() core.Event { return core.SwitchDemoted{Token: t} })
 		return
 	}
-	l.spawnSend(func() event {
+	l.spawnSend(func() core.Event {
 		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
 		defer cancel()
 		err := l.cfg.Switcher.Demote(ctx, t)
 		if err != nil {
 			err = fmt.Errorf("ha: demote switcher: %w", err)
 		}
-		return evSwitchDemoted{token: t, err: err}
+		return core.SwitchDemoted{Token: t, Err: err}
 	})
 }
 
@@ -533,10 +532,10 @@ func (l *loop) release(t fence.Token, to string) {
 	term := l.terms[t]
 	delete(l.terms, t)
 	if term == nil {
-		l.spawnSend(func() event { return evReleased{token: t} })
+		l.spawnSend(func() core.Event { return core.Released{Token: t} })
 		return
 	}
-	l.spawnSend(func() event {
+	l.spawnSend(func() core.Event {
 		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
 		defer cancel()
 		var err error
@@ -553,16 +552,16 @@ func (l *loop) release(t fence.Token, to string) {
 		if rerr := term.Resign(ctx); rerr != nil && err == nil {
 			err = fmt.Errorf("ha: resign: %w", rerr)
 		}
-		return evReleased{token: t, err: err}
+		return core.Released{Token: t, Err: err}
 	})
 }
 
 // spawnSend runs f on a goroutine and sends the event it returns.
-func (l *loop) spawnSend(f func() event) {
+func (l *loop) spawnSend(f func() core.Event) {
 	l.spawn(func() { l.send(f()) })
 }
 
-func (l *loop) setTimer(k timerKind, d time.Duration) {
+func (l *loop) setTimer(k core.TimerKind, d time.Duration) {
 	if stop := l.timers[k]; stop != nil {
 		stop()
 	}
@@ -572,22 +571,22 @@ func (l *loop) setTimer(k timerKind, d time.Duration) {
 	l.spawn(func() {
 		select {
 		case <-timer.C():
-			l.send(evTimer{kind: k})
+			l.send(core.TimerFired{Kind: k})
 		case <-ctx.Done():
 		}
 	})
 }
 
-func (l *loop) forward(a actForward) {
+func (l *loop) forward(a core.Forward) {
 	l.spawn(func() {
 		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
 		defer cancel()
-		err := l.cfg.Forward(ctx, a.leader, a.to)
+		err := l.cfg.Forward(ctx, a.Leader, a.To)
 		if err != nil {
-			l.log.Warn("forward switchover", "leader", a.leader.ID, "to", a.to, "err", err)
+			l.log.Warn("forward switchover", "leader", a.Leader.ID, "to", a.To, "err", err)
 		}
-		if a.id != 0 {
-			l.n.answer(a.id, err)
+		if a.ID != 0 {
+			l.n.answer(a.ID, err)
 		}
 	})
 }
@@ -602,7 +601,7 @@ func (l *loop) runCheck(i int, c Check) {
 		if l.n.metrics != nil {
 			l.n.metrics.check(c.Name, err)
 		}
-		l.send(evCheck{index: i, err: err})
+		l.send(core.CheckResult{Index: i, Err: err})
 		select {
 		case <-ticker.C():
 		case <-l.bg.Done():
