@@ -415,7 +415,6 @@ func (l *loop) startCampaign() {
 	})
 }
 
-
 func (l *loop) startPromote(t fence.Token) {
 	ctx, cancel := l.termContext(t)
 	l.promote = cancel
