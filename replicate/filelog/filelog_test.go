@@ -364,3 +364,22 @@ func TestReaderSurvivesWriterRecovery(t *testing.T) {
 	appendN(t, w2, 2, 3)
 	readN(t, c, 2, 3)
 }
+
+// A reader following a writer that rotates segments constantly sees every
+// record once, in order: segments appear only with their whole header,
+// and a segment is finished before the next exists.
+func TestConcurrentReaderAcrossRotation(t *testing.T) {
+	dir := t.TempDir()
+	c := open(t, dir, nil)
+	const n = 2000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		readN(t, c, 0, n)
+	}()
+	w := openWriter(t, dir, 64) // a new segment every three records
+	for i := 0; i < n; i += 5 {
+		appendN(t, w, i, 5)
+	}
+	<-done
+}

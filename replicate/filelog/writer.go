@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 
@@ -56,6 +57,11 @@ func OpenWriter(dir string, opts WriterOptions) (*Writer, error) {
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("filelog: create log directory: %w", err)
+	}
+	if stale, err := filepath.Glob(filepath.Join(dir, tempPrefix+"*")); err == nil {
+		for _, f := range stale {
+			_ = os.Remove(f)
+		}
 	}
 	segs, err := listSegments(dir)
 	if err != nil {
@@ -116,28 +122,44 @@ func (w *Writer) recover(seg uint64) error {
 	return nil
 }
 
-// create starts segment seg: header written and synced, directory synced.
+// create starts segment seg. The header is written and synced in a
+// temporary file that is then linked under the segment's name, so a
+// reader never sees a segment without its whole header; the link fails if
+// the segment exists.
 func (w *Writer) create(seg uint64) error {
 	path := segmentPath(w.dir, seg)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	tmp, err := os.CreateTemp(w.dir, tempPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("filelog: create segment: %w", err)
 	}
-	if _, err := f.Write(encodeHeader(seg)); err != nil {
-		f.Close()
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(encodeHeader(seg))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("filelog: write header of %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("filelog: sync %s: %w", path, err)
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return fmt.Errorf("filelog: create segment: %w", err)
 	}
 	if err := syncDir(w.dir); err != nil {
-		f.Close()
 		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("filelog: open segment: %w", err)
 	}
 	w.f, w.seg, w.size = f, seg, HeaderLen
 	return nil
 }
+
+// tempPrefix starts the names of segments being created; such a file left
+// by a crash is not a segment and is removed by the next OpenWriter.
+const tempPrefix = ".segment-"
 
 // Append writes records with the given data, in one write, and returns the
 // position after the last one. It starts a new segment first if the
