@@ -140,6 +140,21 @@ func (s *Store) Bind(leaderKey string, createRevision int64) *Store {
 	return &b
 }
 
+// LeaderKeyHolder is what BindTerm needs of a term of leadership: the
+// etcd key that holds it and that key's create revision. The etcd
+// elector's Term (package lease/etcdlease) implements it.
+type LeaderKeyHolder interface {
+	LeaderKey() string
+	CreateRevision() int64
+}
+
+// BindTerm is Bind(term.LeaderKey(), term.CreateRevision()): writes of
+// the returned Store fail with lease.ErrLost once term's lease is gone.
+// Use it with the token of the same term.
+func (s *Store) BindTerm(term LeaderKeyHolder) *Store {
+	return s.Bind(term.LeaderKey(), term.CreateRevision())
+}
+
 // Get returns the value stored under key and its version, or an error
 // matching storage.ErrNotFound. The read is linearizable.
 func (s *Store) Get(ctx context.Context, key string) (storage.Item, error) {

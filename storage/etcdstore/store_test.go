@@ -275,7 +275,7 @@ func TestBind(t *testing.T) {
 			}
 			key, rev := leaderKey(t, cli, ttl)
 			plain := etcdstore.New(cli, freshPrefix(t))
-			bound := plain.Bind(key, rev)
+			bound := plain.BindTerm(term{key, rev})
 			if _, err := bound.Put(ctx, 7, "k", []byte("held")); err != nil {
 				t.Fatalf("bound Put while the lease is held: %v", err)
 			}
@@ -404,3 +404,12 @@ func TestServerRestart(t *testing.T) {
 		t.Fatalf("Put(3) after restart: %v, want fence.ErrStale", err)
 	}
 }
+
+// term is a LeaderKeyHolder as an etcd elector's Term provides it.
+type term struct {
+	key string
+	rev int64
+}
+
+func (t term) LeaderKey() string     { return t.key }
+func (t term) CreateRevision() int64 { return t.rev }
