@@ -1,6 +1,7 @@
 package clock
 
 import (
+	"container/heap"
 	"context"
 	"sync"
 	"time"
@@ -32,13 +33,13 @@ type Fake struct {
 	mu      sync.Mutex // guards the fields below
 	now     time.Time
 	seq     uint64
-	pending map[*fakeTimer]struct{}
+	pending timerHeap     // armed timers, earliest first
 	changed chan struct{} // closed and replaced whenever pending changes
 }
 
 // NewFake returns a Fake set to start.
 func NewFake(start time.Time) *Fake {
-	return &Fake{now: start, pending: map[*fakeTimer]struct{}{}, changed: make(chan struct{})}
+	return &Fake{now: start, changed: make(chan struct{})}
 }
 
 // Now returns the fake time.
@@ -51,7 +52,7 @@ func (f *Fake) Now() time.Time {
 // NewTimer returns a timer that fires when the fake time reaches Now()+d,
 // or at once if d <= 0.
 func (f *Fake) NewTimer(d time.Duration) Timer {
-	t := &fakeTimer{f: f, c: make(chan time.Time, 1)}
+	t := &fakeTimer{f: f, c: make(chan time.Time, 1), index: -1}
 	f.mu.Lock()
 	f.arm(t, d)
 	f.mu.Unlock()
@@ -65,7 +66,7 @@ func (f *Fake) NewTicker(d time.Duration) Ticker {
 	if d <= 0 {
 		panic("clock: non-positive interval for NewTicker")
 	}
-	t := &fakeTimer{f: f, c: make(chan time.Time, 1), period: d}
+	t := &fakeTimer{f: f, c: make(chan time.Time, 1), period: d, index: -1}
 	f.mu.Lock()
 	f.arm(t, d)
 	f.mu.Unlock()
@@ -78,7 +79,7 @@ func (f *Fake) NewTicker(d time.Duration) Ticker {
 // AfterFunc itself, so a caller may hold its own locks. The returned
 // Timer's C is nil; Stop reports whether it prevented the call.
 func (f *Fake) AfterFunc(d time.Duration, fn func()) Timer {
-	t := &fakeTimer{f: f, fn: fn}
+	t := &fakeTimer{f: f, fn: fn, index: -1}
 	f.mu.Lock()
 	f.arm(t, d)
 	f.mu.Unlock()
@@ -111,14 +112,13 @@ func (f *Fake) set(target time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for {
-		next := f.earliest()
-		if next == nil || next.when.After(target) {
+		if len(f.pending) == 0 || f.pending[0].when.After(target) {
 			break
 		}
+		next := heap.Pop(&f.pending).(*fakeTimer)
 		if next.when.After(f.now) {
 			f.now = next.when
 		}
-		delete(f.pending, next)
 		f.notify()
 		if next.fn != nil {
 			// Run the function without f.mu so that it can use the
@@ -155,8 +155,8 @@ func (f *Fake) Pending() int {
 func (f *Fake) NextDeadline() (time.Time, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if t := f.earliest(); t != nil {
-		return t.when, true
+	if len(f.pending) > 0 {
+		return f.pending[0].when, true
 	}
 	return time.Time{}, false
 }
@@ -192,7 +192,7 @@ func (f *Fake) arm(t *fakeTimer, d time.Duration) {
 	}
 	f.seq++
 	t.when, t.seq = f.now.Add(d), f.seq
-	f.pending[t] = struct{}{}
+	heap.Push(&f.pending, t)
 	f.notify()
 }
 
@@ -201,16 +201,38 @@ func (f *Fake) notify() {
 	f.changed = make(chan struct{})
 }
 
-// earliest returns the pending timer that fires first; ties go to the one
-// armed first. f.mu must be held.
-func (f *Fake) earliest() *fakeTimer {
-	var first *fakeTimer
-	for t := range f.pending {
-		if first == nil || t.when.Before(first.when) || (t.when.Equal(first.when) && t.seq < first.seq) {
-			first = t
-		}
+// timerHeap orders armed timers by deadline; ties go to the one armed
+// first. Each timer knows its index, so Stop and Reset remove it in
+// O(log n).
+type timerHeap []*fakeTimer
+
+func (h timerHeap) Len() int { return len(h) }
+
+func (h timerHeap) Less(i, j int) bool {
+	if !h[i].when.Equal(h[j].when) {
+		return h[i].when.Before(h[j].when)
 	}
-	return first
+	return h[i].seq < h[j].seq
+}
+
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+
+func (h *timerHeap) Push(x any) {
+	t := x.(*fakeTimer)
+	t.index = len(*h)
+	*h = append(*h, t)
+}
+
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	t.index = -1
+	return t
 }
 
 // fakeTimer is a Fake's timer, ticker (period > 0) or AfterFunc call
@@ -222,6 +244,7 @@ type fakeTimer struct {
 	when   time.Time
 	seq    uint64
 	period time.Duration
+	index  int // in Fake.pending; -1 while not armed
 }
 
 func (t *fakeTimer) C() <-chan time.Time { return t.c }
@@ -244,9 +267,9 @@ func (t *fakeTimer) Reset(d time.Duration) bool {
 // reports whether t was active: armed, or fired with its value not yet
 // received (as time.Timer reports since Go 1.23). t.f.mu must be held.
 func (t *fakeTimer) disarm() bool {
-	_, active := t.f.pending[t]
+	active := t.index >= 0
 	if active {
-		delete(t.f.pending, t)
+		heap.Remove(&t.f.pending, t.index)
 		t.f.notify()
 	}
 	if t.c != nil {

@@ -35,7 +35,7 @@ func TestSuiteCatchesBrokenElectors(t *testing.T) {
 		{"no-self-fence", "CutOffHolder", "still open"},
 		{"resign-keeps-lease", "ResignHandsOver", "timed out"},
 		{"close-keeps-lease", "CloseReleases", "timed out"},
-		{"cancel-leaves-campaign", "CampaignCancel", "timed out"},
+		{"cancel-leaves-campaign", "CampaignCancel", `member "m1"`},
 		{"observe-skips-no-leader", "Observe", "has not delivered"},
 		{"leader-stale", "Leader", "want member"},
 	}
@@ -151,14 +151,21 @@ type broken struct {
 func (b *broken) Campaign(ctx context.Context) (lease.Term, error) {
 	if b.mutant == "cancel-leaves-campaign" {
 		// Campaign on without ctx; report the cancellation anyway.
-		res := make(chan lease.Term, 1)
+		type result struct {
+			t   lease.Term
+			err error
+		}
+		res := make(chan result, 1)
 		go func() {
-			t, _ := b.Elector.Campaign(context.Background())
-			res <- t
+			t, err := b.Elector.Campaign(context.Background())
+			res <- result{t, err}
 		}()
 		select {
-		case t := <-res:
-			return b.wrap(t), nil
+		case r := <-res:
+			if r.err != nil {
+				return nil, r.err
+			}
+			return b.wrap(r.t), nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
