@@ -81,13 +81,18 @@ func (r *run) loop(ctx context.Context) error {
 		case <-hbT.c():
 			hbT.armed = false
 			idle := cfg.clock.Now().Sub(r.lastActivity)
-			if idle >= cfg.heartbeat && len(r.batch) == 0 {
+			switch {
+			case len(r.batch) > 0:
+				// Not idle: a batch is waiting for MaxWait.
+				hbT.arm(cfg.heartbeat)
+			case idle >= cfg.heartbeat:
 				if err := r.beat(ctx); err != nil {
 					return r.fail(ctx, err)
 				}
-				idle = 0
+				hbT.arm(cfg.heartbeat)
+			default:
+				hbT.arm(cfg.heartbeat - idle)
 			}
-			hbT.arm(cfg.heartbeat - idle)
 		case <-ctx.Done():
 			return r.stop(ctx, nil)
 		}
