@@ -14,7 +14,9 @@
 // concurrent transaction committed, so once a larger token has committed,
 // every Apply under a smaller one updates no row and is refused with
 // fence.ErrStale without writing anything. The first Apply of a stream
-// inserts the row.
+// inserts the row. Under REPEATABLE READ or SERIALIZABLE as the database's
+// default, such a race ends in a serialization failure instead: still
+// nothing is written, but the error is the driver's, not fence.ErrStale.
 //
 // Records go, by default, to a table (stream, pos, data) whose primary key
 // is (stream, pos), so a duplicate could not even be stored silently;
