@@ -88,9 +88,9 @@ func newMemCluster(t *testing.T) *memCluster {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
-	go func() { // fake time passes in 10ms steps, one per 200µs
+	go func() { // fake time passes in 10ms steps, one per ms
 		defer close(done)
-		tick := time.NewTicker(200 * time.Microsecond)
+		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
 		for {
 			if f.WaitForTimers(ctx, 1) != nil {
@@ -109,7 +109,7 @@ func newMemCluster(t *testing.T) *memCluster {
 			}
 		}
 	}()
-	return &memCluster{e: e, timing: electortest.Timing{Clock: f, Handover: ttl / 2, Failover: 2 * ttl, Settle: 20 * time.Millisecond, Wait: 20 * time.Second}}
+	return &memCluster{e: e, timing: electortest.Timing{Clock: f, Handover: 600 * time.Millisecond, Failover: 2 * ttl, Settle: 20 * time.Millisecond, Wait: 20 * time.Second}}
 }
 
 func (c *memCluster) Members() []string { return []string{"m0", "m1", "m2", "m3"} }

@@ -85,10 +85,13 @@ func TestConformanceFakeClock(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		runClock(t, f, 10*time.Millisecond, 200*time.Microsecond)
+		runClock(t, f, 10*time.Millisecond, time.Millisecond)
 		return &cluster{e: e, timing: electortest.Timing{
-			Clock:    f,
-			Handover: ttl / 2,
+			Clock: f,
+			// Without a release on Resign, the successor would wait
+			// for the expiry: at least TTL - RenewInterval (667ms)
+			// after the resignation.
+			Handover: 600 * time.Millisecond,
 			Failover: 2 * ttl,
 			Settle:   20 * time.Millisecond,
 			Wait:     20 * time.Second,
