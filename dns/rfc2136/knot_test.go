@@ -1,3 +1,5 @@
+//go:build unix
+
 package rfc2136
 
 import (

@@ -126,7 +126,7 @@ func (s *Switcher) waitPending(ctx context.Context) error {
 	for {
 		out, err := s.cfg.Client.GetChange(ctx, &route53.GetChangeInput{Id: aws.String(s.pending)})
 		if err != nil {
-			return s.classify(ctx, "wait for change "+s.pending, err)
+			return s.classify(ctx, "wait for change "+s.pending+" to reach INSYNC", err)
 		}
 		if out.ChangeInfo != nil && out.ChangeInfo.Status == types.ChangeStatusInsync {
 			s.pending = ""
