@@ -8,12 +8,38 @@
 //	}
 //
 // Each subtest gets a fresh Cluster and checks one part of the lease
-// contract: one winner among N campaigners, with the others winning in
-// turn; tokens strictly increasing across terms and members; Resign and
-// Close handing over within about a round trip; Campaign honouring
-// cancellation and leaving nothing behind; a cut-off holder's Done closing
-// strictly before a successor's Campaign returns; Leader and Observe
-// reporting every holder in order.
+// contract:
+//
+//   - OneWinner: of all members campaigning at once exactly one wins and
+//     keeps the lease, renewing it, for Timing.Failover; then each winner
+//     resigns and exactly one more wins, until all have won.
+//   - CampaignWhileHolding: a second Campaign by the holder fails and
+//     leaves its Term alone.
+//   - ResignHandsOver: a waiting successor wins within Timing.Handover of
+//     Resign, with a larger token; Err wraps lease.ErrResigned; resigning
+//     again returns nil.
+//   - CloseReleases: Close of a waiting member ends its Campaign with
+//     lease.ErrClosed and closes its Observe channels; Close of the holder
+//     hands over like Resign; every method of a closed Elector fails with
+//     lease.ErrClosed; a second Close returns nil.
+//   - CampaignCancel: a cancelled Campaign returns an error wrapping
+//     context.Canceled, never wins later, never appears as leader, and does
+//     not stop the member from winning afterwards.
+//   - CutOffHolder: after Isolate of the holder, a waiting member wins
+//     within Timing.Failover, and the holder's Done was closed, with Err
+//     wrapping lease.ErrLost, when that Campaign returned; after Heal the
+//     old term stays ended and the old holder wins again only under a new
+//     token.
+//   - Leader: lease.ErrNoLeader, then the holder's ID and token (and one
+//     address) on every member, then lease.ErrNoLeader again.
+//   - Observe: a fast and a slow reader both see every term in order, with
+//     the zero Leader for "no leader"; a new observer starts with the
+//     current holder; the channel closes when ctx ends.
+//   - Turns: every member campaigns and resigns repeatedly, at once.
+//
+// Throughout, each time a Campaign returns the suite checks, at that
+// instant, that every earlier Term's Done is closed and that the new token
+// is larger than every earlier one.
 //
 // # Time
 //
@@ -73,8 +99,8 @@ type Timing struct {
 	Handover time.Duration
 	// Failover bounds, on Clock, the time from Isolate of the holder to a
 	// waiting successor's Campaign returning: the TTL or election timeout
-	// plus slack. The suite also holds a term this long to check that
-	// renewals keep it. Default 10s.
+	// plus slack. OneWinner also holds a term this long, so it must exceed
+	// the TTL for that case to exercise renewals. Default 10s.
 	Failover time.Duration
 	// Settle is how long, on Clock, the suite lets a request take effect
 	// in the election (a campaign being registered) before it relies on
