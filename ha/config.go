@@ -12,6 +12,7 @@ import (
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
+	"github.com/hakit/hakit/storage"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -67,15 +68,29 @@ type Config struct {
 	// disaster-recovery standby where automatic failover is not wanted.
 	RequireApproval bool
 
+	// Shared, if set, makes maintenance mode cluster-wide: Pause and
+	// Resume on any member reach the active member, which stores the flag
+	// under SharedKey with its token, and every member reads it every
+	// SharedPoll. Use the store the work keeps its checkpoints in (all
+	// members must see the same one). Without Shared, maintenance mode is
+	// per member.
+	Shared storage.Store
+	// SharedKey is the key of the maintenance flag. Default
+	// DefaultSharedKey.
+	SharedKey string
+	// SharedPoll is how often each member reads the flag. Default 1 s.
+	SharedPoll time.Duration
+
 	// AdminToken is the bearer token the admin POST endpoints of Handler
 	// require, and that the Node sends when it forwards a request to the
 	// active member. With no token the admin endpoints refuse every
 	// request. It is never logged.
 	AdminToken string
-	// Forward carries a switchover request from a standby to the active
-	// member; the default posts to the leader's advertised address
-	// (lease.Leader.Addr) with AdminClient.
-	Forward func(ctx context.Context, leader lease.Leader, to string) error
+	// Forward carries an operator command ("switchover", with the
+	// successor's ID or "" in to; "pause"; "resume") from a standby to the
+	// active member; the default posts to the matching admin endpoint at
+	// the leader's advertised address (lease.Leader.Addr) with AdminClient.
+	Forward func(ctx context.Context, leader lease.Leader, command, to string) error
 	// AdminClient is the HTTP client of the default Forward (set its TLS
 	// config for https addresses). Default: a client with a 10 s timeout.
 	AdminClient *http.Client
@@ -92,6 +107,9 @@ type Config struct {
 	// Clock drives every timer; default clock.Real().
 	Clock clock.Clock
 }
+
+// DefaultSharedKey is the default key of the shared maintenance flag.
+const DefaultSharedKey = "hakit/ha/maintenance"
 
 // ErrConfig is wrapped by every validation error of New.
 var ErrConfig = errors.New("ha: invalid config")
@@ -117,6 +135,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Failback.Preferred != "" && c.Failback.Dwell == 0 {
 		c.Failback.Dwell = 30 * time.Second
+	}
+	if c.SharedKey == "" {
+		c.SharedKey = DefaultSharedKey
+	}
+	if c.SharedPoll == 0 {
+		c.SharedPoll = time.Second
 	}
 	if c.AdminClient == nil {
 		c.AdminClient = &http.Client{Timeout: 10 * time.Second}
@@ -151,6 +175,10 @@ func (c Config) validate() error {
 		return bad("Restart.Window", "must not be negative, got %v", c.Restart.Window)
 	case c.Restart.Backoff < 0 || c.Restart.MaxBackoff < c.Restart.Backoff:
 		return bad("Restart.Backoff", "must satisfy 0 <= Backoff <= MaxBackoff, got %v and %v", c.Restart.Backoff, c.Restart.MaxBackoff)
+	case c.SharedPoll < 0:
+		return bad("SharedPoll", "must not be negative, got %v", c.SharedPoll)
+	case c.SharedKey != "" && storage.ValidateKey(c.SharedKey) != nil:
+		return bad("SharedKey", "%v", storage.ValidateKey(c.SharedKey))
 	case c.Failback.Dwell < 0:
 		return bad("Failback.Dwell", "must not be negative, got %v", c.Failback.Dwell)
 	}

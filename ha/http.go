@@ -106,33 +106,33 @@ func statusOf(err error) int {
 	}
 }
 
-// forwardHTTP is the default Config.Forward: POST /switchover to the
+// forwardHTTP is the default Config.Forward: POST /<command> to the
 // leader's advertised address. An address without a scheme gets http://.
-func (n *Node) forwardHTTP(ctx context.Context, leader lease.Leader, to string) error {
+func (n *Node) forwardHTTP(ctx context.Context, leader lease.Leader, command, to string) error {
 	if leader.Addr == "" {
-		return fmt.Errorf("ha: forward switchover to leader %q: it advertises no address", leader.ID)
+		return fmt.Errorf("ha: forward %s to leader %q: it advertises no address", command, leader.ID)
 	}
 	base := leader.Addr
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	u := strings.TrimSuffix(base, "/") + "/switchover"
+	u := strings.TrimSuffix(base, "/") + "/" + command
 	if to != "" {
 		u += "?to=" + url.QueryEscape(to)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
-		return fmt.Errorf("ha: forward switchover to leader %q: %w", leader.ID, err)
+		return fmt.Errorf("ha: forward %s to leader %q: %w", command, leader.ID, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+n.cfg.AdminToken)
 	resp, err := n.cfg.AdminClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("ha: forward switchover to leader %q at %s: %w", leader.ID, leader.Addr, err)
+		return fmt.Errorf("ha: forward %s to leader %q at %s: %w", command, leader.ID, leader.Addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("ha: forward switchover to leader %q at %s: %s: %s", leader.ID, leader.Addr, resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("ha: forward %s to leader %q at %s: %s: %s", command, leader.ID, leader.Addr, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
 }

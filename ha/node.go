@@ -20,6 +20,7 @@
 package ha
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 	"github.com/hakit/hakit/ha/internal/core"
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
+	"github.com/hakit/hakit/storage"
 )
 
 // Node runs one member of an HA cluster. Create it with New and run it with
@@ -98,9 +100,14 @@ func (n *Node) Switchover(ctx context.Context, to string) error {
 // Pause turns maintenance mode on: no failover and no step-down. The active
 // member keeps working even if its checks fail; a standby stops
 // campaigning. A lost lease still ends the term: fencing is never paused.
+// With Config.Shared the mode holds for the whole cluster (see there):
+// Pause returns once the active member has stored it, or, with no active
+// member, once it holds here.
 func (n *Node) Pause(ctx context.Context) error { return n.command(ctx, core.CmdPause, "") }
 
-// Resume turns maintenance mode off.
+// Resume turns maintenance mode off. With Config.Shared and no active
+// member (the active one died during maintenance, and nobody took over)
+// Resume lets this member campaign; once active, it clears the shared flag.
 func (n *Node) Resume(ctx context.Context) error { return n.command(ctx, core.CmdResume, "") }
 
 // Approve lets a member configured with RequireApproval take the active
@@ -238,7 +245,8 @@ func (l *loop) run(ctx context.Context) error {
 	}()
 
 	pol := core.Policy{ID: l.cfg.ID, HoldOff: l.cfg.HoldOff, CampaignRetry: min(l.cfg.HoldOff, time.Second),
-		Restart: l.cfg.Restart, Failback: l.cfg.Failback, RequireApproval: l.cfg.RequireApproval}
+		Restart: l.cfg.Restart, Failback: l.cfg.Failback, RequireApproval: l.cfg.RequireApproval,
+		SharedMaintenance: l.cfg.Shared != nil}
 	if pol.CampaignRetry <= 0 {
 		pol.CampaignRetry = 100 * time.Millisecond
 	}
@@ -248,6 +256,9 @@ func (l *loop) run(ctx context.Context) error {
 	l.m = core.New(pol, l.clk.Now())
 	for i, c := range l.cfg.Checks {
 		l.spawn(func() { l.runCheck(i, c) })
+	}
+	if l.cfg.Shared != nil {
+		l.spawn(l.pollMaintenance)
 	}
 	leaders := l.cfg.Elector.Observe(bg)
 	l.spawn(func() {
@@ -317,6 +328,8 @@ func (l *loop) exec(acts []core.Action) (exit bool) {
 			}
 		case core.Forward:
 			l.forward(a)
+		case core.WriteMaintenance:
+			l.writeMaintenance(a)
 		case core.Reply:
 			l.n.answer(a.ID, a.Err)
 		case core.Emit:
@@ -576,17 +589,70 @@ func (l *loop) setTimer(k core.TimerKind, d time.Duration) {
 	})
 }
 
+var commandNames = map[core.Cmd]string{
+	core.CmdSwitchover: "switchover", core.CmdPause: "pause", core.CmdResume: "resume", core.CmdApprove: "approve",
+}
+
 func (l *loop) forward(a core.Forward) {
 	l.spawn(func() {
 		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
 		defer cancel()
-		err := l.cfg.Forward(ctx, a.Leader, a.To)
+		err := l.cfg.Forward(ctx, a.Leader, commandNames[a.Cmd], a.To)
 		if err != nil {
-			l.log.Warn("forward switchover", "leader", a.Leader.ID, "to", a.To, "err", err)
+			l.log.Warn("forward command", "command", commandNames[a.Cmd], "leader", a.Leader.ID, "to", a.To, "err", err)
 		}
 		if a.ID != 0 {
 			l.n.answer(a.ID, err)
 		}
+	})
+}
+
+// Values of the shared maintenance flag.
+var (
+	flagPaused  = []byte("paused")
+	flagRunning = []byte("running")
+)
+
+// pollMaintenance reads the shared maintenance flag every SharedPoll. A read
+// that fails is logged and skipped: the last value read stays in force.
+func (l *loop) pollMaintenance() {
+	ticker := l.clk.NewTicker(l.cfg.SharedPoll)
+	defer ticker.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(l.bg, l.cfg.SharedPoll)
+		it, err := l.cfg.Shared.Get(ctx, l.cfg.SharedKey)
+		cancel()
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			l.send(core.MaintenanceSeen{Paused: false})
+		case err != nil:
+			if l.bg.Err() == nil {
+				l.log.Warn("read maintenance flag", "key", l.cfg.SharedKey, "err", err)
+			}
+		default:
+			l.send(core.MaintenanceSeen{Paused: bytes.Equal(it.Value, flagPaused)})
+		}
+		select {
+		case <-ticker.C():
+		case <-l.bg.Done():
+			return
+		}
+	}
+}
+
+func (l *loop) writeMaintenance(a core.WriteMaintenance) {
+	l.spawnSend(func() core.Event {
+		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
+		defer cancel()
+		v := flagRunning
+		if a.Paused {
+			v = flagPaused
+		}
+		_, err := l.cfg.Shared.Put(ctx, a.Token, l.cfg.SharedKey, v)
+		if err != nil {
+			err = fmt.Errorf("ha: write maintenance flag %q: %w", l.cfg.SharedKey, err)
+		}
+		return core.MaintenanceWritten{ID: a.ID, Paused: a.Paused, Err: err}
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/hakit/hakit/ha"
 	"github.com/hakit/hakit/lease/clock"
 	"github.com/hakit/hakit/lease/memlease"
+	"github.com/hakit/hakit/storage/memstore"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -531,4 +532,53 @@ func TestConfigValidation(t *testing.T) {
 			t.Errorf("New(%s wrong): %v, want ErrConfig naming %s", tc.field, err, tc.field)
 		}
 	}
+}
+
+func TestNodeSharedMaintenance(t *testing.T) {
+	c := newCluster(t, memlease.Options{})
+	shared := memstore.New()
+	withShared := func(cfg *ha.Config) { cfg.Shared, cfg.SharedPoll = shared, 100*time.Millisecond }
+	srvA := httptest.NewUnstartedServer(nil)
+	a := c.addAt("a", "http://"+srvA.Listener.Addr().String(), withShared)
+	srvA.Config.Handler = a.node.Handler()
+	srvA.Start()
+	t.Cleanup(srvA.Close)
+	c.activeOne()
+	b := c.add("b", withShared)
+	eventually(t, "b sees a lead", func() bool { return b.node.Status().Leader.ID == "a" })
+
+	// Pause asked of the standby is forwarded to the active member, which
+	// stores it for the cluster.
+	ctx := context.Background()
+	if err := b.node.Pause(ctx); err != nil {
+		t.Fatalf("pause via standby: %v", err)
+	}
+	eventually(t, "both paused", func() bool { return a.node.Status().Paused && b.node.Status().Paused })
+
+	// The active member dies during maintenance: nobody takes over.
+	if err := c.el.Isolate("a"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a's term to end", func() bool { return a.node.Status().Role != ha.RoleActive })
+	until := c.clk.Now().Add(5 * time.Second) // five TTLs of virtual time
+	eventually(t, "virtual time to pass", func() bool { return !c.clk.Now().Before(until) })
+	if st := b.node.Status(); st.Role == ha.RoleActive || st.Role == ha.RoleCampaigning {
+		t.Fatalf("b took over during maintenance: %+v", st)
+	}
+
+	// Resume on b with nobody leading: b campaigns, leads, and clears the
+	// flag for everyone.
+	if err := b.node.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b active", func() bool { return b.node.Status().Role == ha.RoleActive })
+	if err := c.el.Heal("a"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a resumed from the shared flag", func() bool { return !a.node.Status().Paused })
+	it, err := shared.Get(ctx, ha.DefaultSharedKey)
+	if err != nil || string(it.Value) != "running" {
+		t.Fatalf("shared flag %q, %v", it.Value, err)
+	}
+	c.checkRuns()
 }

@@ -113,30 +113,38 @@ func CheckSingleActive(h *History) error {
 			continue
 		}
 		for _, r := range h.Runs {
-			if r.Token >= g.Leader.Token || !r.Start.Before(g.Time) || (!r.End.IsZero() && !r.End.After(g.Time)) {
+			end := r.activeEnd()
+			if r.Token >= g.Leader.Token || !r.Start.Before(g.Time) || (!end.IsZero() && !end.After(g.Time)) {
 				continue
 			}
-			if p, ok := pausedAt(h, r.Member, g.Time); ok && !p.End.IsZero() && !r.End.After(p.End) {
+			if p, ok := pausedAt(h, r.Member, g.Time); ok && (p.End.IsZero() || (!end.IsZero() && !end.After(p.End))) {
 				continue
 			}
-			end := "the end of the run"
-			if !r.End.IsZero() {
-				end = r.End.Format("15:04:05.000")
+			until := "the end of the history"
+			if !end.IsZero() {
+				until = end.Format("15:04:05.000")
 			}
 			return violation("single active", "member %s's work under token %d ran until %s, past the grant of token %d to %s at %s",
-				r.Member, r.Token, end, g.Leader.Token, g.Leader.ID, g.Time.Format("15:04:05.000"))
+				r.Member, r.Token, until, g.Leader.Token, g.Leader.ID, g.Time.Format("15:04:05.000"))
 		}
 	}
 	return nil
 }
 
+// pausedAt returns the longest pause of member that contains t.
 func pausedAt(h *History, member string, t time.Time) (Interval, bool) {
+	var best Interval
+	found := false
 	for _, p := range h.Paused[member] {
-		if p.contains(t) {
-			return p, true
+		if !p.contains(t) {
+			continue
 		}
+		if !found || p.End.IsZero() || (!best.End.IsZero() && p.End.After(best.End)) {
+			best = p
+		}
+		found = true
 	}
-	return Interval{}, false
+	return best, found
 }
 
 // CheckCheckpoints checks guarantee 3 on the checkpoint key: no

@@ -115,6 +115,21 @@ type Run struct {
 	// From is the position the run resumed from, -1 if it never got that
 	// far.
 	From int64
+	// Stopped is when the member told the run to stop (its context
+	// ended); zero if the run exited by itself or the member crashed. A
+	// run may still finish a call and commit a final checkpoint after it,
+	// fenced like every other write; for guarantee 1 the run counts as
+	// active until Stopped or End, whichever is first.
+	Stopped time.Time
+}
+
+// activeEnd is when the run stopped counting as active; zero if it never
+// stopped within the history.
+func (r Run) activeEnd() time.Time {
+	if !r.Stopped.IsZero() && (r.End.IsZero() || r.Stopped.Before(r.End)) {
+		return r.Stopped
+	}
+	return r.End
 }
 
 // Grant is a change of the lease holder as the election saw it; the zero

@@ -80,6 +80,10 @@ func (k *work) stop() {
 		return
 	}
 	k.stopping = true
+	w := k.m.w
+	if r := &w.hist.Runs[k.runIdx]; r.Stopped.IsZero() {
+		r.Stopped = w.clk.Now()
+	}
 	if !k.busy {
 		k.finish()
 	}

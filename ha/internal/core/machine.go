@@ -60,6 +60,14 @@ type (
 	}
 	// TimerFired: a timer armed with SetTimer fired.
 	TimerFired struct{ Kind TimerKind }
+	// MaintenanceSeen: the shared maintenance flag was read (Policy.SharedMaintenance).
+	MaintenanceSeen struct{ Paused bool }
+	// MaintenanceWritten: a WriteMaintenance finished.
+	MaintenanceWritten struct {
+		ID     uint64
+		Paused bool
+		Err    error
+	}
 	// Command: an operator command; answered by a Reply with the same ID.
 	Command struct {
 		ID  uint64
@@ -68,18 +76,20 @@ type (
 	}
 )
 
-func (Stop) isEvent()           {}
-func (CheckResult) isEvent()    {}
-func (LeaderChanged) isEvent()  {}
-func (Won) isEvent()            {}
-func (CampaignFailed) isEvent() {}
-func (Promoted) isEvent()       {}
-func (TermEnded) isEvent()      {}
-func (WorkExited) isEvent()     {}
-func (SwitchDemoted) isEvent()  {}
-func (Released) isEvent()       {}
-func (TimerFired) isEvent()     {}
-func (Command) isEvent()        {}
+func (Stop) isEvent()               {}
+func (CheckResult) isEvent()        {}
+func (LeaderChanged) isEvent()      {}
+func (Won) isEvent()                {}
+func (CampaignFailed) isEvent()     {}
+func (Promoted) isEvent()           {}
+func (TermEnded) isEvent()          {}
+func (WorkExited) isEvent()         {}
+func (SwitchDemoted) isEvent()      {}
+func (Released) isEvent()           {}
+func (TimerFired) isEvent()         {}
+func (Command) isEvent()            {}
+func (MaintenanceSeen) isEvent()    {}
+func (MaintenanceWritten) isEvent() {}
 
 // Cmd is an operator command.
 type Cmd int
@@ -150,12 +160,21 @@ type (
 	}
 	// CancelTimer disarms the timer of kind Kind.
 	CancelTimer struct{ Kind TimerKind }
-	// Forward asks the leader to hand over to To; ID is the command to
-	// answer with the outcome, 0 for the Machine's own failback request.
+	// Forward sends command Cmd (with To, for a switchover) to the leader;
+	// ID is the command to answer with the outcome, 0 for the Machine's
+	// own failback request.
 	Forward struct {
 		ID     uint64
 		Leader lease.Leader
+		Cmd    Cmd
 		To     string
+	}
+	// WriteMaintenance stores the shared maintenance flag under Token
+	// (MaintenanceWritten).
+	WriteMaintenance struct {
+		ID     uint64
+		Token  fence.Token
+		Paused bool
 	}
 	// Reply answers command ID.
 	Reply struct {
@@ -168,21 +187,22 @@ type (
 	Exit struct{}
 )
 
-func (Campaign) isAction()       {}
-func (CancelCampaign) isAction() {}
-func (ResignStray) isAction()    {}
-func (Promote) isAction()        {}
-func (CancelPromote) isAction()  {}
-func (StartWork) isAction()      {}
-func (StopWork) isAction()       {}
-func (DemoteSwitch) isAction()   {}
-func (Release) isAction()        {}
-func (SetTimer) isAction()       {}
-func (CancelTimer) isAction()    {}
-func (Forward) isAction()        {}
-func (Reply) isAction()          {}
-func (Emit) isAction()           {}
-func (Exit) isAction()           {}
+func (Campaign) isAction()         {}
+func (CancelCampaign) isAction()   {}
+func (ResignStray) isAction()      {}
+func (Promote) isAction()          {}
+func (CancelPromote) isAction()    {}
+func (StartWork) isAction()        {}
+func (StopWork) isAction()         {}
+func (DemoteSwitch) isAction()     {}
+func (Release) isAction()          {}
+func (SetTimer) isAction()         {}
+func (CancelTimer) isAction()      {}
+func (Forward) isAction()          {}
+func (WriteMaintenance) isAction() {}
+func (Reply) isAction()            {}
+func (Emit) isAction()             {}
+func (Exit) isAction()             {}
 
 // Policy is what the Machine decides with: the parts of ha.Config that are
 // decisions rather than IO. Zero durations are taken as they are; ha.New
@@ -195,6 +215,11 @@ type Policy struct {
 	Failback        FailbackPolicy
 	RequireApproval bool
 	Checks          []CheckPolicy // one per health check, in the order of CheckResult.Index
+	// SharedMaintenance keeps maintenance mode in shared storage, so that
+	// it holds for the whole cluster: Pause and Resume go through the
+	// active member, which writes the flag under its token, and every
+	// member follows the flag it reads (MaintenanceSeen).
+	SharedMaintenance bool
 }
 
 // CheckPolicy is the hysteresis of one health check.
@@ -228,7 +253,9 @@ type Machine struct {
 	healthy   bool
 	upSince   time.Time
 
-	paused    bool
+	paused    bool // maintenance mode set on this member
+	shared    bool // the shared maintenance flag as last read or written
+	override  bool // resumed with no leader: ignore the shared flag until this member clears it
 	approved  bool
 	stopping  bool
 	holdUntil time.Time
@@ -316,6 +343,15 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 		m.onTimer(ev.Kind)
 	case Command:
 		m.onCommand(ev)
+	case MaintenanceSeen:
+		m.setPaused(func() {
+			m.shared = ev.Paused
+			if !ev.Paused {
+				m.override = false
+			}
+		})
+	case MaintenanceWritten:
+		m.onMaintenanceWritten(ev)
 	default:
 		panic(fmt.Sprintf("ha: unknown Event %T", ev))
 	}
@@ -340,7 +376,7 @@ func (m *Machine) setRole(r Role, reason string) {
 
 // eligible reports whether this member may campaign, apart from hold-off.
 func (m *Machine) eligible() bool {
-	return !m.stopping && m.healthy && !m.paused && (!m.p.RequireApproval || m.approved)
+	return !m.stopping && m.healthy && !m.isPaused() && (!m.p.RequireApproval || m.approved)
 }
 
 // reconcile starts or withdraws the campaign to match eligibility, and arms
@@ -375,7 +411,7 @@ func (m *Machine) ineligibleReason() string {
 		return "stopping"
 	case !m.healthy:
 		return "unhealthy"
-	case m.paused:
+	case m.isPaused():
 		return "paused"
 	default:
 		return "awaiting approval"
@@ -419,7 +455,7 @@ func (m *Machine) onCheck(ev CheckResult) {
 		m.lastErr = fmt.Errorf("check %s: %w", m.p.Checks[ev.Index].Name, ev.Err)
 	}
 	m.emit(Note{Kind: NoteHealth, Healthy: healthy, Err: ev.Err})
-	if !healthy && !m.paused && (m.role == RoleActive || m.role == RolePromoting) {
+	if !healthy && !m.isPaused() && (m.role == RoleActive || m.role == RolePromoting) {
 		m.beginDemote("unhealthy", "", true)
 	}
 }
@@ -462,6 +498,10 @@ func (m *Machine) onPromoted(ev Promoted) {
 	}
 	m.setRole(RoleActive, "promoted")
 	m.startWork()
+	if m.override {
+		// Resumed while nobody led: clear the shared flag for everyone.
+		m.do(WriteMaintenance{Token: m.token, Paused: false})
+	}
 }
 
 func (m *Machine) startWork() {
@@ -587,21 +627,8 @@ func (m *Machine) onTimer(k TimerKind) {
 func (m *Machine) onCommand(ev Command) {
 	reply := func(err error) { m.do(Reply{ID: ev.ID, Err: err}) }
 	switch ev.Cmd {
-	case CmdPause:
-		if !m.paused {
-			m.paused = true
-			m.emit(Note{Kind: NotePaused})
-		}
-		reply(nil)
-	case CmdResume:
-		if m.paused {
-			m.paused = false
-			m.emit(Note{Kind: NoteResumed})
-			if !m.healthy && m.role == RoleActive {
-				m.beginDemote("unhealthy", "", true)
-			}
-		}
-		reply(nil)
+	case CmdPause, CmdResume:
+		m.onMaintenanceCommand(ev.ID, ev.Cmd == CmdPause)
 	case CmdApprove:
 		if !m.p.RequireApproval {
 			reply(ErrApprovalNotRequired)
@@ -617,10 +644,76 @@ func (m *Machine) onCommand(ev Command) {
 	}
 }
 
+// isPaused reports whether maintenance mode is on for this member: set
+// here, or set for the cluster and not overridden.
+func (m *Machine) isPaused() bool { return m.paused || (m.shared && !m.override) }
+
+// setPaused changes maintenance mode through f and reacts to the change.
+func (m *Machine) setPaused(f func()) {
+	was := m.isPaused()
+	f()
+	now := m.isPaused()
+	switch {
+	case now && !was:
+		m.emit(Note{Kind: NotePaused})
+	case was && !now:
+		m.emit(Note{Kind: NoteResumed})
+		// Step-downs held back by maintenance happen now.
+		if !m.healthy && m.role == RoleActive {
+			m.beginDemote("unhealthy", "", true)
+		}
+	}
+}
+
+// onMaintenanceCommand handles Pause (pause true) and Resume. Without
+// shared maintenance the mode is this member's alone. With it, the active
+// member writes the shared flag and a standby forwards the command to the
+// active member; with no active member, the command applies here, and a
+// Resume overrides the shared flag so that this member can campaign and,
+// once active, clear the flag for everyone.
+func (m *Machine) onMaintenanceCommand(id uint64, pause bool) {
+	switch {
+	case !m.p.SharedMaintenance:
+	case m.role == RoleActive:
+		m.do(WriteMaintenance{ID: id, Token: m.token, Paused: pause})
+		return
+	case !m.leader.IsZero() && m.leader.ID != m.p.ID:
+		cmd := CmdResume
+		if pause {
+			cmd = CmdPause
+		}
+		m.do(Forward{ID: id, Leader: m.leader, Cmd: cmd})
+		return
+	}
+	m.setPaused(func() {
+		m.paused = pause
+		if !pause && m.shared {
+			m.override = true
+		}
+	})
+	m.do(Reply{ID: id})
+}
+
+func (m *Machine) onMaintenanceWritten(ev MaintenanceWritten) {
+	if ev.Err == nil {
+		m.setPaused(func() {
+			m.shared, m.paused = ev.Paused, false
+			if !ev.Paused {
+				m.override = false
+			}
+		})
+	} else {
+		m.lastErr = ev.Err
+	}
+	if ev.ID != 0 {
+		m.do(Reply{ID: ev.ID, Err: ev.Err})
+	}
+}
+
 func (m *Machine) onSwitchover(id uint64, to string) {
 	reply := func(err error) { m.do(Reply{ID: id, Err: err}) }
 	switch {
-	case m.paused:
+	case m.isPaused():
 		reply(ErrPaused)
 	case m.role == RoleActive:
 		if to == m.p.ID {
@@ -637,7 +730,7 @@ func (m *Machine) onSwitchover(id uint64, to string) {
 	case m.leader.ID == m.p.ID:
 		reply(ErrBusy) // this member's own term is still being set up or torn down
 	default:
-		m.do(Forward{ID: id, Leader: m.leader, To: to})
+		m.do(Forward{ID: id, Leader: m.leader, Cmd: CmdSwitchover, To: to})
 	}
 }
 
@@ -649,7 +742,7 @@ func (m *Machine) considerFailback() {
 	if fb.Preferred == "" || fb.Preferred != m.p.ID || m.failbackAsked {
 		return
 	}
-	if (m.role != RoleStandby && m.role != RoleCampaigning) || !m.healthy || m.paused {
+	if (m.role != RoleStandby && m.role != RoleCampaigning) || !m.healthy || m.isPaused() {
 		return
 	}
 	if m.leader.IsZero() || m.leader.ID == m.p.ID {
@@ -659,14 +752,14 @@ func (m *Machine) considerFailback() {
 		return
 	}
 	m.failbackAsked = true
-	m.do(Forward{Leader: m.leader, To: m.p.ID})
+	m.do(Forward{Leader: m.leader, Cmd: CmdSwitchover, To: m.p.ID})
 }
 
 // Status returns the Machine's view of the Node.
 func (m *Machine) Status() Status {
 	s := Status{
 		ID: m.p.ID, Role: m.role, Token: m.token, Leader: m.leader, Since: m.since,
-		Healthy: m.healthy, Paused: m.paused, Restarts: len(m.restarts),
+		Healthy: m.healthy, Paused: m.isPaused(), Restarts: len(m.restarts),
 	}
 	if m.lastErr != nil {
 		s.LastErr = m.lastErr.Error()

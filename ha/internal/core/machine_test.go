@@ -328,9 +328,10 @@ func TestMachineFailback(t *testing.T) {
 func TestMachineInvariants(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		p := Policy{ID: "a", HoldOff: time.Second, CampaignRetry: time.Second,
-			Restart:         RestartPolicy{Max: rapid.IntRange(-1, 3).Draw(rt, "maxRestarts"), Window: time.Minute, Backoff: time.Second, MaxBackoff: 4 * time.Second},
-			RequireApproval: rapid.Bool().Draw(rt, "approval"),
-			Checks:          []CheckPolicy{{Name: "c", Rise: 1, Fall: 2}},
+			Restart:           RestartPolicy{Max: rapid.IntRange(-1, 3).Draw(rt, "maxRestarts"), Window: time.Minute, Backoff: time.Second, MaxBackoff: 4 * time.Second},
+			RequireApproval:   rapid.Bool().Draw(rt, "approval"),
+			SharedMaintenance: rapid.Bool().Draw(rt, "shared"),
+			Checks:            []CheckPolicy{{Name: "c", Rise: 1, Fall: 2}},
 		}
 		m := New(p, t0)
 		now := t0
@@ -363,6 +364,10 @@ func TestMachineInvariants(t *testing.T) {
 					}
 				case Exit:
 					exited = true
+				case WriteMaintenance:
+					if m.role != RoleActive || a.Token != m.token {
+						rt.Fatalf("maintenance flag written under token %d in role %v (term %d)", a.Token, m.role, m.token)
+					}
 				}
 			}
 			inTerm := m.role == RolePromoting || m.role == RoleActive || m.role == RoleDemoting
@@ -377,7 +382,7 @@ func TestMachineInvariants(t *testing.T) {
 		for i := 0; i < 60 && !exited; i++ {
 			now = now.Add(time.Duration(rapid.IntRange(0, 3000).Draw(rt, "ms")) * time.Millisecond)
 			var ev Event
-			switch rapid.IntRange(0, 11).Draw(rt, "kind") {
+			switch rapid.IntRange(0, 13).Draw(rt, "kind") {
 			case 0:
 				ev = CheckResult{Index: 0, Err: map[bool]error{true: nil, false: errors.New("x")}[rapid.Bool().Draw(rt, "pass")]}
 			case 1:
@@ -409,6 +414,10 @@ func TestMachineInvariants(t *testing.T) {
 				ev = LeaderChanged{Leader: lease.Leader{ID: rapid.SampledFrom([]string{"", "a", "b"}).Draw(rt, "leader")}}
 			case 10:
 				ev = CampaignFailed{Err: errors.New("c")}
+			case 12:
+				ev = MaintenanceSeen{Paused: rapid.Bool().Draw(rt, "sharedPaused")}
+			case 13:
+				ev = MaintenanceWritten{Paused: rapid.Bool().Draw(rt, "written")}
 			case 11:
 				if rapid.IntRange(0, 9).Draw(rt, "stop") == 0 {
 					ev = Stop{}
@@ -419,4 +428,49 @@ func TestMachineInvariants(t *testing.T) {
 			apply(m.Step(now, ev))
 		}
 	})
+}
+
+func TestMachineSharedMaintenance(t *testing.T) {
+	// The active member writes the shared flag under its token.
+	h := newMH(t, Policy{SharedMaintenance: true})
+	h.toActive(5)
+	h.step(Command{ID: 1, Cmd: CmdPause}, WriteMaintenance{ID: 1, Token: 5, Paused: true})
+	if h.m.Status().Paused {
+		t.Fatal("paused before the flag was written")
+	}
+	h.step(MaintenanceWritten{ID: 1, Paused: true}, Reply{ID: 1})
+	if !h.m.Status().Paused {
+		t.Fatal("not paused after the flag was written")
+	}
+	stale := errors.New("stale")
+	h.step(Command{ID: 2, Cmd: CmdResume}, WriteMaintenance{ID: 2, Token: 5, Paused: false})
+	h.step(MaintenanceWritten{ID: 2, Err: stale}, Reply{ID: 2, Err: stale})
+	if !h.m.Status().Paused {
+		t.Fatal("a failed write resumed")
+	}
+
+	// A standby forwards to the leader, and follows the flag it reads.
+	h2 := newMH(t, Policy{SharedMaintenance: true})
+	h2.start(Campaign{})
+	b := lease.Leader{ID: "b", Token: 3}
+	h2.step(LeaderChanged{Leader: b})
+	h2.step(Command{ID: 1, Cmd: CmdPause}, Forward{ID: 1, Leader: b, Cmd: CmdPause})
+	h2.step(MaintenanceSeen{Paused: true}, CancelCampaign{})
+	h2.role(RoleStandby)
+	h2.step(MaintenanceSeen{Paused: false}, Campaign{})
+
+	// The active member died during maintenance: nobody leads and nobody
+	// campaigns. A Resume here overrides the flag; once active, this
+	// member clears it for everyone.
+	h3 := newMH(t, Policy{SharedMaintenance: true})
+	h3.start(Campaign{})
+	h3.step(MaintenanceSeen{Paused: true}, CancelCampaign{})
+	h3.step(Command{ID: 1, Cmd: CmdResume}, Reply{ID: 1}, Campaign{})
+	h3.step(Won{Token: 9}, Promote{Token: 9})
+	h3.step(Promoted{Token: 9}, StartWork{Token: 9, Run: 1}, WriteMaintenance{Token: 9, Paused: false})
+	h3.step(MaintenanceWritten{Paused: false})
+	h3.step(MaintenanceSeen{Paused: false})
+	if h3.m.override || h3.m.Status().Paused {
+		t.Fatalf("after clearing: override=%v paused=%v", h3.m.override, h3.m.Status().Paused)
+	}
 }
