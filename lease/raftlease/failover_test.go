@@ -82,6 +82,30 @@ func writeKeys(t *testing.T, g *Group, tok fence.Token, prefix string, n int) ma
 	return out
 }
 
+// writeAsHolder writes n keys as the current holder *w; if the holder
+// loses its term meanwhile (a loaded machine can delay heartbeats past
+// the fence window), it continues under the next holder from wins. Only
+// acknowledged writes are returned.
+func writeAsHolder(t *testing.T, c *cluster, wins <-chan win, w *win, prefix string, n int) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for i := 0; i < n; {
+		k, v := fmt.Sprintf("%s/%d", prefix, i), fmt.Sprintf("value %d of %s", i, prefix)
+		g := c.groups[w.id]
+		if _, err := g.Store().Put(t.Context(), w.term.Token(), k, []byte(v)); err != nil {
+			if !errors.Is(err, ErrNotLeader) && !errors.Is(err, fence.ErrStale) {
+				t.Fatalf("Put %q on %s: %v", k, w.id, err)
+			}
+			t.Logf("Put %q on %s: %v; continuing under the next holder", k, w.id, err)
+			*w = nextWin(t, wins, 10*time.Second, "after a lost term")
+			continue
+		}
+		out[k] = v
+		i++
+	}
+	return out
+}
+
 func checkKeys(t *testing.T, g *Group, want map[string]string) {
 	t.Helper()
 	ctx := testCtx(t, 10*time.Second)
@@ -101,7 +125,7 @@ func TestLeaderCrash(t *testing.T) {
 	defer cancel()
 	wins := c.campaignLoops(ctx)
 	first := nextWin(t, wins, 10*time.Second, "the first term")
-	acked := writeKeys(t, c.groups[first.id], first.term.Token(), "before", 20)
+	acked := writeAsHolder(t, c, wins, &first, "before", 20)
 
 	crashed := time.Now()
 	c.crash(first.id)
@@ -117,7 +141,8 @@ func TestLeaderCrash(t *testing.T) {
 	}
 	g := c.groups[second.id]
 	checkKeys(t, g, acked)
-	writeKeys(t, g, second.term.Token(), "after", 5)
+	writeAsHolder(t, c, wins, &second, "after", 5)
+	g = c.groups[second.id]
 	// The crashed holder's token is now stale.
 	if _, err := g.Store().Put(t.Context(), first.term.Token(), "before/0", []byte("late")); !errors.Is(err, fence.ErrStale) {
 		t.Fatalf("Put with the old token %d after failover: %v, want fence.ErrStale", first.term.Token(), err)
@@ -134,8 +159,8 @@ func TestPartitionedLeader(t *testing.T) {
 	defer cancel()
 	wins := c.campaignLoops(ctx)
 	first := nextWin(t, wins, 10*time.Second, "the first term")
+	acked := writeAsHolder(t, c, wins, &first, "before", 10)
 	old := c.groups[first.id]
-	acked := writeKeys(t, old, first.term.Token(), "before", 10)
 
 	c.isolate(first.id, true)
 	// A write on the cut-off holder cannot commit: it fails once the
@@ -161,7 +186,7 @@ func TestPartitionedLeader(t *testing.T) {
 	if _, err := old.Store().Put(t.Context(), first.term.Token(), "during2", nil); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("Put on the deposed member: %v, want ErrNotLeader", err)
 	}
-	newer := writeKeys(t, c.groups[second.id], second.term.Token(), "majority", 10)
+	newer := writeAsHolder(t, c, wins, &second, "majority", 10)
 
 	c.isolate(first.id, false)
 	lead := c.raftLeader(testCtx(t, 10*time.Second))

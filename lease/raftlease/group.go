@@ -57,7 +57,8 @@ type Group struct {
 	nonce, seq  uint64
 	quietUntil  time.Time // votes are ignored before this (see step)
 	campaignAt  uint64    // campaign once this index is applied (new group)
-	confChanged bool      // a configuration change was applied in this Ready
+	tick        clock.Timer
+	confChanged bool // a configuration change was applied in this Ready
 	lead        uint64
 	role        raft.StateType
 	raftTerm    uint64
@@ -377,13 +378,22 @@ func (g *Group) post(f func()) {
 
 // run is the only goroutine that touches the Raft node and the state
 // machine.
+//
+// Ticks come from a timer rather than a ticker so that a follower can
+// re-phase them: each heartbeat from its leader restarts the tick timer
+// (see step). Followers of one leader then count election ticks from the
+// same instant, the last heartbeat, and the first to time out finds the
+// others out of their lease too, instead of being refused by one whose
+// tick happened to fall just before its own and waiting another full
+// timeout.
 func (g *Group) run() {
-	ticker := g.clk.NewTicker(g.cfg.TickInterval)
-	defer ticker.Stop()
+	g.tick = g.clk.NewTimer(g.cfg.TickInterval)
+	defer g.tick.Stop()
 	var err error
 	for err == nil {
 		select {
-		case <-ticker.C():
+		case <-g.tick.C():
+			g.tick.Reset(g.cfg.TickInterval)
 			g.rn.Tick()
 			g.onTick()
 		case m := <-g.recvc:
@@ -452,6 +462,13 @@ func (g *Group) step(m *pb.Message) {
 		if string(m.GetContext()) != campaignTransferCtx && g.clk.Now().Before(g.quietUntil) {
 			return
 		}
+	case pb.MsgHeartbeat:
+		// Re-phase ticks to the leader's heartbeat (see run). Raft
+		// resets the election counter on this message, so the ticks a
+		// follower skips this way count for nothing.
+		if g.role == raft.StateFollower && m.GetFrom() == g.lead {
+			g.tick.Reset(g.cfg.TickInterval)
+		}
 	}
 	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 		g.log.Debug("raftlease: step", "type", m.GetType().String(), "from", fmt.Sprintf("%x", m.GetFrom()), "err", err)
@@ -485,7 +502,9 @@ func (g *Group) processReady() error {
 			}
 			g.tr.Send(m)
 		}
+		becameLeader := false
 		if rd.SoftState != nil {
+			becameLeader = rd.SoftState.RaftState == raft.StateLeader && g.role != raft.StateLeader
 			g.lead, g.role = rd.SoftState.Lead, rd.SoftState.RaftState
 		}
 		for _, e := range rd.CommittedEntries {
@@ -497,6 +516,13 @@ func (g *Group) processReady() error {
 			g.readIndexReady(rs)
 		}
 		g.rn.Advance(rd)
+		if becameLeader {
+			// A new leader's first heartbeats would leave at the next
+			// tick; an extra tick sends them now, so the quorum
+			// acknowledgement that a Term needs arrives a round trip
+			// after the election instead of up to a tick later.
+			g.rn.Tick()
+		}
 		if err := g.maybeSnapshot(); err != nil {
 			return err
 		}
@@ -522,6 +548,7 @@ func (g *Group) afterReady() {
 		}
 	}
 	g.serveReads()
+	g.retryReads()
 	g.reconcile(st)
 	g.publishView()
 }
@@ -665,7 +692,6 @@ func (g *Group) setConfState(cs *pb.ConfState) {
 
 // onTick runs the group's own timers: re-issued reads, the lease.
 func (g *Group) onTick() {
-	g.retryReads()
 	g.el.tick(g)
 }
 

@@ -54,7 +54,7 @@ func (h partHandler) Receive(m *pb.Message) {
 
 // cluster is a group of real members on loopback TCP.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	ids    []string
 	peers  map[string]string
 	dirs   map[string]string
@@ -65,7 +65,7 @@ type cluster struct {
 	mem    bool // keep logs in memory (no restarts)
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("RAFTLEASE_LOG") == "" {
 		return slog.New(slog.DiscardHandler)
 	}
@@ -131,7 +131,7 @@ func (c *cluster) transport(id string) *partTransport {
 			c.t.Fatalf("listen again on %s: %v", c.peers[id], err)
 		}
 	}
-	tr, err := NewTCPTransport(TCPConfig{ID: id, Listener: ln, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	tr, err := NewTCPTransport(TCPConfig{ID: id, Listener: ln, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: testLogger(c.t).With("m", id)})
 	if err != nil {
 		c.t.Fatal(err)
 	}
