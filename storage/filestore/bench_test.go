@@ -11,5 +11,5 @@ import (
 // a local directory; every commit is fsynced, so the figures depend on
 // the disk (and on a network volume, on its round trips).
 func BenchmarkPut(b *testing.B) {
-	storagetest.BenchmarkPut(b, func(b *testing.B) storage.Backend { return open(b, b.TempDir()) })
+	storagetest.BenchmarkPut(b, func(b *testing.B) storage.Backend { return open(b, newDir(b)) })
 }

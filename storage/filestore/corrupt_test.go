@@ -41,7 +41,7 @@ func wantCorrupt(t *testing.T, what string, err error, path string) {
 // an extension, another key's file. Every read must fail, naming the
 // file; no damage may read as a value or as "absent".
 func TestCorruptKeyFile(t *testing.T) {
-	dir := t.TempDir()
+	dir := newDir(t)
 	b := mustOpen(t, dir)
 	v := mustCommit(t, b, nil, []storage.Op{{Key: "ckpt", Value: []byte("position 4711")}, {Key: "other", Value: []byte("x")}})
 	path := filepath.Join(dir, keysDir, keyFileName("ckpt"))
@@ -94,7 +94,7 @@ func TestCorruptKeyFile(t *testing.T) {
 }
 
 func TestCorruptCounter(t *testing.T) {
-	dir := t.TempDir()
+	dir := newDir(t)
 	b := mustOpen(t, dir)
 	mustCommit(t, b, nil, []storage.Op{{Key: "a", Value: []byte("x")}})
 	path := filepath.Join(dir, counterName)
@@ -109,7 +109,7 @@ func TestCorruptCounter(t *testing.T) {
 }
 
 func TestCorruptJournal(t *testing.T) {
-	dir := t.TempDir()
+	dir := newDir(t)
 	b := mustOpen(t, dir)
 	mustCommit(t, b, nil, []storage.Op{{Key: "a", Value: []byte("x")}})
 	b.crash = func(s string) error {

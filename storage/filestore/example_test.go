@@ -21,6 +21,11 @@ func Example() {
 	}
 	defer os.RemoveAll(dir)
 
+	// Once, when the volume is provisioned.
+	if err := filestore.Init(ctx, dir); err != nil {
+		panic(err)
+	}
+
 	b, err := filestore.Open(ctx, dir)
 	if err != nil {
 		panic(err)

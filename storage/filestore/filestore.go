@@ -30,32 +30,76 @@ type Backend struct {
 	crash func(step string) error
 }
 
-// Open opens the store in dir, creating the directory and an empty store
-// if there is none. It takes the lock to finish a commit that a crashed
-// writer left half-done and to remove its temporary files. It refuses a
-// directory whose version counter is missing while keys are present, or
-// corrupt: it never starts counting from zero over existing data.
+// ErrNoStore is returned by Open for a directory that holds no store, and
+// by Get and Commit if the store's files vanish from under an open
+// Backend. It usually means the shared volume is not mounted (the mount
+// point is an empty local directory) or the path is wrong; run Init once
+// to create a store.
+var ErrNoStore = errors.New("filestore: no store in directory")
+
+// Init creates an empty store in dir, creating the directory if needed.
+// Run it once, when the shared volume is provisioned: Open never creates
+// a store, so that a volume that failed to mount is an error rather than
+// an empty store from which replication would restart at zero. Init fails
+// if dir already holds a store.
+func Init(ctx context.Context, dir string) error {
+	b := &Backend{dir: dir, keys: filepath.Join(dir, keysDir), maxHold: DefaultMaxHold}
+	if err := os.MkdirAll(b.keys, 0o750); err != nil {
+		return fmt.Errorf("filestore: create %s: %w", b.keys, err)
+	}
+	l, err := openLock(filepath.Join(dir, lockName), true)
+	if err != nil {
+		return err
+	}
+	defer l.close()
+	b.lock = l
+	if err := l.lock(ctx, true); err != nil {
+		return err
+	}
+	defer l.unlock()
+	_, err = b.readCounter()
+	switch {
+	case err == nil:
+		return fmt.Errorf("filestore: init %s: %w", dir, fs.ErrExist)
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	if err := b.checkNoKeys(); err != nil {
+		return err
+	}
+	if err := syncDir(dir); err != nil { // the lock file and k/
+		return err
+	}
+	return b.writeCounter(0)
+}
+
+// Open opens the store that Init created in dir. It takes the lock to
+// finish a commit that a crashed writer left half-done and to remove its
+// temporary files. A directory without a store is an error matching
+// ErrNoStore; a store whose version counter is missing while keys are
+// present, or corrupt, is an error matching storage.ErrCorrupt: Open
+// never starts counting versions from zero over existing data.
 func Open(ctx context.Context, dir string, opts ...Option) (*Backend, error) {
 	b := &Backend{dir: dir, keys: filepath.Join(dir, keysDir), maxHold: DefaultMaxHold}
 	for _, o := range opts {
 		o(b)
 	}
-	if err := os.MkdirAll(b.keys, 0o750); err != nil {
-		return nil, fmt.Errorf("filestore: create %s: %w", b.keys, err)
+	l, err := openLock(filepath.Join(dir, lockName), false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s has no %s (is the volume mounted? create a store with Init)", ErrNoStore, dir, lockName)
 	}
-	l, err := openLock(filepath.Join(dir, lockName))
 	if err != nil {
 		return nil, err
 	}
 	b.lock = l
-	if err := b.init(ctx); err != nil {
+	if err := b.open(ctx); err != nil {
 		_ = l.close()
 		return nil, err
 	}
 	return b, nil
 }
 
-func (b *Backend) init(ctx context.Context) error {
+func (b *Backend) open(ctx context.Context) error {
 	if err := b.lock.lock(ctx, true); err != nil {
 		return err
 	}
@@ -72,6 +116,15 @@ func (b *Backend) init(ctx context.Context) error {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	if err := b.checkNoKeys(); err != nil {
+		return err
+	}
+	// Init stopped between the lock file and the counter.
+	return fmt.Errorf("%w: %s has no %s (create a store with Init)", ErrNoStore, b.dir, counterName)
+}
+
+// checkNoKeys fails if the keys directory is missing or holds key files.
+func (b *Backend) checkNoKeys() error {
 	entries, err := os.ReadDir(b.keys)
 	if err != nil {
 		return fmt.Errorf("filestore: list %s: %w", b.keys, err)
@@ -80,7 +133,7 @@ func (b *Backend) init(ctx context.Context) error {
 		return fmt.Errorf("filestore: %s is missing but %s holds %d files; refusing to restart versions from zero: %w",
 			filepath.Join(b.dir, counterName), b.keys, len(entries), storage.ErrCorrupt)
 	}
-	return b.writeCounter(0)
+	return nil
 }
 
 // DefaultMaxHold is the longest a commit may hold the lock before its
@@ -319,6 +372,12 @@ func (b *Backend) readItem(key string) (record, error) {
 	path := filepath.Join(b.keys, keyFileName(key))
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		// Absent only if the store is still there: a volume unmounted
+		// under a running process leaves an empty directory, in which
+		// every key would look absent.
+		if _, serr := os.Stat(filepath.Join(b.dir, counterName)); serr != nil {
+			return record{}, fmt.Errorf("%w: get %q: %s: %v", ErrNoStore, key, b.dir, serr)
+		}
 		return record{}, fmt.Errorf("filestore: get %q: %w", key, storage.ErrNotFound)
 	}
 	if err != nil {
@@ -335,11 +394,13 @@ func (b *Backend) readItem(key string) (record, error) {
 }
 
 // readCounter returns the last version assigned. A missing counter file
-// is an error matching fs.ErrNotExist; only Open may treat it as a new
-// store.
+// is an error matching both ErrNoStore and fs.ErrNotExist.
 func (b *Backend) readCounter() (storage.Version, error) {
 	path := filepath.Join(b.dir, counterName)
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("%w: %s: %w", ErrNoStore, path, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("filestore: read version counter: %w", err)
 	}

@@ -8,6 +8,16 @@ import (
 	"github.com/hakit/hakit/storage/storagetest"
 )
 
+// newDir returns a new directory holding an empty store.
+func newDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := filestore.Init(t.Context(), dir); err != nil {
+		t.Fatalf("Init(%s): %v", dir, err)
+	}
+	return dir
+}
+
 func open(t testing.TB, dir string) *filestore.Backend {
 	t.Helper()
 	b, err := filestore.Open(t.Context(), dir)
@@ -19,5 +29,5 @@ func open(t testing.TB, dir string) *filestore.Backend {
 }
 
 func TestConformance(t *testing.T) {
-	storagetest.TestBackend(t, func(t *testing.T) storage.Backend { return open(t, t.TempDir()) })
+	storagetest.TestBackend(t, func(t *testing.T) storage.Backend { return open(t, newDir(t)) })
 }

@@ -11,7 +11,7 @@ import (
 // dirLock needs flock(2); on other systems Open fails.
 type dirLock struct{}
 
-func openLock(string) (*dirLock, error) {
+func openLock(string, bool) (*dirLock, error) {
 	return nil, errors.New("filestore: file locking is supported only on Unix systems")
 }
 

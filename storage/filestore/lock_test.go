@@ -14,7 +14,7 @@ import (
 // as flock is concerned: a separate open file description) waits for it,
 // gives up when its context ends, and proceeds once the lock is free.
 func TestLockExcludesOtherBackends(t *testing.T) {
-	dir := t.TempDir()
+	dir := newDir(t)
 	holder, waiter := mustOpen(t, dir), mustOpen(t, dir)
 	if err := holder.lock.lock(t.Context(), true); err != nil {
 		t.Fatal(err)
@@ -45,7 +45,7 @@ func TestLockExcludesOtherBackends(t *testing.T) {
 }
 
 func TestMaxHold(t *testing.T) {
-	dir := t.TempDir()
+	dir := newDir(t)
 	normal := mustOpen(t, dir)
 	b, err := Open(t.Context(), dir, WithMaxHold(time.Nanosecond))
 	if err != nil {

@@ -28,8 +28,13 @@ type dirLock struct {
 	since time.Time
 }
 
-func openLock(path string) (*dirLock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+// openLock opens the lock file, creating it only if create is set.
+func openLock(path string, create bool) (*dirLock, error) {
+	flags := os.O_RDWR
+	if create {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(path, flags, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("filestore: open lock file: %w", err)
 	}

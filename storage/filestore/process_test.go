@@ -146,7 +146,7 @@ func helper(t *testing.T, mode string, env ...string) *exec.Cmd {
 func TestMultiProcessWriters(t *testing.T) {
 	const procs = 3
 	rounds := 15
-	dir := t.TempDir()
+	dir := newDir(t)
 	cmds := make([]*exec.Cmd, procs)
 	stdins := make([]io.WriteCloser, procs)
 	outs := make([]*strings.Builder, procs)
@@ -261,7 +261,7 @@ func TestMultiProcessWriters(t *testing.T) {
 // the directory always holds a whole commit at least as new as the last
 // one acknowledged.
 func TestKillDuringCommits(t *testing.T) {
-	dir := t.TempDir()
+	dir := newDir(t)
 	journals := 0
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
