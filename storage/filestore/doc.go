@@ -3,6 +3,13 @@
 // EFS) and the active member keeps its checkpoints there. Wrap it with
 // storage.Fenced to get a fenced Store.
 //
+// Init creates a store once, when the volume is provisioned; Open only
+// opens one. A directory without a store is an error (ErrNoStore), so a
+// volume that failed to mount, leaving an empty mount point, never looks
+// like an empty store from which replication would restart at zero. For
+// the same reason a key is reported absent only while the store's files
+// are still there.
+//
 // # Layout
 //
 // The directory holds a lock file (LOCK), the store-wide version counter
