@@ -41,7 +41,8 @@
 //
 // Commit holds an exclusive flock(2) on the lock file for the whole step:
 // read the conditions' keys and the counter, check, write. Get holds a
-// shared lock. Within a process a semaphore serialises the Backend's
+// shared lock. (flock makes the package Unix-only; elsewhere Init and
+// Open fail.) Within a process a semaphore serialises the Backend's
 // goroutines first, because the Linux NFS client emulates flock with
 // POSIX byte-range locks, which belong to the process and not to the file
 // descriptor (so: one Backend per directory per process).
