@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 package rfc2136
 
@@ -200,17 +200,49 @@ zone:
 }
 
 // pause stops the server process (it keeps its sockets, so exchanges
-// time out) until the returned function resumes it.
+// time out) until the returned function resumes it. It returns only once
+// every thread of the server has stopped: a request sent afterwards is not
+// processed before the resume.
 func (k *knot) pause(t *testing.T) func() {
 	t.Helper()
 	if err := k.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !k.allThreadsStopped(t) {
+		if time.Now().After(deadline) {
+			t.Fatal("knotd did not stop within 10s of SIGSTOP")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	return func() {
 		if err := k.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 			t.Error(err)
 		}
 	}
+}
+
+// allThreadsStopped reports whether every thread of the server is in the
+// stopped state, from /proc.
+func (k *knot) allThreadsStopped(t *testing.T) bool {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/task", k.cmd.Process.Pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("cannot see knotd's threads: %v", err)
+	}
+	for _, task := range tasks {
+		st, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+		if err != nil {
+			return false
+		}
+		// The state follows the parenthesised command name.
+		i := bytes.LastIndexByte(st, ')')
+		if i < 0 || i+2 >= len(st) || st[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }
 
 // freePort returns a loopback port free for both TCP and UDP just now.

@@ -49,6 +49,14 @@
 // changing anything; if it holds a newer one, Demote fails with
 // fence.ErrStale.
 //
+// An update whose answer was lost (a timeout, a dropped connection) may
+// still be applied by the server later. It carries its term's token and
+// its prerequisite, so it can never overwrite a newer term's records; but
+// it can land after a Demote of the same term has returned, leaving the
+// record pointing at this member until the next term's Promote replaces
+// it. A caller that must be sure should Demote again once the server
+// answers again.
+//
 // The fence holds only if every writer of Name and TokenName goes through
 // this rule: grant the TSIG key the update right for those two names and
 // nothing else, and do not edit them by hand while members run.

@@ -45,6 +45,12 @@
 // succeeds without a change; if it holds a newer one, it fails with
 // fence.ErrStale.
 //
+// A change batch whose answer was lost may still have been applied. It
+// carried its term's token and its condition, so it cannot overwrite a
+// newer term's records, but after a failed Promote a Demote may find it
+// only once Route 53 has applied it; a retried call re-reads and settles
+// the state.
+//
 // The fence holds only if every writer of the two record sets follows this
 // rule: give the IAM principal route53:ChangeResourceRecordSets on the
 // zone, limited (route53:ChangeResourceRecordSetsNormalizedRecordNames) to
