@@ -396,6 +396,7 @@ func TestServerRestart(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("Put after restart still failing: %v", err)
 		}
+		time.Sleep(10 * time.Millisecond) // poll interval, in case Put fails fast
 	}
 	if it, err := s.Get(ctx, "k"); err != nil || string(it.Value) != "before" {
 		t.Fatalf("Get after restart = %q, %v; want before", it.Value, err)

@@ -51,6 +51,7 @@ func eventually(t *testing.T, d time.Duration, f func(context.Context) error) {
 		if time.Now().After(deadline) {
 			t.Fatalf("still failing after %v: %v", d, err)
 		}
+		time.Sleep(10 * time.Millisecond) // poll interval, in case f fails fast
 	}
 }
 

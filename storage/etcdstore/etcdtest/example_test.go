@@ -52,6 +52,7 @@ func ExampleNewProxy() {
 		if err == nil {
 			break
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	fmt.Println("healed")
 	// Output:
