@@ -582,3 +582,22 @@ func TestNodeSharedMaintenance(t *testing.T) {
 	}
 	c.checkRuns()
 }
+
+func TestNodeSwitchoverToNamedMember(t *testing.T) {
+	c := newCluster(t, memlease.Options{})
+	a := c.add("a", nil)
+	c.activeOne()
+	b := c.add("b", nil)
+	eventually(t, "b campaigning", func() bool { return b.node.Status().Role == ha.RoleCampaigning })
+	cm := c.add("c", nil)
+	eventually(t, "c campaigning", func() bool { return cm.node.Status().Role == ha.RoleCampaigning })
+	// b waits longer than c, so only a transfer makes c the successor.
+	if err := a.node.Switchover(context.Background(), "c"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "c active", func() bool { return cm.node.Status().Role == ha.RoleActive })
+	if b.node.Status().Role == ha.RoleActive {
+		t.Fatal("b became active")
+	}
+	c.checkRuns()
+}
