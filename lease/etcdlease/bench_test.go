@@ -3,7 +3,6 @@ package etcdlease_test
 import (
 	"context"
 	"flag"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -99,7 +98,7 @@ func etcdleaseFailover(b *testing.B, s *etcdtest.Server, cut time.Duration) fail
 	c := newMember(b, s, prefix, "b", benchTTL)
 	ta := mustCampaign(b, a.e)
 	won := campaignAsync(ctx, c.e, ta.Done())
-	waitKeys(b, ctx, c, prefix, 2)
+	waitCampaigning(b, ctx, c, prefix, 2, won)
 	<-time.After(cut)
 	a.proxy.Blackhole(etcdtest.Both)
 	start := time.Now()
@@ -150,7 +149,7 @@ func bareFailover(b *testing.B, s *etcdtest.Server, cut time.Duration) failoverS
 		err := ec.Campaign(ctx, "b")
 		won <- campaignResult{err: err, at: time.Now(), prevDone: isClosed(sa.Done())}
 	}()
-	waitKeys(b, ctx, &member{client: cc}, prefix, 2)
+	waitCampaigning(b, ctx, &member{client: cc}, prefix, 2, won)
 	<-time.After(cut)
 	pa.Blackhole(etcdtest.Both)
 	start := time.Now()
@@ -167,15 +166,6 @@ func bareFailover(b *testing.B, s *etcdtest.Server, cut time.Duration) failoverS
 	pa.Heal()
 	sa.Orphan()
 	return smp
-}
-
-// waitKeys waits until n campaign keys exist under prefix.
-func waitKeys(tb testing.TB, ctx context.Context, m *member, prefix string, n int) {
-	tb.Helper()
-	waitFor(tb, 5*time.Second, fmt.Sprintf("%d campaign keys", n), func() bool {
-		resp, err := m.client.Get(ctx, prefix, clientv3WithPrefix()...)
-		return err == nil && len(resp.Kvs) == n
-	})
 }
 
 func percentiles(s []failoverSample) (p50, p99 time.Duration) {

@@ -46,6 +46,16 @@
 // granted. A successor takes over after roughly TTL − TTL/3 to TTL after
 // the holder was cut off, plus up to half a second for etcd's expiry scan.
 //
+// # Reconnecting
+//
+// How fast a holder recovers from a broken connection (a restarted etcd, a
+// healed partition) is mostly up to gRPC's reconnect backoff, which by
+// default waits 1 s after a failed dial and grows 1.6 times per failure. With
+// a short TTL, give the client a shorter backoff, for example
+// grpc.WithConnectParams with a BaseDelay of 50 ms and a MaxDelay of 500 ms
+// in clientv3.Config.DialOptions, so that the first keepalive after the
+// outage reaches etcd before the deadline.
+//
 // # Assumptions about etcd
 //
 // The renewal rule above is etcd's: a keepalive resets the lease to the

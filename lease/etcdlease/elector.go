@@ -11,6 +11,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/hakit/hakit/lease"
 )
@@ -116,10 +118,39 @@ func (e *Elector) Campaign(ctx context.Context) (lease.Term, error) {
 			return nil, fmt.Errorf("etcdlease: member %q: campaign: %w", e.cfg.ID, ctx.Err())
 		case errors.Is(err, errLapsed):
 			e.log.Warn("etcdlease: campaign lease lapsed; starting over", "err", err)
+		case transient(err):
+			e.log.Warn("etcdlease: etcd unavailable during the campaign; starting over", "err", err)
+			e.pause(cctx) // if cctx ends, the next round returns its error
 		default:
 			return nil, err
 		}
 	}
+}
+
+// pause waits a short while before a retry, on the Elector's clock. It
+// reports false if ctx ended first.
+func (e *Elector) pause(ctx context.Context) bool {
+	t := e.cfg.Clock.NewTimer(min(e.cfg.TTL/10, 250*time.Millisecond))
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// transient reports whether err says etcd is unreachable or between
+// leaders for now, so that the same request may succeed later.
+func transient(err error) bool {
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		return ee.Code() == codes.Unavailable
+	}
+	if s, ok := status.FromError(err); ok {
+		return s.Code() == codes.Unavailable
+	}
+	return false
 }
 
 // current returns the Term this member holds, or nil.
@@ -177,17 +208,10 @@ func (e *Elector) campaignOnce(ctx context.Context) (*Term, error) {
 	}
 
 	key := fmt.Sprintf("%s%016x", e.cfg.Prefix, int64(g.ID))
-	put, err := e.c.Txn(kctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(e.record), clientv3.WithLease(g.ID))).
-		Commit()
+	rev, err := e.putKey(kctx, key, g.ID)
 	if err != nil {
-		return nil, lapsed(fmt.Errorf("etcdlease: member %q: put campaign key %q: %w", e.cfg.ID, key, err))
+		return nil, lapsed(err)
 	}
-	if !put.Succeeded {
-		return nil, fmt.Errorf("etcdlease: member %q: campaign key %q already exists", e.cfg.ID, key)
-	}
-	rev := put.Header.Revision
 
 	// Wait until no key older than ours is left, checking in the same
 	// transaction that ours is still there.
@@ -198,6 +222,9 @@ func (e *Elector) campaignOnce(ctx context.Context) (*Term, error) {
 			Then(clientv3.OpGet(e.cfg.Prefix, older...)).
 			Commit()
 		if err != nil {
+			if transient(err) && k.Err() == nil && e.pause(kctx) {
+				continue // our key and our place in line survive a short outage
+			}
 			return nil, lapsed(fmt.Errorf("etcdlease: member %q: read election %q: %w", e.cfg.ID, e.cfg.Prefix, err))
 		}
 		if !tr.Succeeded {
@@ -219,6 +246,33 @@ func (e *Elector) campaignOnce(ctx context.Context) (*Term, error) {
 	}
 }
 
+// putKey creates the campaign key attached to lease id and returns its
+// create revision. While etcd is unavailable it retries, which is safe
+// because the key is unique to the lease: a retry finds the key an
+// earlier attempt created.
+func (e *Elector) putKey(ctx context.Context, key string, id clientv3.LeaseID) (int64, error) {
+	for {
+		tr, err := e.c.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, string(e.record), clientv3.WithLease(id))).
+			Else(clientv3.OpGet(key)).
+			Commit()
+		switch {
+		case err != nil && transient(err) && e.pause(ctx):
+			continue
+		case err != nil:
+			return 0, fmt.Errorf("etcdlease: member %q: put campaign key %q: %w", e.cfg.ID, key, err)
+		case tr.Succeeded:
+			return tr.Header.Revision, nil
+		}
+		kvs := tr.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 1 && clientv3.LeaseID(kvs[0].Lease) == id {
+			return kvs[0].CreateRevision, nil
+		}
+		return 0, fmt.Errorf("etcdlease: member %q: campaign key %q exists and is not attached to lease %016x", e.cfg.ID, key, int64(id))
+	}
+}
+
 // waitDelete returns once key is deleted at or after revision rev, or once
 // the watch was interrupted in a way after which the caller must look
 // again (compaction, loss of the etcd leader).
@@ -237,17 +291,10 @@ func waitDelete(ctx context.Context, c *clientv3.Client, key string, rev int64) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := last.Err(); err != nil && !retryableWatchErr(err) {
+	if err := last.Err(); err != nil && !errors.Is(err, rpctypes.ErrCompacted) && !transient(err) {
 		return err
 	}
 	return nil
-}
-
-// retryableWatchErr reports whether a watch that failed with err can be
-// re-established after reading the state again.
-func retryableWatchErr(err error) bool {
-	return errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, rpctypes.ErrNoLeader) ||
-		errors.Is(err, rpctypes.ErrGRPCNoLeader) || errors.Is(err, rpctypes.ErrGRPCCompacted)
 }
 
 // spawn runs f on a goroutine that Close waits for, unless the Elector is

@@ -34,10 +34,7 @@ func TestCampaignResignHandover(t *testing.T) {
 	}
 
 	won := campaignAsync(ctx, b.e, nil)
-	waitFor(t, 5*time.Second, "b's campaign key", func() bool {
-		resp, err := b.client.Get(ctx, prefix, clientv3WithPrefix()...)
-		return err == nil && len(resp.Kvs) == 2
-	})
+	waitCampaigning(t, ctx, b, prefix, 2, won)
 	select {
 	case r := <-won:
 		t.Fatalf("b won while a holds: %+v", r)

@@ -45,15 +45,16 @@ func cutHolderTrial(t *testing.T, s *etcdtest.Server, ttl, cutDelay time.Duratio
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	prefix := newPrefix(t)
-	a := newMember(t, s, prefix, "a", ttl)
-	b := newMember(t, s, prefix, "b", ttl)
+	// The widest margin Config allows (TTL/4): the trials run beside
+	// other tests on a small machine, and the margin must also cover the
+	// holder's scheduling delay (see Config.DriftMargin).
+	wide := func(c *etcdlease.Config) { c.DriftMargin = ttl / 4 }
+	a := newMember(t, s, prefix, "a", ttl, wide)
+	b := newMember(t, s, prefix, "b", ttl, wide)
 
 	ta := mustCampaign(t, a.e)
 	won := campaignAsync(ctx, b.e, ta.Done())
-	waitFor(t, 5*time.Second, "b's campaign key", func() bool {
-		resp, err := b.client.Get(ctx, prefix, clientv3WithPrefix()...)
-		return err == nil && len(resp.Kvs) == 2
-	})
+	waitCampaigning(t, ctx, b, prefix, 2, won)
 	cut := time.NewTimer(cutDelay) // a random point of a's keepalive cycle
 	<-cut.C
 	a.proxy.Blackhole(etcdtest.Both)

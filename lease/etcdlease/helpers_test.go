@@ -11,6 +11,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/etcdlease"
@@ -41,13 +43,17 @@ type member struct {
 
 // newMember makes an Elector for id whose client reaches s through its own
 // proxy, so the test can cut that member off alone.
-func newMember(t testing.TB, s *etcdtest.Server, prefix, id string, ttl time.Duration) *member {
+func newMember(t testing.TB, s *etcdtest.Server, prefix, id string, ttl time.Duration, opts ...func(*etcdlease.Config)) *member {
 	t.Helper()
 	p := etcdtest.NewProxy(t, s)
-	c := p.Client(t)
-	e, err := etcdlease.New(etcdlease.Config{
+	c := p.Client(t, fastReconnect)
+	cfg := etcdlease.Config{
 		Client: c, ID: id, Addr: id + ".example:7000", Prefix: prefix, TTL: ttl, Logger: testLogger(t),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e, err := etcdlease.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,3 +147,36 @@ func clientv3WithPrefix() []clientv3.OpOption { return []clientv3.OpOption{clien
 func clientv3LeaseID(id int64) clientv3.LeaseID { return clientv3.LeaseID(id) }
 
 func errorsIsDeadline(err error) bool { return errors.Is(err, context.DeadlineExceeded) }
+
+// waitCampaigning waits until n campaign keys exist under prefix, failing
+// the test at once if the background campaign won returns instead.
+func waitCampaigning(tb testing.TB, ctx context.Context, m *member, prefix string, n int, won <-chan campaignResult) {
+	tb.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		select {
+		case r := <-won:
+			tb.Fatalf("campaign returned while it should wait: %+v", r)
+		default:
+		}
+		resp, err := m.client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err == nil && resp.Count == int64(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %d campaign keys under %q (last count %v, err %v)", n, prefix, resp, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+}
+
+// fastReconnect makes the client redial a lost connection within a few
+// hundred milliseconds instead of gRPC's default backoff (1 s, growing
+// 1.6 times per failure), as a deployment with a short TTL should; see
+// the package doc.
+func fastReconnect(c *clientv3.Config) {
+	c.DialOptions = append(c.DialOptions, grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond},
+		MinConnectTimeout: time.Second,
+	}))
+}
