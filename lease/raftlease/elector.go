@@ -82,14 +82,18 @@ func (t *Term) Resign(ctx context.Context) error {
 		return nil
 	}
 	g := t.g
+	moving := false
 	if err := g.do(ctx, func() {
 		g.dropHeld(t)
-		g.transferAway()
+		moving = g.transferAway()
 	}); err != nil {
 		if errors.Is(err, lease.ErrClosed) || errors.Is(err, ErrStopped) {
 			return nil
 		}
 		return err
+	}
+	if !moving {
+		return nil // nobody to hand over to
 	}
 	return g.waitLead(ctx, func(lead uint64) bool { return lead != g.self }, g.cfg.electionTimeout()+g.cfg.TickInterval)
 }
@@ -346,18 +350,21 @@ func (g *Group) syncCandidate(want bool) {
 
 // transferAway hands leadership to the best other member: a campaigning
 // one if any is active, else the most up-to-date voter.
-func (g *Group) transferAway() {
+// It reports whether a transfer is under way.
+func (g *Group) transferAway() bool {
 	if g.role != raft.StateLeader {
-		return
+		return false
 	}
 	to := g.bestTarget(true)
 	if to == raft.None {
 		to = g.bestTarget(false)
 	}
-	if to != raft.None {
-		g.log.Info("raftlease: transferring leadership", "to", g.memberName(to))
-		g.rn.TransferLeader(to)
+	if to == raft.None {
+		return false
 	}
+	g.log.Info("raftlease: transferring leadership", "to", g.memberName(to))
+	g.rn.TransferLeader(to)
+	return true
 }
 
 // bestTarget returns the active voter other than this member with the
