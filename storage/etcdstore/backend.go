@@ -45,7 +45,8 @@ func (b *Backend) Get(ctx context.Context, key string) (storage.Item, error) {
 // absent). Otherwise it writes nothing and returns an error matching
 // storage.ErrConflict that names each key whose version differed. The
 // returned version is the revision of the transaction, which every key
-// that ops wrote now has.
+// that ops wrote now has; a commit that only deletes absent keys also
+// writes prefix+ClockKey so that it still gets a new revision.
 func (b *Backend) Commit(ctx context.Context, conds []storage.Cond, ops []storage.Op) (storage.Version, error) {
 	if err := storage.CheckCommit(conds, ops); err != nil {
 		return 0, fmt.Errorf("etcdstore: %w", err)

@@ -35,7 +35,9 @@
 // # Durability
 //
 // A write that returned nil was committed by a quorum of the etcd cluster
-// (etcd's own guarantee), and Get is linearizable.
+// (etcd's own guarantee), and Get is linearizable. A value is limited by
+// etcd's request size limit (--max-request-bytes, 1.5 MiB by default) less
+// the key and a few dozen bytes of transaction.
 //
 // # Binding writes to a term
 //
@@ -129,8 +131,11 @@ func New(cli *clientv3.Client, prefix string) *Store {
 // etcd elector, the Term exposes both). When the lease expires or is
 // revoked, etcd deletes the key, and every later write of the bound Store
 // fails with an error that matches lease.ErrLost and names the key, in the
-// same transaction that would have written, so no write can land after the
-// lease is gone. Reads are not bound.
+// same transaction that would have written, so no write can land after
+// etcd has ended the lease. (etcd's leader looks for expired leases about
+// every 500 ms, so the key can outlive the TTL by that much; the etcd
+// elector's own deadline ends the term before the TTL, which covers the
+// gap.) Reads are not bound.
 //
 // leaderKey is a full etcd key (no prefix is added). A createRevision
 // below 1 belongs to no key; writes then fail without contacting etcd.
