@@ -15,7 +15,6 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 
-	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
 )
@@ -202,14 +201,12 @@ func (g *Group) open() error {
 	if err != nil {
 		return fmt.Errorf("raftlease: member %q: %w", g.cfg.ID, err)
 	}
-	if !fresh {
+	if !fresh || g.cfg.Join {
 		// A member that restarts has forgotten when it last heard from
-		// the leader; it must not vote for a rival before the leader's
-		// lease can have run out (see step).
+		// the leader, and one that joins never heard from it; neither
+		// may vote for a rival before the leader's lease can have run
+		// out (see step).
 		g.quietUntil = g.clk.Now().Add(time.Duration(g.cfg.ElectionTicks) * g.cfg.TickInterval)
-		return nil
-	}
-	if g.cfg.Join {
 		return nil
 	}
 	ids, _ := raftIDs(g.cfg.Peers)
@@ -475,103 +472,6 @@ func (g *Group) step(m *pb.Message) {
 	}
 }
 
-// campaignTransferCtx is the context go.etcd.io/raft puts on the votes of
-// a leadership transfer.
-const campaignTransferCtx = "CampaignTransfer"
-
-// processReady runs the Ready cycle in the order Raft requires: persist
-// the snapshot, entries and HardState (synced), then send messages, then
-// apply committed entries, then Advance.
-func (g *Group) processReady() error {
-	for g.rn.HasReady() {
-		rd := g.rn.Ready()
-		if !raft.IsEmptySnap(rd.Snapshot) || len(rd.Entries) > 0 || !raft.IsEmptyHardState(rd.HardState) {
-			if err := g.db.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
-				return fmt.Errorf("persist Raft state: %w", err)
-			}
-		}
-		if !raft.IsEmptySnap(rd.Snapshot) {
-			if err := g.restore(rd.Snapshot); err != nil {
-				return err
-			}
-		}
-		g.hb.beginBatch()
-		for _, m := range rd.Messages {
-			if m.GetType() == pb.MsgHeartbeat {
-				g.hb.stamp(g.clk.Now(), m)
-			}
-			g.tr.Send(m)
-		}
-		becameLeader := false
-		if rd.SoftState != nil {
-			becameLeader = rd.SoftState.RaftState == raft.StateLeader && g.role != raft.StateLeader
-			g.lead, g.role = rd.SoftState.Lead, rd.SoftState.RaftState
-		}
-		for _, e := range rd.CommittedEntries {
-			if err := g.applyEntry(e); err != nil {
-				return err
-			}
-		}
-		for _, rs := range rd.ReadStates {
-			g.readIndexReady(rs)
-		}
-		g.rn.Advance(rd)
-		if becameLeader {
-			// A new leader's first heartbeats would leave at the next
-			// tick; an extra tick sends them now, so the quorum
-			// acknowledgement that a Term needs arrives a round trip
-			// after the election instead of up to a tick later.
-			g.rn.Tick()
-		}
-		if err := g.maybeSnapshot(); err != nil {
-			return err
-		}
-	}
-	g.afterReady()
-	return nil
-}
-
-// afterReady reacts to what the cycle changed: leadership, the term, the
-// lease, pending reads.
-func (g *Group) afterReady() {
-	st := g.rn.BasicStatus()
-	termChanged := st.GetTerm() != g.raftTerm
-	g.raftTerm, g.lead, g.role = st.GetTerm(), st.Lead, st.RaftState
-	if termChanged || st.RaftState != raft.StateLeader {
-		g.hb.reset()
-		g.failPending(st)
-	}
-	if g.campaignAt != 0 && g.applied >= g.campaignAt {
-		g.campaignAt = 0
-		if st.Lead == raft.None {
-			_ = g.rn.Campaign()
-		}
-	}
-	g.serveReads()
-	g.retryReads()
-	g.reconcile(st)
-	g.publishView()
-}
-
-// failPending fails the proposals of earlier terms, or all of them once
-// this member is not the leader: their outcome is unknown to the caller.
-func (g *Group) failPending(st raft.BasicStatus) {
-	for id, p := range g.pending {
-		if !p.keep && (st.RaftState != raft.StateLeader || p.term != st.GetTerm()) {
-			p.ch <- result{err: g.notLeaderErr("write")}
-			delete(g.pending, id)
-		}
-	}
-	if st.Lead == raft.None {
-		for id, r := range g.reads {
-			if r.index == 0 {
-				r.ch <- readResult{err: g.notLeaderErr("read")}
-				delete(g.reads, id)
-			}
-		}
-	}
-}
-
 func (g *Group) notLeaderErr(what string) error {
 	if g.lead == raft.None {
 		return fmt.Errorf("%w: member %q: %s: no leader known", ErrNotLeader, g.cfg.ID, what)
@@ -596,98 +496,6 @@ func (g *Group) memberAddr(id uint64) string {
 		return m.Addr
 	}
 	return g.cfg.Peers[g.memberName(id)]
-}
-
-// applyEntry applies one committed entry to the state machine and hands
-// the result to the member's waiting proposer, if any.
-func (g *Group) applyEntry(e *pb.Entry) error {
-	idx := e.GetIndex()
-	if idx <= g.applied {
-		return nil
-	}
-	switch e.GetType() {
-	case pb.EntryNormal:
-		if len(e.GetData()) == 0 {
-			break // a new leader's empty entry
-		}
-		c, err := decodeCommand(e.GetData())
-		if err != nil {
-			return fmt.Errorf("apply entry %d of term %d: %w", idx, e.GetTerm(), err)
-		}
-		before := g.sm.holder
-		r := g.sm.apply(idx, c)
-		if h := g.sm.holder; h != before && h.member != g.self {
-			// Every member applies every holder record in log order,
-			// so observers see every term even when the next one
-			// follows too fast for the leader view to show it.
-			g.publishHolder(lease.Leader{ID: g.memberName(h.member), Token: fence.Token(h.term), Addr: g.memberAddr(h.member)})
-		}
-		if c.origin == g.self && c.nonce == g.nonce {
-			if p, ok := g.pending[c.seq]; ok {
-				p.ch <- r
-				delete(g.pending, c.seq)
-			}
-		}
-	case pb.EntryConfChange:
-		var cc pb.ConfChange
-		if err := unmarshalConfChange(e.GetData(), &cc); err != nil {
-			return fmt.Errorf("apply configuration change %d: %w", idx, err)
-		}
-		g.applyConfChange(idx, &cc)
-	default:
-		return fmt.Errorf("apply entry %d: %w: entry type %v", idx, ErrCorrupt, e.GetType())
-	}
-	g.applied = idx
-	return nil
-}
-
-// maybeSnapshot snapshots the state machine and compacts the log once
-// SnapshotEntries entries were applied since the last snapshot.
-//
-// A configuration change forces a snapshot once a first one exists: a
-// member added after the log was compacted is sent the latest snapshot,
-// and Raft ignores a snapshot whose configuration does not include the
-// receiver.
-func (g *Group) maybeSnapshot() error {
-	force := g.confChanged && g.snapIndex > 0 && g.applied > g.snapIndex
-	g.confChanged = false
-	if !force && g.applied < g.snapIndex+g.cfg.SnapshotEntries {
-		return nil
-	}
-	if err := g.db.CreateSnapshot(g.applied, g.confState, g.sm.encode()); err != nil {
-		return fmt.Errorf("snapshot at index %d: %w", g.applied, err)
-	}
-	g.snapIndex = g.applied
-	if g.applied > g.cfg.CompactionMargin {
-		if err := g.db.Compact(g.applied - g.cfg.CompactionMargin); err != nil && !errors.Is(err, raft.ErrCompacted) {
-			return fmt.Errorf("compact log to index %d: %w", g.applied-g.cfg.CompactionMargin, err)
-		}
-	}
-	g.log.Debug("raftlease: snapshot", "index", g.applied)
-	return nil
-}
-
-// restore replaces the state machine with a snapshot received from the
-// leader.
-func (g *Group) restore(snap *pb.Snapshot) error {
-	sm, err := decodeFSM(snap.GetData())
-	if err != nil {
-		return fmt.Errorf("snapshot at index %d from the leader: %w", snap.GetMetadata().GetIndex(), err)
-	}
-	g.sm = sm
-	g.applied = snap.GetMetadata().GetIndex()
-	g.snapIndex = g.applied
-	g.setConfState(snap.GetMetadata().GetConfState())
-	for id, addr := range g.peerAddrs() {
-		g.tr.SetPeer(id, addr)
-	}
-	return nil
-}
-
-// setConfState records the configuration and its voters.
-func (g *Group) setConfState(cs *pb.ConfState) {
-	g.confState = cs
-	g.hb.setVoters(sortedVoters(cs))
 }
 
 // onTick runs the group's own timers: re-issued reads, the lease.
