@@ -13,15 +13,25 @@ import (
 	"github.com/hakit/hakit/lease/clock"
 )
 
-// Defaults applied by Config.withDefaults to zero fields.
+// The defaults that Start applies to zero Config fields.
 const (
-	DefaultTickInterval     = 100 * time.Millisecond
-	DefaultElectionTicks    = 10
-	DefaultHeartbeatTicks   = 1
-	DefaultDriftMargin      = 100 * time.Millisecond
-	DefaultSnapshotEntries  = 10000
+	// DefaultTickInterval is the length of one Raft tick.
+	DefaultTickInterval = 100 * time.Millisecond
+	// DefaultElectionTicks is the election timeout in ticks (1 s).
+	DefaultElectionTicks = 10
+	// DefaultHeartbeatTicks is the heartbeat interval in ticks.
+	DefaultHeartbeatTicks = 1
+	// DefaultDriftMargin is how much earlier than its peers' lease a
+	// leader fences itself.
+	DefaultDriftMargin = 100 * time.Millisecond
+	// DefaultSnapshotEntries is how many applied entries trigger a
+	// snapshot and log compaction.
+	DefaultSnapshotEntries = 10000
+	// DefaultCompactionMargin is how many entries before a snapshot stay
+	// in the log.
 	DefaultCompactionMargin = 1000
-	DefaultMaxValueBytes    = 1 << 20
+	// DefaultMaxValueBytes bounds one stored value.
+	DefaultMaxValueBytes = 1 << 20
 )
 
 // Config configures one member of a Raft group. The zero value of every

@@ -25,11 +25,12 @@ const (
 	helloMagic     = "HKRL"
 	helloVersion   = 1
 	helloLen       = len(helloMagic) + 1 + 16
-
-	// DefaultMaxFrameBytes bounds one message on the wire, snapshots
-	// included.
-	DefaultMaxFrameBytes = 64 << 20
 )
+
+// DefaultMaxFrameBytes bounds one incoming message of the TCP transport,
+// snapshots included: the store's snapshot must fit in it for a lagging
+// or new member to catch up by snapshot.
+const DefaultMaxFrameBytes = 64 << 20
 
 // appendFrame appends payload p framed to b.
 func appendFrame(b, p []byte) []byte {

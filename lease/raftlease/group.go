@@ -25,6 +25,7 @@ var (
 	// the leader when it is known. A write that fails with it may still
 	// have been applied if it had been proposed before leadership moved.
 	ErrNotLeader = errors.New("raftlease: not the leader")
+
 	// ErrStopped is wrapped by every call on a Group whose run loop
 	// stopped on an error (a failed disk write, an undecodable entry);
 	// the error names the cause.
