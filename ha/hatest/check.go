@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -155,7 +156,11 @@ func pausedAt(h *History, member string, t time.Time) (Interval, bool) {
 // sink had acknowledged or reported, or an earlier checkpoint held).
 func CheckCheckpoints(h *History) error {
 	var acked, reads, support []Op
-	for _, o := range h.Ops {
+	for i, o := range h.Ops {
+		o.Seq = uint64(i) // the checker's own: which op this is
+		if o.Kind == OpGet && o.Outcome == NotFound {
+			o.Outcome, o.Pos = OK, 0 // no checkpoint reads as position 0
+		}
 		if o.Outcome != OK || o.Pos < 0 {
 			continue
 		}
@@ -184,7 +189,7 @@ func CheckCheckpoints(h *History) error {
 		}
 		covered := false
 		for _, s := range support {
-			if s.End.After(p.Start) || s.Pos < p.Pos {
+			if s.Seq == p.Seq || s.End.After(p.Start) || s.Pos < p.Pos {
 				continue
 			}
 			covered = true
@@ -240,18 +245,19 @@ func CheckLiveness(h *History) error {
 const LinearizeTimeout = 30 * time.Second
 
 // CheckLinearizable checks, with porcupine, that the reads and writes of
-// the checkpoint key are linearizable against a fenced register: a write
-// with a token below the highest admitted one is refused as stale and
-// changes nothing; a compare-and-swap that finds another value is refused
-// as a conflict and changes nothing (not even the fence); any other write
-// is admitted and raises the fence; a read returns the last admitted
-// value. A call with no answer (Unknown) may or may not have taken effect.
-// It assumes the checkpoint key is the only key written, so that every
-// raise of the fence is in the history.
+// the store are linearizable against the sequential specification of a
+// fenced store: a write with a token below the highest admitted one is
+// refused as stale and changes nothing; a compare-and-swap that finds
+// another value is refused as a conflict and changes nothing (not even the
+// fence); any other write is admitted, stores its value and raises the
+// fence; a read returns the key's last admitted value. A call with no
+// answer (Unknown) may or may not have taken effect; one that Failed took
+// none. Every write to the store must be in the history, since each one
+// moves the store-wide fence.
 func CheckLinearizable(h *History) error {
 	var ops []porcupine.Operation
 	for _, o := range h.Ops {
-		if o.Resource != "store" || o.Key != h.CheckpointKey {
+		if o.Resource != "store" {
 			continue
 		}
 		if o.Kind == OpGet && o.Outcome != OK && o.Outcome != NotFound {
@@ -263,37 +269,66 @@ func CheckLinearizable(h *History) error {
 		}
 		ops = append(ops, porcupine.Operation{Input: o, Output: o, Call: o.Start.UnixNano(), Return: ret})
 	}
-	res, _ := porcupine.CheckOperationsVerbose(registerModel.ToModel(), ops, LinearizeTimeout)
+	res, _ := porcupine.CheckOperationsVerbose(storeModel.ToModel(), ops, LinearizeTimeout)
 	if res == porcupine.Illegal {
-		return violation("linearizability", "the %d calls on checkpoint key %q are not linearizable against a fenced register", len(ops), h.CheckpointKey)
+		return violation("linearizability", "the %d calls on the store are not linearizable against a fenced store", len(ops))
 	}
 	return nil
 }
 
-// register is the state of the fenced register of CheckLinearizable.
-type register struct {
-	val     string
-	present bool
-	high    fence.Token
+// fencedState is the state of the fenced store of CheckLinearizable: the
+// values as a canonical string (so that states compare with ==) and the
+// highest admitted token.
+type fencedState struct {
+	kv   string
+	high fence.Token
 }
 
-var registerModel = porcupine.NondeterministicModel{
-	Init: func() []any { return []any{register{}} },
+func (s fencedState) get(key string) (string, bool) {
+	for _, kv := range strings.Split(s.kv, "\x00") {
+		if k, v, ok := strings.Cut(kv, "\x01"); ok && k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func (s fencedState) put(key, val string, t fence.Token) fencedState {
+	m := map[string]string{key: val}
+	for _, kv := range strings.Split(s.kv, "\x00") {
+		if k, v, ok := strings.Cut(kv, "\x01"); ok && k != key {
+			m[k] = v
+		}
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "\x01" + m[k]
+	}
+	return fencedState{kv: strings.Join(parts, "\x00"), high: max(s.high, t)}
+}
+
+var storeModel = porcupine.NondeterministicModel{
+	Init: func() []any { return []any{fencedState{}} },
 	Step: func(state, input, _ any) []any {
-		s, o := state.(register), input.(Op)
+		s, o := state.(fencedState), input.(Op)
+		val, present := s.get(o.Key)
 		if o.Kind == OpGet {
-			if (o.Outcome == OK && s.present && s.val == o.Value) || (o.Outcome == NotFound && !s.present) {
+			if (o.Outcome == OK && present && val == o.Value) || (o.Outcome == NotFound && !present) {
 				return []any{s}
 			}
 			return nil
 		}
 		admit := o.Token >= s.high
-		match := !o.HasPrev || (o.Prev == "" && !s.present) || (s.present && s.val == o.Prev)
-		next := register{val: o.Value, present: true, high: o.Token}
+		match := !o.HasPrev || (o.Prev == "" && !present) || (present && val == o.Prev)
 		switch o.Outcome {
 		case OK:
 			if admit && match {
-				return []any{next}
+				return []any{s.put(o.Key, o.Value, o.Token)}
 			}
 		case Stale:
 			if !admit {
@@ -305,7 +340,7 @@ var registerModel = porcupine.NondeterministicModel{
 			}
 		case Unknown:
 			if admit && match {
-				return []any{next, s}
+				return []any{s.put(o.Key, o.Value, o.Token), s}
 			}
 			return []any{s}
 		case Failed:

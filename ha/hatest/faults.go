@@ -239,8 +239,10 @@ func (w *World) SetLoss(p float64) {
 	w.net.drop = p
 }
 
-// Slow multiplies the network's MaxDelay by ten until Fast, so that
-// messages overtake each other across much longer spans.
+// Slow multiplies the network's MaxDelay by fifty until Fast: messages
+// overtake each other across much longer spans, and with the defaults
+// some take longer than OpTimeout, so they land after their caller gave
+// up on them, and possibly after a failover.
 func (w *World) Slow() {
 	w.fault("slow network")
 	w.net.slow++

@@ -30,7 +30,7 @@ type network struct {
 func (n *network) delay() time.Duration {
 	d := n.maxDelay
 	if n.slow > 0 {
-		d *= 10
+		d *= 50
 	}
 	if d <= 0 {
 		return 0

@@ -21,11 +21,19 @@ var ErrOpTimeout = errors.New("hatest: call timed out")
 
 // work is one run of a member's simulated replication work. It follows the
 // protocol of replicate.Stream with a DurableSink, one call at a time:
-// read the checkpoint, read the sink's position, claim the checkpoint
-// under the run's token (a compare-and-swap of the newer of the two), then
+// read the checkpoint, fence the sink (an empty batch under the run's
+// token), read the sink's position, claim the checkpoint under the run's
+// token (a compare-and-swap of the newer of the two), then
 // apply batches of the source and checkpoint every CheckpointEvery batches
 // with a compare-and-swap on the version last read or written. When
 // stopped it commits a final checkpoint of the acknowledged progress.
+//
+// Two steps go beyond replicate.Stream as it stands; both close holes the
+// simulation found (see the regression tests): the sink is fenced before
+// its position is read, and the sink applies a batch only if it starts at
+// the sink's position (a conditional apply, as a transactional sink can
+// do with "WHERE pos = $from"), so a call of an earlier run that lands
+// late is refused instead of applied twice.
 type work struct {
 	m     *member
 	token fence.Token
@@ -145,8 +153,53 @@ func (k *work) readCheckpoint() {
 			return
 		}
 		k.phase = 1
+		if w.opts.positionBeforeFence {
+			k.readPosition()
+			return
+		}
+		k.fenceSink()
+	})
+}
+
+// fenceSink applies an empty batch under the run's token, so that the
+// sink refuses every older term's write from now on, before the run reads
+// the sink's position. Without it, a write of a deposed member that was
+// frozen mid-run can land between this run's read of the position and its
+// first batch, and this run applies those records again.
+func (k *work) fenceSink() {
+	w := k.m.w
+	k.busy = true
+	k.call(Op{Resource: "sink", Kind: OpApply, Token: k.token, From: -1, Pos: -1}, func(i int) Outcome {
+		err := w.sink.Apply(context.Background(), k.sinkToken(), nil)
+		switch {
+		case errors.Is(err, fence.ErrStale):
+			return Stale
+		case err != nil:
+			return Failed
+		}
+		w.admitted(i, "sink")
+		return OK
+	}, func(out Outcome) {
+		k.busy = false
+		if k.stopping {
+			k.exit(nil)
+			return
+		}
+		if out != OK {
+			k.fail("fence the sink", out)
+			return
+		}
 		k.readPosition()
 	})
+}
+
+// sinkToken is the token the run passes to the sink: its own, unless the
+// planted bug sinkIgnoresTokens makes every write look like the first term.
+func (k *work) sinkToken() fence.Token {
+	if k.m.w.opts.sinkIgnoresTokens {
+		return 1
+	}
+	return k.token
 }
 
 func (k *work) readPosition() {
@@ -215,9 +268,50 @@ func (k *work) checkpoint(pos int64, then func()) {
 			}
 			k.cpVal, k.cpVer, k.cpPos = val, ver, pos
 			k.batches = 0
+			if k.phase != 3 || k.stopping {
+				then()
+				return
+			}
+			k.putState(then)
+		})
+}
+
+// putState writes the run's state record, an unconditional fenced Put:
+// unlike the checkpoint's compare-and-swap, only the store's fence keeps a
+// deposed member from overwriting it.
+func (k *work) putState(then func()) {
+	w := k.m.w
+	w.values++
+	val := fmt.Sprintf("state token=%d member=%s value=%d", k.token, k.m.id, w.values)
+	k.busy = true
+	k.call(Op{Resource: "store", Kind: OpPut, Key: StateKey, Token: k.token, Value: val, Pos: -1},
+		func(i int) Outcome {
+			_, err := w.store.Put(context.Background(), k.token, StateKey, []byte(val))
+			switch {
+			case errors.Is(err, fence.ErrStale):
+				return Stale
+			case err != nil:
+				return Failed
+			}
+			w.admitted(i, "store")
+			return OK
+		}, func(out Outcome) {
+			k.busy = false
+			if out != OK {
+				k.fail("put state", out)
+				return
+			}
+			if k.stopping {
+				k.finish()
+				return
+			}
 			then()
 		})
 }
+
+// StateKey is the store key under which a World's members keep their
+// state record, next to the checkpoint key "checkpoint".
+const StateKey = "state"
 
 // tick applies the next batch, if the source has one, or waits for the
 // next BatchEvery.
@@ -242,7 +336,13 @@ func (k *work) tick() {
 		k.cpVer = k.earlyCheckpoint(end)
 	}
 	k.call(Op{Resource: "sink", Kind: OpApply, Token: k.token, From: from, Pos: end}, func(i int) Outcome {
-		err := w.sink.Apply(context.Background(), k.token, batch)
+		if !w.opts.unconditionalApply && w.sinkPos() != from {
+			// The sink moved since this run read its position: a call
+			// of an earlier run (of this term, restarted, or of a
+			// deposed one) landed late. Applying would duplicate.
+			return Conflict
+		}
+		err := w.sink.Apply(context.Background(), k.sinkToken(), batch)
 		switch {
 		case errors.Is(err, fence.ErrStale):
 			return Stale
@@ -306,6 +406,19 @@ func (k *work) call(op Op, serve func(i int) Outcome, reply func(Outcome)) {
 			reply(out)
 		}
 	})
+}
+
+// sinkPos is the sink's position as a record count.
+func (w *World) sinkPos() int64 {
+	p, err := w.sink.Position(context.Background())
+	if err != nil {
+		return -1
+	}
+	n, err := memrepl.DecodePos(p)
+	if err != nil {
+		return -1
+	}
+	return int64(n)
 }
 
 // valuePos reads the position out of a checkpoint value written by work.

@@ -63,8 +63,17 @@ type Options struct {
 	Log func(string)
 
 	// Planted bugs, for the tests that prove the checkers can fail.
-	lateDone        time.Duration // the edge notices a term's Done this late
-	checkpointEarly bool          // checkpoints go out before the sink acknowledged
+	lateDone          time.Duration // the edge notices a term's Done this late
+	checkpointEarly   bool          // checkpoints go out before the sink acknowledged
+	sinkIgnoresTokens bool          // the sink admits every write
+	// positionBeforeFence reads the sink's position before the sink has
+	// admitted the run's token, as replicate.Stream does at the time of
+	// writing; see TestRegressionPositionBeforeFence.
+	positionBeforeFence bool
+	// unconditionalApply applies a batch wherever the sink stands, as
+	// memrepl.DurableSink and replicate.Stream do at the time of writing;
+	// see TestRegressionRestartDuplicate.
+	unconditionalApply bool
 }
 
 func (o Options) withDefaults() Options {
@@ -246,12 +255,13 @@ func (w *World) Members() []string {
 	return ids
 }
 
-// Active returns the ID of the member whose Machine is in the active role,
-// or "" if none is; if several are (which the checkers would report), the
-// first.
+// Active returns the ID of a running member (neither crashed nor frozen)
+// whose Machine is in the active role, or "" if there is none; if there
+// are several (which the checkers would report), the first. A frozen
+// member may still believe it is active: that is what fencing is for.
 func (w *World) Active() string {
 	for _, m := range w.members {
-		if !m.crashed && m.role == core.RoleActive {
+		if !m.crashed && !m.paused && m.role == core.RoleActive {
 			return m.id
 		}
 	}
