@@ -42,12 +42,13 @@
 // grow with each term, a member with an older token can never overwrite a
 // newer term's records, however late its messages arrive.
 //
-// Demote(t) follows the same steps, and removes the RRset at Name and the
-// token record only if the token record holds t and this member's ID
-// (prerequisite: exactly that record). If it holds an older token, or none,
-// there is nothing of term t to remove and Demote succeeds without
-// changing anything; if it holds a newer one, Demote fails with
-// fence.ErrStale.
+// Demote(t) follows the same steps, and removes the RRset at Name only if
+// the token record holds t and this member's ID (prerequisite: exactly
+// that record). The token record itself stays: it is the fence, and
+// removing it would let a member with an older token take the idle name.
+// If the token record holds an older token, or none, there is nothing of
+// term t to remove and Demote succeeds without changing anything; if it
+// holds a newer one, Demote fails with fence.ErrStale.
 //
 // An update whose answer was lost (a timeout, a dropped connection) may
 // still be applied by the server later. It carries its term's token and
@@ -208,8 +209,8 @@ func (s *Switcher) Promote(ctx context.Context, t fence.Token) error {
 	return nil
 }
 
-// Demote removes Name's records and the token record if, and only if,
-// the token record holds t and this member's ID.
+// Demote removes Name's records if, and only if, the token record holds t
+// and this member's ID. The token record stays, as the fence.
 func (s *Switcher) Demote(ctx context.Context, t fence.Token) error {
 	if t == 0 {
 		return fence.ErrNoToken
@@ -230,16 +231,24 @@ func (s *Switcher) Demote(ctx context.Context, t fence.Token) error {
 	if cur == nil || cur.Token < t {
 		return nil // nothing of term t is in the zone
 	}
+	have, err := s.readRecords(ctx)
+	if err != nil {
+		return err
+	}
+	if len(have) == 0 {
+		return nil // already withdrawn
+	}
 	if s.afterRead != nil {
 		s.afterRead()
 	}
+	// The token record stays: it is the fence that keeps an older term
+	// from taking the name back while no member holds it.
 	m := s.update(read)
-	m.RemoveRRset([]mdns.RR{s.tokenRR(nil)})
 	m.RemoveRRset([]mdns.RR{&mdns.ANY{Hdr: mdns.RR_Header{Name: s.cfg.Name, Rrtype: s.typ}}})
 	if err := s.send(ctx, m, "demote", t); err != nil {
 		return err
 	}
-	if err := s.confirm(ctx, nil, nil); err != nil {
+	if err := s.confirm(ctx, cur, nil); err != nil {
 		return err
 	}
 	s.log.Info("rfc2136: demoted", "token", t.String())
@@ -321,7 +330,7 @@ func rdata(rr mdns.RR) string {
 }
 
 // confirm reads both RRsets back and checks they hold what was written:
-// o's token record and want, or nothing at all when o is nil (step 5).
+// o's token record (none when o is nil) and want.
 func (s *Switcher) confirm(ctx context.Context, o *owner, want []mdns.RR) error {
 	_, cur, err := s.readToken(ctx)
 	if err != nil {

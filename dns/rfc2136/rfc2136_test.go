@@ -102,8 +102,9 @@ func TestPromoteDemote(t *testing.T) {
 			if got := k.lookup(t, name, tt.qtype); len(got) != 0 {
 				t.Fatalf("after demote %s = %q, want nothing", name, got)
 			}
-			if got := k.lookup(t, "_hakit."+name, mdns.TypeTXT); len(got) != 0 {
-				t.Fatalf("after demote token record = %q, want nothing", got)
+			// The token record stays as the fence.
+			if got := k.lookup(t, "_hakit."+name, mdns.TypeTXT); len(got) != 1 || got[0] != `"hakit-token=5" "member=db-2"` {
+				t.Fatalf("after demote token record = %q, want it kept", got)
 			}
 		})
 	}

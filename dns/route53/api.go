@@ -143,14 +143,22 @@ func (s *Switcher) waitPending(ctx context.Context) error {
 	}
 }
 
-// confirm reads the token record back after INSYNC (step 5).
-func (s *Switcher) confirm(ctx context.Context, want *owner) error {
+// confirm reads both record sets back after INSYNC (step 5): the token
+// record must be want, and the record set at Name present or absent.
+func (s *Switcher) confirm(ctx context.Context, want *owner, present bool) error {
 	_, cur, err := s.readToken(ctx)
 	if err != nil {
 		return fmt.Errorf("route53: confirm %s: %w", s.cfg.Name, err)
 	}
 	if (want == nil) != (cur == nil) || (want != nil && *want != *cur) {
 		return fmt.Errorf("route53: confirm: token record %s reads %v, want %v: %w", s.cfg.TokenName, cur, want, ErrNotConfirmed)
+	}
+	have, err := s.readRecord(ctx)
+	if err != nil {
+		return fmt.Errorf("route53: confirm %s: %w", s.cfg.Name, err)
+	}
+	if (have != nil) != present {
+		return fmt.Errorf("route53: confirm: record set %s %s present = %v, want %v: %w", s.cfg.Name, s.cfg.Type, have != nil, present, ErrNotConfirmed)
 	}
 	return nil
 }

@@ -39,10 +39,12 @@
 //     it is not what was written).
 //
 // Demote(t) removes the record set at Name (DELETE of exactly what it
-// reads) and the token record, in one batch conditional on the token
-// record being exactly "token t, this member". If the token record holds
-// an older token or none, there is nothing of term t to remove and Demote
-// succeeds without a change; if it holds a newer one, it fails with
+// reads) in one batch conditional on the token record being exactly
+// "token t, this member" (a DELETE and CREATE of that same record). The
+// token record itself stays: it is the fence, and removing it would let a
+// member with an older token take the idle name. If the token record
+// holds an older token or none, there is nothing of term t to remove and
+// Demote succeeds without a change; if it holds a newer one, it fails with
 // fence.ErrStale.
 //
 // A change batch whose answer was lost may still have been applied. It
@@ -174,7 +176,7 @@ func (s *Switcher) Promote(ctx context.Context, t fence.Token) error {
 	if err := s.apply(ctx, "promote", t, changes); err != nil {
 		return err
 	}
-	if err := s.confirm(ctx, &me); err != nil {
+	if err := s.confirm(ctx, &me, true); err != nil {
 		return err
 	}
 	prev := fence.Token(0)
@@ -185,9 +187,9 @@ func (s *Switcher) Promote(ctx context.Context, t fence.Token) error {
 	return nil
 }
 
-// Demote removes the record set at Name and the token record if, and only
-// if, the token record holds t and this member's ID; it returns once
-// Route 53 reports the change INSYNC.
+// Demote removes the record set at Name if, and only if, the token record
+// holds t and this member's ID; it returns once Route 53 reports the
+// change INSYNC. The token record stays, as the fence.
 func (s *Switcher) Demote(ctx context.Context, t fence.Token) error {
 	if t == 0 {
 		return fence.ErrNoToken
@@ -211,17 +213,24 @@ func (s *Switcher) Demote(ctx context.Context, t fence.Token) error {
 	if err != nil {
 		return err
 	}
+	if have == nil {
+		return s.waitPending(ctx) // already withdrawn
+	}
 	if s.afterRead != nil {
 		s.afterRead()
 	}
-	changes := []types.Change{{Action: types.ChangeActionDelete, ResourceRecordSet: read}}
-	if have != nil {
-		changes = append(changes, types.Change{Action: types.ChangeActionDelete, ResourceRecordSet: have})
+	// DELETE and CREATE of the same token record make the batch
+	// conditional on it without changing it: the token record stays as
+	// the fence that keeps an older term from taking the idle name.
+	changes := []types.Change{
+		{Action: types.ChangeActionDelete, ResourceRecordSet: read},
+		{Action: types.ChangeActionCreate, ResourceRecordSet: read},
+		{Action: types.ChangeActionDelete, ResourceRecordSet: have},
 	}
 	if err := s.apply(ctx, "demote", t, changes); err != nil {
 		return err
 	}
-	if err := s.confirm(ctx, nil); err != nil {
+	if err := s.confirm(ctx, cur, false); err != nil {
 		return err
 	}
 	s.log.Info("route53: demoted", "token", t.String())

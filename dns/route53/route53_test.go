@@ -96,14 +96,18 @@ func TestPromoteDemote(t *testing.T) {
 	if err := s.Demote(t.Context(), 5); err != nil {
 		t.Fatal(err)
 	}
-	if got := actions(f.batches[2]); got != "DELETE TXT,DELETE A" {
+	// The demote is conditional on the token record, which it keeps.
+	if got := actions(f.batches[2]); got != "DELETE TXT,CREATE TXT,DELETE A" {
 		t.Errorf("demote batch = %s", got)
 	}
 	if _, ok := f.get(name, "A", ""); ok {
 		t.Fatal("A record left after demote")
 	}
-	if _, ok := f.get("_hakit."+name, "TXT", ""); ok {
-		t.Fatal("token record left after demote")
+	if tok, ok := f.get("_hakit."+name, "TXT", ""); !ok || strings.Join(values(tok), ",") != `"hakit-token=5" "member=db-1"` {
+		t.Fatalf("token record after demote = %+v, %v; want it kept", tok, ok)
+	}
+	if err := s.Demote(t.Context(), 5); err != nil || len(f.batches) != 3 {
+		t.Fatalf("second demote: %v, %d batches; want a no-op", err, len(f.batches))
 	}
 }
 
@@ -355,5 +359,27 @@ func TestConfigValidate(t *testing.T) {
 		if _, err := New(c); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("err = %v, want one mentioning %q", err, tt.want)
 		}
+	}
+}
+
+func TestDemoteRaceLost(t *testing.T) {
+	f, client := newFakeRoute53(t, testZoneID)
+	name := newName()
+	old := mustNew(t, testConfig(client, name, "old", "192.0.2.1"))
+	cur := mustNew(t, testConfig(client, name, "new", "192.0.2.2"))
+	if err := old.Promote(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	// The new member takes over between the old one's read and its batch.
+	old.afterRead = func() {
+		if err := cur.Promote(t.Context(), 2); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := old.Demote(t.Context(), 1); !errors.Is(err, fence.ErrStale) || !strings.Contains(err.Error(), "lost the race") {
+		t.Fatalf("err = %v, want a stale race loss", err)
+	}
+	if rec, ok := f.get(name, "A", ""); !ok || strings.Join(values(rec), "") != "192.0.2.2" {
+		t.Fatalf("A = %+v, %v; want the new member's", rec, ok)
 	}
 }

@@ -7,8 +7,8 @@
 //   - Demote without a Promote, and Demote after a failed Promote, are safe;
 //   - a stale token is refused with fence.ErrStale, by one switcher and,
 //     where the backend stores the token (Harness.Fence), across switchers
-//     of different members sharing the backend; a stale call changes
-//     nothing;
+//     of different members sharing the backend, also after the newer
+//     term demoted; a stale call changes nothing;
 //   - a done context is honoured: the call fails with the context's error.
 //
 // Where the harness can observe the backend (Backend.Observe), the suite
@@ -192,6 +192,12 @@ func (s *suite) staleRefused(t *testing.T) {
 		t.Fatalf("Demote(6) after Promote(7): err = %v, want fence.ErrStale", err)
 	}
 	s.expect(t, b, true, 7)
+	// Demoting does not make the switcher forget the newest token.
+	s.demote(t, sw, 7)
+	if err := sw.Promote(s.ctx(t), 6); !errors.Is(err, fence.ErrStale) {
+		t.Fatalf("Promote(6) after Promote(7) and Demote(7): err = %v, want fence.ErrStale", err)
+	}
+	s.expect(t, b, false, 0)
 }
 
 func (s *suite) staleAcrossMembers(t *testing.T) {
@@ -217,6 +223,12 @@ func (s *suite) staleAcrossMembers(t *testing.T) {
 		t.Fatalf("third member Promote(3): err = %v, want fence.ErrStale", err)
 	}
 	s.demote(t, cur, 5)
+	s.expect(t, b, false, 0)
+	// The backend remembers token 5 after its demote: the old member
+	// cannot take the idle record either.
+	if err := old.Promote(s.ctx(t), 4); !errors.Is(err, fence.ErrStale) {
+		t.Fatalf("old member Promote(4) after new member Promote(5) and Demote(5): err = %v, want fence.ErrStale", err)
+	}
 	s.expect(t, b, false, 0)
 }
 
