@@ -57,6 +57,9 @@ func (m *memSwitcher) Demote(ctx context.Context, t fence.Token) error {
 	if m.defect != "demote-noop" {
 		m.active = false
 	}
+	if m.defect == "forgets-on-demote" {
+		m.high = 0
+	}
 	return nil
 }
 
@@ -101,6 +104,7 @@ func TestSuiteCatchesDefects(t *testing.T) {
 		{"ignores-stale", "StaleTokenRefused"},
 		{"ignores-context", "ContextHonoured"},
 		{"demote-noop", "DemoteIdempotent"},
+		{"forgets-on-demote", "StaleTokenRefused"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.defect, func(t *testing.T) {
