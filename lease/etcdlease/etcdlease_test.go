@@ -3,9 +3,12 @@ package etcdlease_test
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/etcdlease"
 	"github.com/hakit/hakit/storage/etcdstore/etcdtest"
@@ -73,5 +76,77 @@ func TestCampaignResignHandover(t *testing.T) {
 	}
 	if _, err := b.e.Campaign(ctx); !errors.Is(err, lease.ErrClosed) {
 		t.Fatalf("Campaign after Close: %v", err)
+	}
+}
+
+// TestBadRecordUnderPrefix: a key under the election prefix that no member
+// wrote still takes part in the election (it is older than every
+// campaign), and reading it gives an error naming the key, never a made-up
+// leader.
+func TestBadRecordUnderPrefix(t *testing.T) {
+	s := etcdtest.Start(t)
+	admin := s.Client(t)
+	prefix := newPrefix(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	bad := prefix + "intruder"
+	put, err := admin.Put(ctx, bad, `{"v":9,"id":"x"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newMember(t, s, prefix, "a", 2*time.Second)
+
+	_, err = a.e.Leader(ctx)
+	if !errors.Is(err, etcdlease.ErrBadRecord) || !strings.Contains(err.Error(), strconv.Quote(bad)) {
+		t.Fatalf("Leader with a bad record oldest: %v, want ErrBadRecord naming %q", err, bad)
+	}
+	octx, ocancel := context.WithCancel(ctx)
+	defer ocancel()
+	obs := a.e.Observe(octx)
+	if l := <-obs; l != (lease.Leader{Token: fence.Token(put.Header.Revision)}) {
+		t.Fatalf("Observe's first value %+v, want the bad key's token with no ID", l)
+	}
+
+	won := campaignAsync(ctx, a.e, nil)
+	waitCampaigning(t, ctx, a, prefix, 2, won)
+	if _, err := admin.Delete(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	r := <-won
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if l := <-obs; l.ID != "a" || l.Token != r.term.Token() {
+		t.Fatalf("Observe after the bad key went: %+v, want a with token %d", l, r.term.Token())
+	}
+}
+
+// TestCloseStopsCampaign: Close ends a waiting Campaign with
+// lease.ErrClosed, removes its key, and closes Observe channels.
+func TestCloseStopsCampaign(t *testing.T) {
+	s := etcdtest.Start(t)
+	prefix := newPrefix(t)
+	a := newMember(t, s, prefix, "a", 2*time.Second)
+	b := newMember(t, s, prefix, "b", 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	mustCampaign(t, a.e)
+	obs := b.e.Observe(ctx)
+	won := campaignAsync(ctx, b.e, nil)
+	waitCampaigning(t, ctx, b, prefix, 2, won)
+	if err := b.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-won; !errors.Is(r.err, lease.ErrClosed) {
+		t.Fatalf("waiting Campaign after Close: %v, want lease.ErrClosed", r.err)
+	}
+	for range obs {
+	}
+	resp, err := a.client.Get(ctx, prefix, clientv3WithPrefix()...)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("keys after Close of the waiting member: %v, %v; want only the holder's", resp, err)
+	}
+	if _, err := b.e.Leader(ctx); !errors.Is(err, lease.ErrClosed) {
+		t.Fatalf("Leader after Close: %v", err)
 	}
 }

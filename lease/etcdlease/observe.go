@@ -40,9 +40,9 @@ func (e *Elector) Leader(ctx context.Context) (lease.Leader, error) {
 
 // Observe returns a channel that receives the current leader and then
 // every change of leader, in revision order, with the zero Leader when no
-// key is left. It reads the election before it returns (bounded by ctx),
-// so the first value is the leader as of the call; if that read fails,
-// the first value comes once etcd answers. Changes are queued for a slow reader, never dropped. If the
+// key is left. It reads the election before it returns (waiting at most
+// TTL/3), so the first value is the leader as of the call; if that read
+// fails, the first value comes once etcd answers. Changes are queued for a slow reader, never dropped. If the
 // watch has to be re-established after its revision was compacted,
 // changes inside the compacted span cannot be seen; the channel then
 // jumps to the current leader. A key whose value is not a member record
@@ -55,7 +55,11 @@ func (e *Elector) Observe(ctx context.Context) <-chan lease.Leader {
 	o := &observer{e: e, out: out, keys: map[string]lease.Leader{}}
 	// Read the election before returning, so that the first value is the
 	// leader as of this call, not of whenever the goroutine gets to run.
-	rev, loaded := o.read(octx)
+	// Bound the read: with etcd unreachable, Observe still returns, and
+	// the goroutine keeps trying.
+	rctx, rcancel := context.WithTimeout(octx, e.cfg.TTL/3)
+	rev, loaded := o.read(rctx)
+	rcancel()
 	ok := e.spawn(func() {
 		defer close(out)
 		defer cancel()
