@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hakit/hakit/dns"
+	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/ha"
+	"github.com/hakit/hakit/lease"
+	"github.com/hakit/hakit/replicate"
+	"github.com/hakit/hakit/replicate/filelog"
+	"github.com/hakit/hakit/replicate/filesink"
+)
+
+// daemon is one running member: the Node, its Stream and its HTTP API.
+type daemon struct {
+	cfg     *Config
+	logger  *slog.Logger
+	node    *ha.Node
+	stream  *replicate.Stream
+	sink    *filesink.Sink
+	backend *backend
+	handler http.Handler
+	tls     *tls.Config
+}
+
+// newDaemon wires a member from a validated config. On error everything
+// it started is released. Nothing campaigns until run.
+func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, err error) {
+	token, err := adminToken(c.AdminTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	if token == "" {
+		logger.Warn("no admin token (admin_token_file or $" + EnvAdminToken + "): switchover, pause, resume and approve are refused")
+	}
+	srvTLS, err := serverTLS("tls", c.TLS)
+	if err != nil {
+		return nil, err
+	}
+	cliTLS, err := clientTLS("tls", c.TLS)
+	if err != nil {
+		return nil, err
+	}
+	sink, err := filesink.Open(c.Sink.Path)
+	if err != nil {
+		return nil, fmt.Errorf("hamirror: sink.path: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = sink.Close()
+		}
+	}()
+	b, err := openBackend(ctx, c, logger)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = b.close()
+		}
+	}()
+
+	stream := &replicate.Stream{
+		Source:             &filelog.Source{Dir: c.Source.Dir, PollInterval: c.Source.PollInterval.D()},
+		Sink:               sink,
+		Store:              b.store,
+		Key:                c.Stream.CheckpointKey,
+		MaxRecords:         c.Stream.MaxRecords,
+		CheckpointRecords:  c.Stream.CheckpointRecords,
+		CheckpointInterval: c.Stream.CheckpointInterval.D(),
+		HeartbeatInterval:  c.Stream.HeartbeatInterval.D(),
+		Logger:             logger.With("component", "stream"),
+	}
+	if err := stream.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: stream: %v", ErrConfig, err)
+	}
+	health := &dns.Health{}
+	switcher, err := buildSwitchers(c, health, logger)
+	if err != nil {
+		return nil, err
+	}
+	checks, err := buildChecks(c.HA.Checks)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	admin := &adminClient{http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cliTLS}}, token: token}
+	apis := map[string]string{}
+	for id, m := range c.Members {
+		apis[id] = m.API
+	}
+	node, err := ha.New(ha.Config{
+		ID:              c.ID,
+		Elector:         b.elector,
+		Work:            func(ctx context.Context, t fence.Token) error { return stream.Run(ctx, t) },
+		Switcher:        switcher,
+		PromoteDelay:    c.HA.PromoteDelay.D(),
+		StopTimeout:     c.HA.StopTimeout.D(),
+		Checks:          checks,
+		HoldOff:         c.HA.HoldOff.D(),
+		RequireApproval: c.HA.RequireApproval,
+		Shared:          b.store,
+		AdminToken:      token,
+		// The Raft leader advertises its Raft address, not its API, so
+		// commands are forwarded by member ID through the config.
+		Forward: func(ctx context.Context, leader lease.Leader, command, to string) error {
+			api, ok := apis[leader.ID]
+			if !ok {
+				return fmt.Errorf("hamirror: forward %s: leader %q is not in members", command, leader.ID)
+			}
+			return admin.post(ctx, api, command, to)
+		},
+		Logger:     logger.With("component", "ha"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: ha: %v", ErrConfig, err)
+	}
+	registerStreamMetrics(reg, stream)
+
+	mux := http.NewServeMux()
+	mux.Handle("/", node.Handler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /replication", replicationHandler(node, stream, sink))
+	mux.Handle("/lb", health)
+	return &daemon{cfg: c, logger: logger, node: node, stream: stream, sink: sink, backend: b, handler: mux, tls: srvTLS}, nil
+}
+
+// run serves the API and runs the Node until ctx ends, then shuts down in
+// order: the Node drains the work (the Stream writes its final
+// checkpoint), demotes the switchers and resigns, so a successor takes
+// over within about one round trip; only then does the API stop, so the
+// load balancer sees this member go standby before it disappears.
+func (d *daemon) run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		_ = d.close()
+		return fmt.Errorf("hamirror: listen: %w", err)
+	}
+	srv := &http.Server{Handler: d.handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: d.tls,
+		ErrorLog: slog.NewLogLogger(d.logger.Handler(), slog.LevelWarn)}
+	srvErr := make(chan error, 1)
+	go func() {
+		if d.tls != nil {
+			srvErr <- srv.ServeTLS(ln, "", "")
+		} else {
+			srvErr <- srv.Serve(ln)
+		}
+	}()
+	d.logger.Info("hamirror started", "member", d.cfg.ID, "backend", d.cfg.Backend, "api", ln.Addr().String(), "tls", d.tls != nil)
+
+	nodeCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	nodeErr := make(chan error, 1)
+	go func() { nodeErr <- d.node.Run(nodeCtx) }()
+
+	var runErr error
+	select {
+	case runErr = <-nodeErr:
+	case err := <-srvErr:
+		// The API is the load balancer's view of this member: without
+		// it, step down rather than run unseen.
+		runErr = fmt.Errorf("hamirror: http server: %w", err)
+		cancel()
+		<-nodeErr
+	}
+	d.logger.Info("hamirror stopping", "member", d.cfg.ID, "records", d.stream.Stats().Records)
+	shutCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		runErr = errors.Join(runErr, err)
+	}
+	return errors.Join(runErr, d.close())
+}
+
+func (d *daemon) close() error {
+	return errors.Join(d.backend.close(), d.sink.Close())
+}
+
+// buildChecks turns the configured checks into ha.Checks.
+func buildChecks(cs []CheckConfig) ([]ha.Check, error) {
+	var out []ha.Check
+	for _, c := range cs {
+		ch := ha.Check{Name: c.Name, Interval: c.Interval.D(), Rise: c.Rise, Fall: c.Fall}
+		switch {
+		case c.TCP != "":
+			ch.Func = ha.DialCheck(c.TCP)
+		case c.PIDFile != "":
+			ch.Func = ha.ProcessCheck(c.PIDFile)
+		default:
+			return nil, fmt.Errorf("%w: ha.checks: %q has neither tcp nor pid_file", ErrConfig, c.Name)
+		}
+		out = append(out, ch)
+	}
+	return out, nil
+}
+
+// newLogger returns the structured logger on w.
+func newLogger(c LogConfig, w *os.File) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
