@@ -87,8 +87,9 @@
 // Reads are linearizable on every member: Get asks the leader for its
 // commit index (Raft's ReadIndex, confirmed by a quorum of heartbeats),
 // waits until this member has applied up to it and reads locally. On a
-// follower that costs a round trip to the leader; with no leader known it
-// fails with ErrNotLeader. There are no stale local reads.
+// follower that costs a round trip to the leader; while no leader is known
+// Get waits for one, until its context ends. There are no stale local
+// reads.
 //
 // # Persistence
 //

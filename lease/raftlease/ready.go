@@ -3,6 +3,7 @@ package raftlease
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -99,10 +100,10 @@ func (g *Group) failPending(st raft.BasicStatus) {
 		}
 	}
 	if st.Lead == raft.None {
-		for id, r := range g.reads {
+		// Unanswered reads go to the next leader (see retryReads).
+		for _, r := range g.reads {
 			if r.index == 0 {
-				r.ch <- readResult{err: g.notLeaderErr("read")}
-				delete(g.reads, id)
+				r.issued = time.Time{}
 			}
 		}
 	}

@@ -29,8 +29,8 @@ import (
 //   - Reads are linearizable on every member: Get asks the leader for its
 //     commit index (Raft ReadIndex, confirmed by a quorum), waits until
 //     this member has applied that far, and reads locally. A follower's
-//     read therefore costs a round trip to the leader; with no leader
-//     reachable it fails with ErrNotLeader (or waits for ctx).
+//     read therefore costs a round trip to the leader; while no leader is
+//     known it waits for one, until ctx ends.
 func (g *Group) Store() storage.Store { return (*groupStore)(g) }
 
 type groupStore Group
@@ -48,15 +48,13 @@ func (s *groupStore) Get(ctx context.Context, key string) (storage.Item, error) 
 	r := &readReq{ch: make(chan readResult, 1), key: key}
 	var id uint64
 	if err := g.do(ctx, func() {
-		if g.lead == raft.None {
-			r.ch <- readResult{err: g.notLeaderErr(fmt.Sprintf("read %q", key))}
-			return
-		}
 		id = g.nextSeq()
 		r.ctx = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, g.nonce), id)
-		r.issued = g.clk.Now()
 		g.reads[id] = r
-		g.rn.ReadIndex(r.ctx)
+		if g.lead != raft.None {
+			r.issued = g.clk.Now()
+			g.rn.ReadIndex(r.ctx)
+		}
 	}); err != nil {
 		return storage.Item{}, fmt.Errorf("raftlease: get %q: %w", key, err)
 	}
@@ -157,12 +155,16 @@ func (g *Group) serveReads() {
 	}
 }
 
-// retryReads asks again for read indexes not answered within an election
-// timeout: the request or the answer may have been lost.
+// retryReads asks for the read indexes of reads made while no leader was
+// known, and again for those not answered within an election timeout:
+// the request or the answer may have been lost.
 func (g *Group) retryReads() {
+	if g.lead == raft.None {
+		return
+	}
 	now := g.clk.Now()
 	for _, r := range g.reads {
-		if r.index == 0 && now.Sub(r.issued) >= g.cfg.electionTimeout() {
+		if r.index == 0 && (r.issued.IsZero() || now.Sub(r.issued) >= g.cfg.electionTimeout()) {
 			r.issued = now
 			g.rn.ReadIndex(r.ctx)
 		}
