@@ -76,10 +76,12 @@ func (e *Elector) Config() Config { return e.cfg }
 // Term, which is a *Term. It returns an error when ctx ends (wrapping
 // ctx.Err()), when the Elector is closed (lease.ErrClosed), when this
 // member already holds a Term (ErrHolding), or when etcd refuses a
-// request. A campaign whose lease lapses while it waits (the link was cut
-// for longer than the TTL) starts over with a new lease. On error nothing
-// of the campaign is left in etcd, unless etcd was unreachable, in which
-// case its lease expires within the TTL.
+// request for good (permission denied, say). While etcd is unavailable it
+// keeps trying, in its place in line as long as its lease lasts; a
+// campaign whose lease lapses while it waits (the link was cut for longer
+// than the TTL) starts over with a new lease. On error nothing of the
+// campaign is left in etcd, unless etcd was unreachable, in which case
+// its lease expires within the TTL.
 func (e *Elector) Campaign(ctx context.Context) (lease.Term, error) {
 	select {
 	case e.sem <- struct{}{}:
