@@ -93,7 +93,9 @@ type Config struct {
 	// Ignored when Transport is set.
 	TLS *tls.Config
 	// Transport carries Raft messages. Nil selects a TCP transport that
-	// listens on Peers[ID]. Tests and simulations plug in their own.
+	// listens on Peers[ID]; to listen on another address (all
+	// interfaces, behind NAT) pass one made with NewTCPTransport. Tests
+	// and simulations plug in their own.
 	Transport Transport
 	// Clock drives ticks and measures the self-fence deadline. Nil is the
 	// real clock.

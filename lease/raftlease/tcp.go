@@ -52,6 +52,12 @@ type TCPConfig struct {
 // peer, fed by a bounded queue and a writer goroutine, so a slow or dead
 // peer only loses its own messages; incoming connections are read by a
 // goroutine each. Connections are re-dialed with exponential backoff.
+//
+// An incoming connection must name a known peer (SetPeer) and this member
+// in its first frame, and every message on it must be from that peer to
+// this member; anything else closes it. Without TLS that is no
+// authentication: anyone who can reach the port can speak Raft to the
+// member, so use mutual TLS wherever the network is not trusted.
 type TCPTransport struct {
 	cfg  TCPConfig
 	self uint64
@@ -175,6 +181,14 @@ func (t *TCPTransport) startPeer(p *tcpPeer) {
 	go t.runPeer(p)
 }
 
+// known reports whether id is a peer this transport was told about.
+func (t *TCPTransport) known(id uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.peers[id]
+	return ok
+}
+
 // RemovePeer forgets member id.
 func (t *TCPTransport) RemovePeer(id uint64) {
 	t.mu.Lock()
@@ -278,6 +292,9 @@ func (t *TCPTransport) serve(raw net.Conn) {
 		var from, to uint64
 		if from, to, err = decodeHello(p); err == nil && to != t.self {
 			err = fmt.Errorf("raftlease: peer %x at %s meant to reach member %x, this is %x", from, raw.RemoteAddr(), to, t.self)
+		}
+		if err == nil && !t.known(from) {
+			err = fmt.Errorf("raftlease: connection from %s claims to be %x, not a known member", raw.RemoteAddr(), from)
 		}
 		if err == nil {
 			_ = raw.SetDeadline(time.Time{})

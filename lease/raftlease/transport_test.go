@@ -90,6 +90,7 @@ func TestTCPTransportDelivers(t *testing.T) {
 	a, _ := newTCP(t, "a", nil)
 	b, rb := newTCP(t, "b", nil)
 	a.SetPeer(RaftID("b"), b.Addr().String())
+	b.SetPeer(RaftID("a"), a.Addr().String())
 	for i := range 100 {
 		a.Send(msg("a", "b", uint64(i)))
 	}
@@ -110,6 +111,7 @@ func TestTCPTransportReconnects(t *testing.T) {
 	b, rb := newTCP(t, "b", nil)
 	addr := b.Addr().String()
 	a.SetPeer(RaftID("b"), addr)
+	b.SetPeer(RaftID("a"), a.Addr().String())
 	a.Send(msg("a", "b", 1))
 	waitCount(t, rb, 1)
 	b.Close()
@@ -132,6 +134,7 @@ func TestTCPTransportReconnects(t *testing.T) {
 	}
 	defer b2.Close()
 	rb2 := newRecorder()
+	b2.SetPeer(RaftID("a"), a.Addr().String())
 	b2.Start(rb2)
 	eventually(t, 10*time.Second, "delivery after reconnect", func() error {
 		a.Send(msg("a", "b", 3))
@@ -184,6 +187,7 @@ func TestTCPTransportSlowPeer(t *testing.T) {
 	// Other peers are served meanwhile.
 	b, rb := newTCP(t, "b", nil)
 	tr.SetPeer(RaftID("b"), b.Addr().String())
+	b.SetPeer(RaftID("a"), "127.0.0.1:1")
 	tr.Send(msg("a", "b", 1))
 	waitCount(t, rb, 1)
 }
@@ -192,6 +196,7 @@ func TestTCPTransportSlowPeer(t *testing.T) {
 // another member, or whose messages claim another sender, is closed.
 func TestTCPTransportRejectsMisrouted(t *testing.T) {
 	b, rb := newTCP(t, "b", nil)
+	b.SetPeer(RaftID("a"), "127.0.0.1:1")
 	for _, tc := range []struct {
 		name  string
 		hello []byte
@@ -199,6 +204,7 @@ func TestTCPTransportRejectsMisrouted(t *testing.T) {
 	}{
 		{"wrong recipient", encodeHello(RaftID("a"), RaftID("c")), msg("a", "b", 1)},
 		{"forged sender", encodeHello(RaftID("a"), RaftID("b")), msg("x", "b", 1)},
+		{"unknown member", encodeHello(RaftID("x"), RaftID("b")), msg("x", "b", 1)},
 		{"not a hello", []byte("GET / HTTP/1.1\r\n\r\n"), msg("a", "b", 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -245,6 +251,8 @@ func TestTCPTransportTLS(t *testing.T) {
 	a, _ := newTCP(t, "a", ca.config(t, "a"))
 	b, rb := newTCP(t, "b", ca.config(t, "b"))
 	a.SetPeer(RaftID("b"), b.Addr().String())
+	b.SetPeer(RaftID("a"), a.Addr().String())
+	b.SetPeer(RaftID("x"), "127.0.0.1:1") // known, but with a certificate b does not trust
 	a.Send(msg("a", "b", 1))
 	waitCount(t, rb, 1)
 
