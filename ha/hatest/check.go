@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -278,38 +279,47 @@ func CheckLinearizable(h *History) error {
 
 // fencedState is the state of the fenced store of CheckLinearizable: the
 // values as a canonical string (so that states compare with ==) and the
-// highest admitted token.
+// highest admitted token. The string holds one quoted key and quoted value
+// per line, sorted by key; quoting keeps binary values off the separators.
 type fencedState struct {
 	kv   string
 	high fence.Token
 }
 
-func (s fencedState) get(key string) (string, bool) {
-	for _, kv := range strings.Split(s.kv, "\x00") {
-		if k, v, ok := strings.Cut(kv, "\x01"); ok && k == key {
-			return v, true
+func (s fencedState) pairs() map[string]string {
+	m := map[string]string{}
+	for line := range strings.SplitSeq(s.kv, "\n") {
+		if line == "" {
+			continue
 		}
-	}
-	return "", false
-}
-
-func (s fencedState) put(key, val string, t fence.Token) fencedState {
-	m := map[string]string{key: val}
-	for _, kv := range strings.Split(s.kv, "\x00") {
-		if k, v, ok := strings.Cut(kv, "\x01"); ok && k != key {
+		qk, qv, _ := strings.Cut(line, " ")
+		k, err1 := strconv.Unquote(qk)
+		v, err2 := strconv.Unquote(qv)
+		if err1 == nil && err2 == nil {
 			m[k] = v
 		}
 	}
+	return m
+}
+
+func (s fencedState) get(key string) (string, bool) {
+	v, ok := s.pairs()[key]
+	return v, ok
+}
+
+func (s fencedState) put(key, val string, t fence.Token) fencedState {
+	m := s.pairs()
+	m[key] = val
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "\x01" + m[k]
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(strconv.Quote(k) + " " + strconv.Quote(m[k]) + "\n")
 	}
-	return fencedState{kv: strings.Join(parts, "\x00"), high: max(s.high, t)}
+	return fencedState{kv: b.String(), high: max(s.high, t)}
 }
 
 var storeModel = porcupine.NondeterministicModel{

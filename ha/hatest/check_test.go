@@ -2,6 +2,8 @@ package hatest
 
 import (
 	"errors"
+	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +98,34 @@ func TestCheckers(t *testing.T) {
 				t.Fatalf("violation %q does not name %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// logNonLinearizable logs the shortest prefix (by start) of h's store calls
+// that CheckLinearizable rejects, ending with the call that breaks it.
+func logNonLinearizable(t *testing.T, h *History) {
+	t.Helper()
+	if CheckLinearizable(h) == nil {
+		return
+	}
+	ops := append([]Op(nil), h.Ops...)
+	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Start.Before(ops[j].Start) })
+	lo, hi := 1, len(ops)
+	for lo < hi {
+		mid := (lo + hi) / 2
+		hh := *h
+		hh.Ops = ops[:mid]
+		if CheckLinearizable(&hh) != nil {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	tail := func(s string) string { return fmt.Sprintf("%x", s[max(0, len(s)-8):]) }
+	t.Logf("the first %d calls (by start) are not linearizable; the last of them:", lo)
+	for _, o := range ops[max(0, lo-15):lo] {
+		if o.Resource == "store" {
+			t.Logf("  %v prev=…%s value=…%s", o, tail(o.Prev), tail(o.Value))
+		}
 	}
 }
