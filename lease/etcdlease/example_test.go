@@ -51,7 +51,7 @@ func Example() {
 	}()
 
 	// Writes that matter carry the token and are bound to the term.
-	store := etcdstore.New(cli, "myservice/data/").Bind(term.LeaderKey(), term.CreateRevision())
+	store := etcdstore.New(cli, "myservice/data/").BindTerm(term)
 	if _, err := store.Put(work, term.Token(), "checkpoint", []byte("pos=42")); err != nil {
 		log.Fatal(err)
 	}

@@ -14,6 +14,9 @@ import (
 	"github.com/hakit/hakit/storage/etcdstore/etcdtest"
 )
 
+// The etcd elector's Term is what etcdstore binds writes to.
+var _ etcdstore.LeaderKeyHolder = (*etcdlease.Term)(nil)
+
 var trials = flag.Int("etcdlease.trials", 10, "trials of TestCutHolderStepsDownFirst")
 
 // TestCutHolderStepsDownFirst cuts the holder's link at a random point of
@@ -93,7 +96,7 @@ func cutHolderTrial(t *testing.T, s *etcdtest.Server, ttl, cutDelay time.Duratio
 	data := newPrefix(t)
 	_, err := etcdstore.New(a.client, data).Bind(ta.LeaderKey(), ta.CreateRevision()).Put(ctx, ta.Token(), "k", []byte("old"))
 	errIs(t, err, lease.ErrLost)
-	if _, err := etcdstore.New(b.client, data).Bind(tb.LeaderKey(), tb.CreateRevision()).Put(ctx, tb.Token(), "k", []byte("new")); err != nil {
+	if _, err := etcdstore.New(b.client, data).BindTerm(tb).Put(ctx, tb.Token(), "k", []byte("new")); err != nil {
 		t.Fatalf("write bound to the successor's term: %v", err)
 	}
 	if !isClosed(ta.Done()) || ta.Err() == nil {
