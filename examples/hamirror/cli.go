@@ -102,9 +102,10 @@ func parseMembers(s string) ([]target, error) {
 // memberRow is one line of the status table.
 type memberRow struct {
 	target
-	st   memberStatus
-	repl replicationStatus
-	err  error
+	st     memberStatus
+	repl   replicationStatus
+	hasRep bool // the member served /replication (a hamirror, not a bare ha.Node)
+	err    error
 }
 
 // cmdStatus prints a table of every member, asking all at once. It
@@ -137,7 +138,7 @@ func queryMembers(ctx context.Context, admin *adminClient, members []target) []m
 			r.err = admin.getJSON(ctx, m.api, "/status", &r.st)
 			if r.err == nil {
 				// /replication is hamirror's own; a bare ha.Node lacks it.
-				_ = admin.getJSON(ctx, m.api, "/replication", &r.repl)
+				r.hasRep = admin.getJSON(ctx, m.api, "/replication", &r.repl) == nil
 			}
 			rows[i] = r
 		})
@@ -156,10 +157,15 @@ func printStatus(w io.Writer, rows []memberRow) error {
 			continue
 		}
 		answered++
-		lag := "-"
+		lag, records := "-", "-"
 		if r.st.Role == "active" {
 			active++
-			lag = fmt.Sprintf("%.3fs", r.repl.LagSeconds)
+		}
+		if r.hasRep {
+			records = fmt.Sprint(r.repl.Records)
+			if r.repl.Active {
+				lag = fmt.Sprintf("%.3fs", r.repl.LagSeconds)
+			}
 		}
 		health := "ok"
 		if !r.st.Healthy {
@@ -176,7 +182,7 @@ func printStatus(w io.Writer, rows []memberRow) error {
 		if r.st.LastErr != "" {
 			notes = append(notes, "last error: "+r.st.LastErr)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.id, r.st.Role, r.st.Token, leader, lag, r.repl.Records, health, strings.Join(notes, "; "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.id, r.st.Role, r.st.Token, leader, lag, records, health, strings.Join(notes, "; "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

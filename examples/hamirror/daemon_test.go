@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hakit/hakit/ha"
+	"github.com/hakit/hakit/replicate/filelog"
+	"github.com/hakit/hakit/replicate/filesink"
+	"github.com/hakit/hakit/storage/etcdstore/etcdtest"
+)
+
+// testDaemon is one daemon run in this process through the same path as
+// "hamirror run" (newDaemon, then run).
+type testDaemon struct {
+	id     string
+	d      *daemon
+	api    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// daemonConfigs returns valid configs of n members sharing a source log
+// and a sink, on free loopback ports.
+func daemonConfigs(t *testing.T, n int, backend string, endpoints []string) []*Config {
+	t.Helper()
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(testToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	members := map[string]Member{}
+	for i := range n {
+		api, err := freeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raft, err := freeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		members[string(rune('a'+i))] = Member{API: "http://" + api, Raft: raft}
+	}
+	var out []*Config
+	for id, m := range members {
+		c := &Config{
+			ID: id, Listen: strings.TrimPrefix(m.API, "http://"), Members: members, AdminTokenFile: tokenFile,
+			Source:  SourceConfig{Dir: filepath.Join(dir, "source"), PollInterval: Duration(5 * time.Millisecond)},
+			Sink:    SinkConfig{Path: filepath.Join(dir, "target.log")},
+			Stream:  StreamConfig{CheckpointInterval: Duration(100 * time.Millisecond)},
+			Backend: backend,
+			Raft:    RaftConfig{DataDir: filepath.Join(dir, "raft-"+id), TickInterval: Duration(50 * time.Millisecond)},
+			Etcd:    EtcdConfig{Endpoints: endpoints, TTL: Duration(2 * time.Second), Prefix: "test/"},
+			HA:      HAConfig{HoldOff: Duration(200 * time.Millisecond)},
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func startDaemon(t *testing.T, c *Config) *testDaemon {
+	t.Helper()
+	logger := slog.New(slog.DiscardHandler)
+	if testing.Verbose() && os.Getenv("HAMIRROR_TEST_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("member", c.ID)
+	}
+	d, err := newDaemon(context.Background(), c, logger)
+	if err != nil {
+		t.Fatalf("member %s: %v", c.ID, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	td := &testDaemon{id: c.ID, d: d, api: c.Members[c.ID].API, cancel: cancel, done: make(chan error, 1)}
+	go func() { td.done <- d.run(ctx) }()
+	t.Cleanup(func() { td.stop(t) })
+	return td
+}
+
+// stop is the SIGTERM path: cancel, then wait for the clean shutdown.
+func (td *testDaemon) stop(t *testing.T) {
+	t.Helper()
+	if td.cancel == nil {
+		return
+	}
+	td.cancel()
+	td.cancel = nil
+	select {
+	case err := <-td.done:
+		if err != nil {
+			t.Errorf("member %s stopped with %v", td.id, err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("member %s did not stop", td.id)
+	}
+}
+
+func activeOf(ds []*testDaemon) *testDaemon {
+	for _, d := range ds {
+		if d.cancel != nil && d.d.node.Status().Role == ha.RoleActive {
+			return d
+		}
+	}
+	return nil
+}
+
+// appendRecords appends records from..to-1 to the source log.
+func appendRecords(t *testing.T, w *filelog.Writer, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if _, err := w.Append(changeRecord(uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func waitTarget(t *testing.T, path string, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d records in the target", n), func() bool {
+		recs, err := filesink.ReadRecords(path)
+		return err == nil && len(recs) >= n
+	})
+}
+
+func checkTarget(t *testing.T, path string, n int) {
+	t.Helper()
+	recs, err := filesink.ReadRecords(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != n {
+		t.Fatalf("target holds %d records, want %d", len(recs), n)
+	}
+	for i, r := range recs {
+		if want := changeRecord(uint64(i)); !bytes.Equal(r, want) {
+			t.Fatalf("target record %d = %q, want %q", i, r, want)
+		}
+	}
+}
+
+// testDaemonFailover runs members, replicates, stops the active one the
+// way SIGTERM does, checks that another takes over and that the target is
+// exactly the source.
+func testDaemonFailover(t *testing.T, cfgs []*Config) {
+	var ds []*testDaemon
+	for _, c := range cfgs {
+		ds = append(ds, startDaemon(t, c))
+	}
+	w, err := filelog.OpenWriter(cfgs[0].Source.Dir, filelog.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	appendRecords(t, w, 0, 300)
+	waitTarget(t, cfgs[0].Sink.Path, 300)
+	first := activeOf(ds)
+	if first == nil {
+		t.Fatal("records replicated but no member is active")
+	}
+	checkEndpoints(t, ds, first)
+
+	first.stop(t)
+	waitFor(t, "a successor", func() bool { a := activeOf(ds); return a != nil && a != first })
+	appendRecords(t, w, 300, 600)
+	waitTarget(t, cfgs[0].Sink.Path, 600)
+	for _, d := range ds {
+		d.stop(t)
+	}
+	checkTarget(t, cfgs[0].Sink.Path, 600)
+}
+
+// checkEndpoints checks the HTTP API of a running cluster: the status
+// table, the load balancer endpoint and the metrics.
+func checkEndpoints(t *testing.T, ds []*testDaemon, active *testDaemon) {
+	t.Helper()
+	var members []string
+	for _, d := range ds {
+		members = append(members, d.id+"="+d.api)
+	}
+	code, out, errOut := run("status", "-members", strings.Join(members, ","))
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errOut)
+	}
+	for _, l := range strings.Split(out, "\n")[1:] {
+		if f := strings.Fields(l); len(f) > 6 && f[0] == active.id && (f[1] != "active" || !strings.HasSuffix(f[5], "s") || f[6] == "-" || f[6] == "0") {
+			t.Errorf("active member's status row has no lag or records: %q", l)
+		}
+	}
+	for _, d := range ds {
+		resp, err := http.Get(d.api + "/lb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{true: 200, false: 503}[d == active]; resp.StatusCode != want {
+			t.Errorf("member %s: GET /lb = %d, want %d", d.id, resp.StatusCode, want)
+		}
+	}
+	resp, err := http.Get(active.api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"hamirror_records_total", "hamirror_lag_seconds", `hakit_role{member="` + active.id + `",role="active"} 1`} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+}
+
+func TestDaemonRaft(t *testing.T) {
+	testDaemonFailover(t, daemonConfigs(t, 3, "raft", nil))
+}
+
+func TestDaemonEtcd(t *testing.T) {
+	srv := etcdtest.Start(t)
+	testDaemonFailover(t, daemonConfigs(t, 2, "etcd", srv.Endpoints()))
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDemo runs the main job, shortened: three members on embedded Raft,
+// a kill -9 of the active member, a restart and a switchover to it, and
+// the check that the target equals the source.
+func TestDemo(t *testing.T) {
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	res, err := RunDemo(ctx, DemoOptions{Rate: 2000, Steady: 500 * time.Millisecond, Dir: t.TempDir(), Out: &out})
+	if res != nil {
+		printSummary(&out, res)
+	}
+	t.Logf("demo output:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Equal || res.Lost != 0 || res.Duplicated != 0 {
+		t.Fatalf("target != source: %+v", res)
+	}
+	if res.Source == 0 || res.Source != res.Target {
+		t.Fatalf("records: source %d, target %d", res.Source, res.Target)
+	}
+	if len(res.Terms) < 3 {
+		t.Fatalf("terms %v: want the first, the failover's and the switchover's", res.Terms)
+	}
+	for i := 1; i < len(res.Terms); i++ {
+		if res.Terms[i].Token <= res.Terms[i-1].Token {
+			t.Errorf("terms %v: tokens do not increase", res.Terms)
+		}
+	}
+	if last := res.Terms[len(res.Terms)-1]; last.ID != res.Killed || res.SwitchTo != res.Killed {
+		t.Errorf("the switchover went to %s (last term %v), want the restarted member %s", res.SwitchTo, last, res.Killed)
+	}
+	if res.Failover <= 0 || res.Switchover <= 0 {
+		t.Errorf("timings not measured: failover %s, switchover %s", res.Failover, res.Switchover)
+	}
+	if s := out.String(); !strings.Contains(s, "lost         0") || !strings.Contains(s, "duplicated   0") || !strings.Contains(s, "OK: target == source") {
+		t.Errorf("summary lacks the verdict lines")
+	}
+}
