@@ -29,8 +29,8 @@ func TestCampaignResignHandover(t *testing.T) {
 		t.Fatalf("token %d, create revision %d", ta.Token(), ta.CreateRevision())
 	}
 	l, err := b.e.Leader(ctx)
-	if err != nil || l != (lease.Leader{ID: "a", Token: ta.Token(), Addr: "a.example:7000"}) {
-		t.Fatalf("Leader = %+v, %v", l, err)
+	if err != nil || l != (lease.Leader{ID: "a", Token: ta.Token(), Addr: "a.example:7000"}) || l != ta.Leader() {
+		t.Fatalf("Leader = %+v, %v; the term says %+v", l, err, ta.Leader())
 	}
 	if _, err := a.e.Campaign(ctx); !errors.Is(err, etcdlease.ErrHolding) {
 		t.Fatalf("second Campaign while holding: %v, want ErrHolding", err)
