@@ -92,8 +92,9 @@ func openEtcd(c *Config, logger *slog.Logger) (*backend, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("hamirror: etcd elector: %w", err), cli.Close())
 	}
-	store := etcdstore.New(cli, c.Etcd.Prefix+"store/")
-	return &backend{elector: el, store: store, close: func() error {
+	te := &termElector{Elector: el}
+	store := &termStore{base: etcdstore.New(cli, c.Etcd.Prefix+"store/"), el: te}
+	return &backend{elector: te, store: store, close: func() error {
 		// Closing twice is harmless: the Node closed it already after Run.
 		return errors.Join(el.Close(), cli.Close())
 	}}, nil
