@@ -35,9 +35,9 @@ func runSchedule(t interface{ Fatal(...any) }, seed int64, s Schedule, opts Opti
 // switchovers, clock drift) and checks every guarantee on each history.
 // A failure prints the seed and rapid's shrunk schedule.
 func TestProperty(t *testing.T) {
-	n := 40
+	n := 150
 	if testing.Short() {
-		n = 10
+		n = 20
 	}
 	if *schedules > 0 {
 		n = *schedules
