@@ -241,6 +241,24 @@ func CheckLiveness(h *History) error {
 		deadline.Format("15:04:05.000"), deadline.Sub(h.Healed), h.Healed.Format("15:04:05.000"))
 }
 
+// Recovery returns how long after h.Healed some member's work was first
+// running (0 if one was running at that moment), and false if none ran
+// after it within the history.
+func Recovery(h *History) (time.Duration, bool) {
+	var best time.Duration
+	found := false
+	for _, r := range h.Runs {
+		if !r.End.IsZero() && !r.End.After(h.Healed) {
+			continue
+		}
+		d := max(r.Start.Sub(h.Healed), 0)
+		if !found || d < best {
+			best, found = d, true
+		}
+	}
+	return best, found
+}
+
 // LinearizeTimeout bounds the porcupine search of CheckLinearizable; a
 // search that runs out is not reported as a violation.
 const LinearizeTimeout = 30 * time.Second

@@ -47,7 +47,7 @@ func TestProperty(t *testing.T) {
 		_ = f.Value.Set(strconv.Itoa(n))
 		t.Cleanup(func() { _ = f.Value.Set(old) })
 	}
-	var runs, faults, ops atomic.Int64
+	var runs, faults, ops, worst atomic.Int64
 	rapid.Check(t, func(rt *rapid.T) {
 		seed := rapid.Int64().Draw(rt, "seed")
 		s := ScheduleOf(3, 6, 8*time.Second, 4*time.Second).Draw(rt, "schedule")
@@ -58,6 +58,10 @@ func TestProperty(t *testing.T) {
 		if err := Check(h); err != nil {
 			rt.Fatalf("seed %d schedule %v:\n%v\nfaults:\n%v", seed, s, err, h.Faults)
 		}
+		if d, ok := Recovery(h); ok && !h.Healed.IsZero() && int64(d) > worst.Load() {
+			worst.Store(int64(d))
+		}
 	})
-	t.Logf("schedules run: %d, faults injected: %d, calls recorded: %d, violations: 0", runs.Load(), faults.Load(), ops.Load())
+	t.Logf("schedules run: %d, faults injected: %d, calls recorded: %d, violations: 0; slowest recovery after the last heal %v (bound %v)",
+		runs.Load(), faults.Load(), ops.Load(), time.Duration(worst.Load()), propertyOptions.Bound())
 }
