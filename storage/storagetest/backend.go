@@ -187,7 +187,15 @@ func testBackendConcurrentIncrements(t *testing.T, b storage.Backend, c config) 
 	for g := range goroutines {
 		wg.Go(func() {
 			for range n {
-				for {
+				// Each conflict means another goroutine's increment
+				// landed, so a correct backend needs fewer retries than
+				// there are increments in all; more means commits
+				// conflict without progress.
+				for attempt := 0; ; attempt++ {
+					if attempt > goroutines*n {
+						errc <- fmt.Errorf("goroutine %d: %d conflicting commits in a row without the counter reaching %d", g, attempt, goroutines*n)
+						return
+					}
 					cur := storage.Item{}
 					it, err := b.Get(t.Context(), "counter")
 					switch {

@@ -112,7 +112,8 @@ func TestStore(t *testing.T, open func(t *testing.T) storage.Store, opts ...Opti
 
 // TestBackend runs the conformance suite for a plain Backend against the
 // Backend that open returns: atomic conditional commits, version order,
-// deletes, multi-key atomicity under concurrency, cancellation. It then
+// deletes, multi-key atomicity under concurrency, cancellation, and a
+// randomised test of multi-key commits against a model. It then
 // runs TestStore over storage.Fenced(open(t)), so a Backend that passes
 // gives a conforming Store.
 func TestBackend(t *testing.T, open func(t *testing.T) storage.Backend, opts ...Option) {
@@ -137,6 +138,7 @@ func TestBackend(t *testing.T, open func(t *testing.T) storage.Backend, opts ...
 			tc.run(t, open(t), c)
 		})
 	}
+	t.Run("Model", func(t *testing.T) { testBackendModel(t, open, c) })
 	t.Run("Fenced", func(t *testing.T) {
 		TestStore(t, func(t *testing.T) storage.Store { return storage.Fenced(open(t)) }, opts...)
 	})

@@ -34,7 +34,11 @@ var mutants = map[string]struct {
 	},
 	"conds-ignored": {
 		backend: func() storage.Backend { return condsIgnored{memstore.NewBackend()} },
-		want:    []string{"/CondsAreAtomic", "/ConcurrentIncrements", "Fenced/CompareAndSwap", "Fenced/ConflictingCompareAndSwap"},
+		want:    []string{"/CondsAreAtomic", "/ConcurrentIncrements", "TestMutant/Model", "Fenced/CompareAndSwap", "Fenced/ConflictingCompareAndSwap"},
+	},
+	"first-op-unconditional": {
+		backend: func() storage.Backend { return firstOpFirst{memstore.NewBackend()} },
+		want:    []string{"/CondsAreAtomic", "TestMutant/Model"},
 	},
 	"values-aliased": {
 		backend: func() storage.Backend { return &aliasing{perKeyVersions: perKeyVersions{m: map[string]storage.Item{}}} },
@@ -209,6 +213,19 @@ func (b *aliasing) Commit(ctx context.Context, conds []storage.Cond, ops []stora
 		}
 	}
 	return b.version, nil
+}
+
+// firstOpFirst applies the first op before checking the conditions.
+type firstOpFirst struct{ *memstore.Backend }
+
+func (b firstOpFirst) Commit(ctx context.Context, conds []storage.Cond, ops []storage.Op) (storage.Version, error) {
+	if len(ops) < 2 {
+		return b.Backend.Commit(ctx, conds, ops)
+	}
+	if _, err := b.Backend.Commit(ctx, nil, ops[:1]); err != nil {
+		return 0, err
+	}
+	return b.Backend.Commit(ctx, conds, ops[1:])
 }
 
 type ctxIgnored struct{ *memstore.Backend }
