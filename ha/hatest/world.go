@@ -212,7 +212,7 @@ func NewWorld(seed int64, opts Options) (*World, error) {
 	w.hist = History{CheckpointKey: "checkpoint", Durable: true, Paused: map[string][]Interval{}, Bound: opts.Bound()}
 	for i := range opts.Members {
 		rate := 1 + opts.MaxDrift*(2*w.rng.Float64()-1)
-		w.members = append(w.members, &member{w: w, id: fmt.Sprintf("m%d", i), clk: &driftClock{f: w.clk, start: Start, rate: rate}})
+		w.members = append(w.members, &member{w: w, id: fmt.Sprintf("m%d", i), clk: newDrift(w.clk, rate)})
 	}
 	w.grow()
 	for _, m := range w.members {

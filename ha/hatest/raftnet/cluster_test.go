@@ -13,6 +13,7 @@ import (
 	"github.com/hakit/hakit/ha"
 	"github.com/hakit/hakit/ha/hatest"
 	"github.com/hakit/hakit/ha/hatest/raftnet"
+	"github.com/hakit/hakit/lease/clock"
 	"github.com/hakit/hakit/lease/raftlease"
 	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/memrepl"
@@ -31,6 +32,7 @@ const (
 type member struct {
 	id     string
 	dir    string
+	rate   float64 // its clock's rate: drift within the group's margin
 	node   *ha.Node
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -51,8 +53,9 @@ type cluster struct {
 func (c *cluster) start(id string) {
 	c.t.Helper()
 	m := c.ms[id]
+	clk := hatest.Drift(clock.Real(), m.rate)
 	g, err := raftlease.Start(context.Background(), raftlease.Config{ID: id, Peers: c.peers, DataDir: m.dir,
-		TickInterval: tick, ElectionTicks: 10, DriftMargin: 3 * tick, Transport: c.net.Transport(id)})
+		TickInterval: tick, ElectionTicks: 10, DriftMargin: 3 * tick, Transport: c.net.Transport(id), Clock: clk})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -63,7 +66,7 @@ func (c *cluster) start(id string) {
 			MaxRecords: 20, CheckpointRecords: 40, CheckpointInterval: 50 * time.Millisecond, StopTimeout: stopTime / 2}
 		return s.Run(ctx, tok)
 	})
-	n, err := ha.New(ha.Config{ID: id, Elector: g, Work: work, HoldOff: holdOff, StopTimeout: stopTime, OnEvent: c.rec.OnEvent(id, nil)})
+	n, err := ha.New(ha.Config{ID: id, Elector: g, Work: work, HoldOff: holdOff, StopTimeout: stopTime, OnEvent: c.rec.OnEvent(id, nil), Clock: clk})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -107,14 +110,18 @@ func (c *cluster) active(not string, within time.Duration) string {
 // checkpoint in the group's replicated store and applies to a shared
 // durable sink. Each cycle injects one fault around the active member:
 // isolation, a one-way cut either way, a crash with restart from its log,
-// or loss with reordering delays. The history goes through hatest.Check.
+// or loss with reordering delays; the members' clocks drift apart. The
+// history goes through hatest.Check.
 func TestRaftCluster(t *testing.T) {
 	c := &cluster{t: t, net: raftnet.New(1, nil), src: &memrepl.Source{}, sink: &memrepl.DurableSink{},
 		rec: &hatest.Recorder{CheckpointKey: "checkpoint", DecodePos: memrepl.DecodePos}, peers: map[string]string{}, ms: map[string]*member{}}
+	// Each member's clock drifts by up to 5%: the drift margin (3 ticks)
+	// covers twice that over the longest election timeout (20 ticks).
 	ids := []string{"r0", "r1", "r2"}
-	for _, id := range ids {
+	rates := []float64{0.95, 1, 1.05}
+	for i, id := range ids {
 		c.peers[id] = id
-		c.ms[id] = &member{id: id, dir: t.TempDir()}
+		c.ms[id] = &member{id: id, dir: t.TempDir(), rate: rates[i]}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
