@@ -2,6 +2,8 @@ package hatest
 
 import (
 	"flag"
+
+	"github.com/hakit/hakit/lease/memlease"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -12,10 +14,24 @@ import (
 
 var schedules = flag.Int("hatest.schedules", 0, "number of random fault schedules TestProperty runs (default: a short run; it sets -rapid.checks)")
 
-// propertyOptions are the options of the property tests: a 2 s lease and
-// short delays, so that one schedule of faults within 8 s plus the
-// liveness bound fits in about 20 s of virtual time.
-var propertyOptions = Options{}
+// optionsOf draws the configurations the property test explores: two to
+// five members, leases of one to five seconds, networks from fast to
+// slower than a tenth of the lease, clock drift up to 20%, and different
+// batching and hold-offs. rapid shrinks towards the defaults.
+func optionsOf() *rapid.Generator[Options] {
+	return rapid.Custom(func(t *rapid.T) Options {
+		ttl := time.Duration(rapid.IntRange(1, 5).Draw(t, "ttl-s")) * time.Second
+		return Options{
+			Members:         rapid.IntRange(3, 5).Draw(t, "members") - rapid.IntRange(0, 1).Draw(t, "fewer"),
+			Lease:           memleaseOptions(ttl),
+			HoldOff:         time.Duration(rapid.IntRange(1, 20).Draw(t, "holdoff-100ms")) * 100 * time.Millisecond,
+			MaxDelay:        time.Duration(rapid.IntRange(1, 200).Draw(t, "maxdelay-ms")) * time.Millisecond,
+			MaxDrift:        float64(rapid.IntRange(1, 20).Draw(t, "drift-%")) / 100,
+			Batch:           rapid.IntRange(1, 10).Draw(t, "batch"),
+			CheckpointEvery: rapid.IntRange(1, 5).Draw(t, "checkpoint-every"),
+		}
+	})
+}
 
 // runSchedule runs one schedule on a fresh World and returns its history.
 func runSchedule(t interface{ Fatal(...any) }, seed int64, s Schedule, opts Options) (*History, int) {
@@ -47,11 +63,12 @@ func TestProperty(t *testing.T) {
 		_ = f.Value.Set(strconv.Itoa(n))
 		t.Cleanup(func() { _ = f.Value.Set(old) })
 	}
-	var runs, faults, ops, worst atomic.Int64
+	var runs, faults, ops, worst, worstBound atomic.Int64
 	rapid.Check(t, func(rt *rapid.T) {
 		seed := rapid.Int64().Draw(rt, "seed")
-		s := ScheduleOf(3, 6, 8*time.Second, 4*time.Second).Draw(rt, "schedule")
-		h, nf := runSchedule(rt, seed, s, propertyOptions)
+		opts := optionsOf().Draw(rt, "options")
+		s := ScheduleOf(opts.Members, 6, 8*time.Second, 4*time.Second).Draw(rt, "schedule")
+		h, nf := runSchedule(rt, seed, s, opts)
 		runs.Add(1)
 		faults.Add(int64(nf))
 		ops.Add(int64(len(h.Ops)))
@@ -60,8 +77,11 @@ func TestProperty(t *testing.T) {
 		}
 		if d, ok := Recovery(h); ok && !h.Healed.IsZero() && int64(d) > worst.Load() {
 			worst.Store(int64(d))
+			worstBound.Store(int64(h.Bound))
 		}
 	})
-	t.Logf("schedules run: %d, faults injected: %d, calls recorded: %d, violations: 0; slowest recovery after the last heal %v (bound %v)",
-		runs.Load(), faults.Load(), ops.Load(), time.Duration(worst.Load()), propertyOptions.Bound())
+	t.Logf("schedules run: %d, faults injected: %d, calls recorded: %d, violations: 0; slowest recovery after the last heal %v (its bound %v)",
+		runs.Load(), faults.Load(), ops.Load(), time.Duration(worst.Load()), time.Duration(worstBound.Load()))
 }
+
+func memleaseOptions(ttl time.Duration) memlease.Options { return memlease.Options{TTL: ttl} }
