@@ -71,6 +71,7 @@ const (
 	Both         = ToResource | FromResource
 )
 
+// String returns "->", "<-" or "<->".
 func (d Direction) String() string {
 	switch d {
 	case ToResource:

@@ -86,6 +86,8 @@ type Op struct {
 	Seq     uint64
 }
 
+// String formats the op for a failure message: member, resource, kind,
+// key, token, position, times and outcome.
 func (o Op) String() string {
 	end := "?"
 	if !o.End.IsZero() {

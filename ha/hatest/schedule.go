@@ -25,6 +25,7 @@ const (
 
 var faultNames = [...]string{"isolate", "cut", "pause", "crash", "loss", "slow", "switchover"}
 
+// String returns the kind's name.
 func (k FaultKind) String() string {
 	if k >= 0 && int(k) < len(faultNames) {
 		return faultNames[k]
@@ -42,6 +43,7 @@ type Fault struct {
 	Dir      Direction // for FaultCut
 }
 
+// String formats the fault as "at+for kind member [dir resource]".
 func (f Fault) String() string {
 	s := fmt.Sprintf("%v+%v %s m%d", f.At, f.For, f.Kind, f.Member)
 	if f.Kind == FaultCut {
@@ -53,6 +55,7 @@ func (f Fault) String() string {
 // Schedule is a list of faults to inject into a World.
 type Schedule []Fault
 
+// String lists the faults, in order, in the form rapid prints on failure.
 func (s Schedule) String() string {
 	parts := make([]string, len(s))
 	for i, f := range s {
