@@ -35,7 +35,9 @@
 //   - Switchover sends an operator's switchover command.
 //   - Clock drift: each member's clock runs at a rate within
 //     1±Options.MaxDrift of the world's, for everything the member measures
-//     itself (hold-off, restarts, timeouts, batching).
+//     itself (hold-off, restarts, timeouts, batching), and a member whose
+//     clock runs slow notices the end of a term it lost by its own deadline
+//     that much later, as it would if it measured the deadline itself.
 //
 // A Schedule lists faults with their times and durations; ScheduleOf is a
 // pgregory.net/rapid generator of schedules, so a property test shrinks a
@@ -89,9 +91,9 @@
 //
 // # What it does not model
 //
-// The election is memlease, which reads one clock for all members: drift
-// applies to what members measure themselves, not to the lease's own
-// self-fencing, whose margin is therefore exercised only by pauses. The
+// The election is memlease, which reads one clock for all members; drift
+// enters as the delay with which a slow member notices that its
+// self-fencing deadline passed, not through the election's own timers. The
 // switcher is a delay, not a DNS server. The work is a model of
 // replicate.Stream's protocol, not the Stream itself (whose goroutines would
 // make a run depend on the scheduler); the real-etcd tests of this package

@@ -143,7 +143,7 @@ func (w *World) Resume(id string) {
 		return
 	}
 	_ = w.election.Resume(id)
-	m.paused = false
+	m.paused, m.resumed = false, w.clk.Now()
 	held := m.deferred
 	m.deferred = nil
 	for _, fn := range held {

@@ -2,6 +2,7 @@ package hatest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -38,7 +39,8 @@ type member struct {
 
 	camp      *campaign
 	terms     map[fence.Token]lease.Term
-	ended     map[fence.Token]time.Time // when Done was first seen closed
+	ended     map[fence.Token]time.Time // when the member notices a closed Done
+	resumed   time.Time                 // when the member last woke from a pause
 	grantSeen int
 	leader    lease.Leader
 	role      core.Role
@@ -142,16 +144,15 @@ func (m *member) poll() bool {
 		default:
 			continue
 		}
-		seen, ok := m.ended[t]
+		due, ok := m.ended[t]
 		if !ok {
-			seen = w.clk.Now()
-			m.ended[t] = seen
-			if d := w.opts.lateDone; d > 0 {
-				// Planted bug: the edge notices Done late.
-				m.after(d, func() {})
+			due = w.clk.Now().Add(m.doneDelay(term))
+			m.ended[t] = due
+			if d := due.Sub(w.clk.Now()); d > 0 {
+				w.clk.AfterFunc(d, w.settle)
 			}
 		}
-		if w.clk.Now().Sub(seen) < w.opts.lateDone {
+		if w.clk.Now().Before(due) {
 			continue
 		}
 		delete(m.terms, t)
@@ -182,6 +183,23 @@ func mapKeys[K comparable, V any](mp map[K]V) func(func(K) bool) {
 			}
 		}
 	}
+}
+
+// doneDelay is how much later, in world time, the member notices that
+// its term ended than the election closed Done. memlease self-fences on
+// the world's clock; a member whose own clock runs slow (rate < 1) would
+// measure its self-fencing deadline, TTL - DriftMargin after its last
+// renewal, (TTL - DriftMargin) x (1/rate - 1) later. A member that has
+// just woken from a pause compares its deadline with its clock at once.
+// The planted bug lateDone adds its own delay.
+func (m *member) doneDelay(t lease.Term) time.Duration {
+	w := m.w
+	d := w.opts.lateDone
+	if m.clk.rate < 1 && errors.Is(t.Err(), lease.ErrLost) && !m.resumed.Equal(w.clk.Now()) {
+		lo := w.election.Options()
+		d += time.Duration(float64(lo.TTL-lo.DriftMargin) * (1/m.clk.rate - 1))
+	}
+	return d
 }
 
 func (m *member) won(t lease.Term) {

@@ -125,6 +125,13 @@ func TestCheckersCatchLateDone(t *testing.T) {
 	wantGuarantee(t, err, "single active")
 }
 
+// Clocks that drift by more than the lease's drift margin make a slow
+// member notice the end of its term after its lease expired elsewhere.
+func TestCheckersCatchDriftBeyondMargin(t *testing.T) {
+	err := mustFind(t, func() Options { return Options{MaxDrift: 0.3} }, 300, CheckSingleActive)
+	wantGuarantee(t, err, "single active")
+}
+
 func TestCheckersCatchEarlyCheckpoint(t *testing.T) {
 	err := mustFind(t, func() Options { return Options{checkpointEarly: true} }, 300, CheckCheckpoints)
 	wantGuarantee(t, err, "no lost progress")

@@ -42,7 +42,10 @@ type Options struct {
 	OpTimeout time.Duration
 	// MaxDrift bounds each member's clock rate: a member's clock runs at a
 	// rate drawn from [1-MaxDrift, 1+MaxDrift]. Default 0.01; it must be
-	// below 0.5.
+	// below 0.5. A member with a slow clock notices the end of its term
+	// late (see the package doc): guarantee 1 holds only while MaxDrift
+	// is below Lease.DriftMargin / Lease.TTL (0.1 by default); a larger
+	// drift is how a test shows that the margin matters.
 	MaxDrift float64
 	// Batch is the most records a work run applies at once (default 4),
 	// BatchEvery how long it waits for new records when it has caught up
