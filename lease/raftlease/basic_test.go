@@ -7,7 +7,6 @@ import (
 
 func TestCampaignPutGet(t *testing.T) {
 	c := newCluster(t, 3, nil)
-	c.mem = true
 	ctx := testCtx(t, 10*time.Second)
 	a := c.groups["b"]
 	term, err := a.Campaign(ctx)

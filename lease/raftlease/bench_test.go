@@ -55,6 +55,10 @@ func BenchmarkFailover(b *testing.B) {
 			*c = withBenchDefaults(*c)
 			c.TickInterval, c.ElectionTicks, c.DriftMargin = 50*time.Millisecond, 8, 50*time.Millisecond
 		}},
+		{"tick=25ms,election=10", func(c *Config) {
+			*c = withBenchDefaults(*c)
+			c.TickInterval, c.ElectionTicks, c.DriftMargin = 25*time.Millisecond, 10, 50*time.Millisecond
+		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			c := benchCluster(b, bc.tweak)

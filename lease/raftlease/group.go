@@ -2,11 +2,12 @@ package raftlease
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -119,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (*Group, error) {
 		observers:   map[*observer]struct{}{},
 	}
 	var nb [8]byte
-	_, _ = rand.Read(nb[:])
+	_, _ = crand.Read(nb[:])
 	g.nonce = binary.BigEndian.Uint64(nb[:])
 	g.el.init()
 	g.hb.self, g.hb.window = g.self, cfg.fenceWindow()
@@ -379,11 +380,14 @@ func (g *Group) post(f func()) {
 //
 // Ticks come from a timer rather than a ticker so that a follower can
 // re-phase them: each heartbeat from its leader restarts the tick timer
-// (see step). Followers of one leader then count election ticks from the
-// same instant, the last heartbeat, and the first to time out finds the
-// others out of their lease too, instead of being refused by one whose
-// tick happened to fall just before its own and waiting another full
-// timeout.
+// (see step), with a random delay of up to half a tick. Followers of one
+// leader then count election ticks from nearly the same instant, the last
+// heartbeat, so the first to time out usually finds the others out of
+// their lease too, instead of being refused by one whose tick fell a
+// little later and waiting another full timeout; the random part breaks
+// ties between followers that drew the same timeout, which would
+// otherwise split the vote. A follower's lease still lasts at least
+// ElectionTicks-1 ticks after the heartbeat, as the fence assumes.
 func (g *Group) run() {
 	g.tick = g.clk.NewTimer(g.cfg.TickInterval)
 	defer g.tick.Stop()
@@ -465,7 +469,7 @@ func (g *Group) step(m *pb.Message) {
 		// resets the election counter on this message, so the ticks a
 		// follower skips this way count for nothing.
 		if g.role == raft.StateFollower && m.GetFrom() == g.lead {
-			g.tick.Reset(g.cfg.TickInterval)
+			g.tick.Reset(g.cfg.TickInterval + rand.N(g.cfg.TickInterval/2))
 		}
 	}
 	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {

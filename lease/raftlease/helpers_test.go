@@ -62,7 +62,6 @@ type cluster struct {
 	nets   map[string]*partTransport
 	groups map[string]*Group
 	tweak  func(*Config)
-	mem    bool // keep logs in memory (no restarts)
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -111,9 +110,6 @@ func (c *cluster) config(id string) Config {
 		// but the test expecting it to hold would fail).
 		TickInterval: 20 * time.Millisecond, ElectionTicks: 25, DriftMargin: 150 * time.Millisecond,
 		Logger: testLogger(c.t).With("m", id),
-	}
-	if c.mem {
-		cfg.storage = newMemLog()
 	}
 	if c.tweak != nil {
 		c.tweak(&cfg)

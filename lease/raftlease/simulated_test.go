@@ -64,8 +64,9 @@ func TestSimulatedClock(t *testing.T) {
 	groups := map[string]*Group{}
 	for _, id := range []string{"a", "b", "c"} {
 		g, err := Start(context.Background(), Config{
-			ID: id, Peers: peers, DataDir: t.TempDir(), Clock: fake, Transport: net.transport(id),
-			Logger: testLogger(t).With("m", id),
+			ID: id, Peers: peers, Clock: fake, Transport: net.transport(id),
+			Logger:  testLogger(t).With("m", id),
+			storage: newMemLog(), // the log in memory: nothing here is about disks
 		})
 		if err != nil {
 			t.Fatal(err)

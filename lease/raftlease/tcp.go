@@ -340,6 +340,7 @@ func (t *TCPTransport) runPeer(p *tcpPeer) {
 		backoff = t.cfg.MinBackoff
 		frame   []byte
 		batch   []*pb.Message
+		dead    <-chan struct{} // closed when the peer closes conn
 	)
 	defer func() {
 		if conn != nil {
@@ -354,6 +355,17 @@ func (t *TCPTransport) runPeer(p *tcpPeer) {
 		case m = <-p.q:
 		}
 		batch = append(batch[:0], m)
+		if conn != nil {
+			select {
+			case <-dead:
+				// The peer closed the connection (it restarted, say)
+				// while there was nothing to send: dial afresh rather
+				// than lose this batch in a dead socket.
+				conn.Close()
+				conn = nil
+			default:
+			}
+		}
 		if conn == nil {
 			c, err := t.dial(p)
 			if err != nil {
@@ -370,6 +382,7 @@ func (t *TCPTransport) runPeer(p *tcpPeer) {
 				continue
 			}
 			conn, bw, backoff = c, bufio.NewWriterSize(c, 64<<10), t.cfg.MinBackoff
+			dead = watchClose(c)
 		}
 		// Batch what is queued already into one flush.
 	drain:
@@ -405,6 +418,24 @@ func (t *TCPTransport) runPeer(p *tcpPeer) {
 		}
 		t.reportSnapshots(p.id, batch, true)
 	}
+}
+
+// watchClose returns a channel closed once c's peer closes it or c fails.
+// The connection carries nothing back, so any read ending means the other
+// side is gone; a writer that has been idle would otherwise only learn it
+// by losing its next batch.
+func watchClose(c net.Conn) <-chan struct{} {
+	dead := make(chan struct{})
+	go func() {
+		defer close(dead)
+		var b [1]byte
+		for {
+			if _, err := c.Read(b[:]); err != nil {
+				return
+			}
+		}
+	}()
+	return dead
 }
 
 // dropQueued reports the loss of batch and of everything queued for p.
