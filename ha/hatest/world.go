@@ -2,6 +2,7 @@ package hatest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"sync"
@@ -176,6 +177,10 @@ type World struct {
 	healed   time.Time
 }
 
+// ErrOptions is wrapped by the error NewWorld returns for inconsistent
+// Options; the message names the field.
+var ErrOptions = errors.New("hatest: invalid options")
+
 // Start is the virtual time at which every World begins.
 var Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
@@ -185,10 +190,12 @@ var Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 func NewWorld(seed int64, opts Options) (*World, error) {
 	opts = opts.withDefaults()
 	if opts.MaxDrift < 0 || opts.MaxDrift >= 0.5 {
-		return nil, fmt.Errorf("hatest: MaxDrift must be in [0, 0.5), got %v", opts.MaxDrift)
+		return nil, fmt.Errorf("%w: MaxDrift must be in [0, 0.5), got %v", ErrOptions, opts.MaxDrift)
 	}
-	if opts.Members < 1 || opts.Batch < 1 || opts.CheckpointEvery < 1 || opts.SourceBatch < 1 {
-		return nil, fmt.Errorf("hatest: Members, Batch, CheckpointEvery and SourceBatch must be positive")
+	for name, v := range map[string]int{"Members": opts.Members, "Batch": opts.Batch, "CheckpointEvery": opts.CheckpointEvery, "SourceBatch": opts.SourceBatch} {
+		if v < 1 {
+			return nil, fmt.Errorf("%w: %s must be positive, got %d", ErrOptions, name, v)
+		}
 	}
 	w := &World{seed: seed, opts: opts, rng: rand.New(rand.NewSource(seed)), clk: clock.NewFake(Start), start: Start,
 		sink: &memrepl.DurableSink{}, source: &memrepl.Source{}, seq: map[string]uint64{}}
@@ -204,7 +211,7 @@ func NewWorld(seed int64, opts Options) (*World, error) {
 	}
 	el, err := memlease.NewElection(w.clk, lo)
 	if err != nil {
-		return nil, fmt.Errorf("hatest: %w", err)
+		return nil, fmt.Errorf("%w: Lease: %w", ErrOptions, err)
 	}
 	w.election = el
 	w.net = &network{w: w, cuts: map[link]int{}, maxDelay: opts.MaxDelay}
