@@ -429,7 +429,7 @@ func valuePos(v string) int64 {
 	}
 	f, _, _ = strings.Cut(f, " ")
 	n, err := strconv.ParseInt(f, 10, 64)
-	if err != nil {
+	if err != nil || n < 0 {
 		return -1
 	}
 	return n

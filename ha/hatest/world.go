@@ -1,7 +1,6 @@
 package hatest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand"
@@ -380,4 +379,3 @@ func (w *World) forward(leader, to string) {
 	})
 }
 
-var _ = context.Background
