@@ -74,7 +74,9 @@ func run(ctx context.Context, id string, peers map[string]string, data, source, 
 		group.Close()
 		return err
 	}
-	go func() { _ = http.ListenAndServe(listen, node.Handler()) }()
+	srv := &http.Server{Addr: listen, Handler: node.Handler()} // /health, /primary, /status, admin POSTs
+	go func() { _ = srv.ListenAndServe() }()
+	defer srv.Close()
 	return node.Run(ctx) // until SIGTERM: drain, final checkpoint, resign
 }
 
