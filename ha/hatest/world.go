@@ -378,4 +378,3 @@ func (w *World) forward(leader, to string) {
 		m.deliver(inc, func() { m.post(core.Command{ID: 1, Cmd: core.CmdSwitchover, To: to}) })
 	})
 }
-
