@@ -47,3 +47,31 @@ func TestDemo(t *testing.T) {
 		t.Errorf("summary lacks the verdict lines")
 	}
 }
+
+func TestCompareRecords(t *testing.T) {
+	r := func(s ...string) [][]byte {
+		var out [][]byte
+		for _, x := range s {
+			out = append(out, []byte(x))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name      string
+		src, dst  [][]byte
+		lost, dup int
+		equal     bool
+	}{
+		{"equal", r("1", "2", "3"), r("1", "2", "3"), 0, 0, true},
+		{"lost", r("1", "2", "3"), r("1", "3"), 1, 0, false},
+		{"duplicated", r("1", "2", "3"), r("1", "2", "2", "3"), 0, 1, false},
+		{"reordered", r("1", "2", "3"), r("1", "3", "2"), 0, 0, false},
+		{"foreign", r("1", "2"), r("1", "2", "x"), 0, 0, false},
+		{"empty", nil, nil, 0, 0, true},
+	} {
+		lost, dup, equal := compareRecords(tc.src, tc.dst)
+		if lost != tc.lost || dup != tc.dup || equal != tc.equal {
+			t.Errorf("%s: lost %d, duplicated %d, equal %v; want %d, %d, %v", tc.name, lost, dup, equal, tc.lost, tc.dup, tc.equal)
+		}
+	}
+}

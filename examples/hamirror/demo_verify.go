@@ -90,23 +90,31 @@ func verify(ctx context.Context, c *demoCluster, n int, res *DemoResult) error {
 		return err
 	}
 	res.Source, res.Target = len(src), len(dst)
+	res.Lost, res.Duplicated, res.Equal = compareRecords(src, dst)
+	return nil
+}
+
+// compareRecords counts the source records missing from the target and
+// the target's extra copies, and reports whether the target is exactly
+// the source, in order.
+func compareRecords(src, dst [][]byte) (lost, duplicated int, equal bool) {
 	seen := make(map[string]int, len(dst))
 	for _, r := range dst {
 		seen[string(r)]++
 	}
 	for _, r := range src {
 		if seen[string(r)] == 0 {
-			res.Lost++
+			lost++
 		}
 	}
 	for _, k := range seen {
-		res.Duplicated += k - 1
+		duplicated += k - 1
 	}
-	res.Equal = len(src) == len(dst)
-	for i := 0; res.Equal && i < len(src); i++ {
-		res.Equal = string(src[i]) == string(dst[i])
+	equal = len(src) == len(dst)
+	for i := 0; equal && i < len(src); i++ {
+		equal = string(src[i]) == string(dst[i])
 	}
-	return nil
+	return lost, duplicated, equal
 }
 
 // readSource reads the first n records of the log in dir.
