@@ -46,6 +46,43 @@
 // granted. A successor takes over after roughly TTL − TTL/3 to TTL after
 // the holder was cut off, plus up to half a second for etcd's expiry scan.
 //
+// # Transfer
+//
+// Elector implements lease.Transferer: the holder hands the lease to a
+// named member that has a campaign waiting, ahead of campaigns that have
+// waited longer, without breaking "the oldest key leads":
+//
+//  1. The holder reads the election and finds the named member's campaign
+//     key (else ErrNotWaiting). In one transaction that checks its own
+//     leader key and that campaign key are both still there, it writes a
+//     handover record naming the successor at HandoverKey, a key beside
+//     the prefix (never under it, so Leader, Observe and the line of
+//     campaigns do not see it), attached to a fresh lease of one TTL, so
+//     that a handover nobody completes ends by itself.
+//  2. Every waiting campaign reads the handover key in the same
+//     transaction in which it checks its place in line, and also wakes when
+//     the record is written. A campaign whose key is older than the
+//     successor's gives way: in one transaction it deletes its key and
+//     creates a new one on the same lease, which puts it at the back of the
+//     line (a new, larger create revision) without ever leaving it.
+//  3. The holder waits until the successor's key is the oldest but its
+//     own, at most TTL/2 (a campaign cut off from etcd cannot give way);
+//     if that does not happen it removes the record and keeps its term
+//     (ErrHandoverLapsed). Then it resigns: Done closes, the lease is
+//     revoked and its key deleted, and the successor, now first in line,
+//     wins as any campaign does, with a larger token. Observers see the
+//     holder and then the successor, with no one in between.
+//  4. The successor's Campaign, finding the record names it, deletes the
+//     record after it won; that tells the holder's Transfer to return.
+//     Transfer removes the record on every way out.
+//
+// While a record names another member, a campaign that finds itself first
+// in line with that member not waiting at all does not win: it holds off
+// until the record goes (the holder removes it when the successor's key
+// disappears, or its lease expires within one TTL) or a campaign key is
+// added. A record that does not decode, or has no lease, is logged and
+// ignored, so a stray value cannot stop the election for good.
+//
 // # Reconnecting
 //
 // How fast a holder recovers from a broken connection (a restarted etcd, a

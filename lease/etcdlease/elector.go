@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -39,6 +38,7 @@ type Elector struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	sem    chan struct{} // one Campaign at a time
+	xfer   chan struct{} // one Transfer at a time
 
 	mu     sync.Mutex
 	closed bool
@@ -66,6 +66,7 @@ func New(cfg Config) (*Elector, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		sem:    make(chan struct{}, 1),
+		xfer:   make(chan struct{}, 1),
 	}, nil
 }
 
@@ -216,12 +217,14 @@ func (e *Elector) campaignOnce(ctx context.Context) (*Term, error) {
 	}
 
 	// Wait until no key older than ours is left, checking in the same
-	// transaction that ours is still there.
-	older := append(clientv3.WithLastCreate(), clientv3.WithPrefix(), clientv3.WithMaxCreateRev(rev-1))
-	for {
+	// transaction that ours is still there and whether a handover names
+	// another member (see the package doc, "Transfer").
+	hkey := handoverKey(e.cfg.Prefix)
+	for yields := 1; ; {
+		older := append(clientv3.WithLastCreate(), clientv3.WithPrefix(), clientv3.WithMaxCreateRev(rev-1))
 		tr, err := e.c.Txn(kctx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).
-			Then(clientv3.OpGet(e.cfg.Prefix, older...)).
+			Then(clientv3.OpGet(e.cfg.Prefix, older...), clientv3.OpGet(hkey)).
 			Commit()
 		if err != nil {
 			if transient(err) && k.Err() == nil && e.pause(kctx) {
@@ -232,17 +235,56 @@ func (e *Elector) campaignOnce(ctx context.Context) (*Term, error) {
 		if !tr.Succeeded {
 			return nil, fmt.Errorf("%w: member %q: campaign key %q was deleted", errLapsed, e.cfg.ID, key)
 		}
+		seen := tr.Header.Revision
 		kvs := tr.Responses[0].GetResponseRange().Kvs
+		hkvs := tr.Responses[1].GetResponseRange().Kvs
+		h, handing := e.liveHandover(hkvs)
+		if handing && h.To != e.cfg.ID {
+			// The lease is being handed to h.To: give way if it waits
+			// behind us, so that it is first in line when the holder
+			// resigns; if it does not wait at all and nobody is ahead,
+			// hold off until the handover ends or a campaigner arrives.
+			behind, err := e.waitingAfter(kctx, h.To, rev)
+			if err != nil {
+				return nil, lapsed(err)
+			}
+			switch {
+			case behind:
+				e.log.Debug("etcdlease: giving way to the member the lease is handed to", "key", key, "to", h.To)
+				if key, rev, err = e.yield(kctx, key, rev, g.ID, yields); err != nil {
+					return nil, lapsed(err)
+				}
+				yields++
+				continue
+			case len(kvs) == 0:
+				e.log.Debug("etcdlease: holding off while the lease is handed to a member that is not waiting", "to", h.To)
+				err := waitAny(kctx, e.c, seen+1,
+					watchOn{key: hkey, puts: true, delete: true},
+					watchOn{key: e.cfg.Prefix, prefix: true, puts: true})
+				if err != nil {
+					return nil, lapsed(fmt.Errorf("etcdlease: member %q: watch %q: %w", e.cfg.ID, hkey, err))
+				}
+				continue
+			}
+		}
 		if len(kvs) == 0 {
 			if !k.alive() {
 				return nil, fmt.Errorf("%w: member %q: deadline passed while winning", errLapsed, e.cfg.ID)
 			}
 			won = true
-			return e.newTerm(k, key, rev, tr.Header.Revision), nil
+			t := e.newTerm(k, key, rev, seen)
+			if handing {
+				e.clearHandover(kctx, hkvs[0])
+			}
+			return t, nil
 		}
 		prev := string(kvs[0].Key)
 		e.log.Debug("etcdlease: waiting for the key before ours", "key", key, "waiting_for", prev)
-		if err := waitDelete(kctx, e.c, prev, tr.Header.Revision+1); err != nil {
+		// Also wake when a handover is written, to give way in time.
+		err = waitAny(kctx, e.c, seen+1,
+			watchOn{key: prev, delete: true},
+			watchOn{key: hkey, puts: true})
+		if err != nil {
 			return nil, lapsed(fmt.Errorf("etcdlease: member %q: watch %q: %w", e.cfg.ID, prev, err))
 		}
 	}
@@ -273,30 +315,6 @@ func (e *Elector) putKey(ctx context.Context, key string, id clientv3.LeaseID) (
 		}
 		return 0, fmt.Errorf("etcdlease: member %q: campaign key %q exists and is not attached to lease %016x", e.cfg.ID, key, int64(id))
 	}
-}
-
-// waitDelete returns once key is deleted at or after revision rev, or once
-// the watch was interrupted in a way after which the caller must look
-// again (compaction, loss of the etcd leader).
-func waitDelete(ctx context.Context, c *clientv3.Client, key string, rev int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	var last clientv3.WatchResponse
-	for wr := range c.Watch(wctx, key, clientv3.WithRev(rev), clientv3.WithFilterPut()) {
-		for _, ev := range wr.Events {
-			if ev.Type == mvccpb.DELETE {
-				return nil
-			}
-		}
-		last = wr
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := last.Err(); err != nil && !errors.Is(err, rpctypes.ErrCompacted) && !transient(err) {
-		return err
-	}
-	return nil
 }
 
 // spawn runs f on a goroutine that Close waits for, unless the Elector is
