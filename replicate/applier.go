@@ -224,6 +224,12 @@ func (r *run) commit(ctx context.Context, cp Checkpoint, progress bool) error {
 		if got.Token > r.token {
 			return fmt.Errorf("replicate: checkpoint %q: %w", r.s.Key, fence.Stale(r.token, got.Token))
 		}
+		if !progress && got.Token < r.token {
+			// The claim has not admitted r.token yet, so an older term
+			// could still write; skipping the claim would leave it
+			// unfenced, and the resume point may have moved.
+			return fmt.Errorf("%w: key %q now at %x under token %d, this Run's token %d", errClaimRace, r.s.Key, got.Pos, got.Token, r.token)
+		}
 		r.stored, r.storedVersion = got, ver
 		if r.cfg.compare(got.Pos, cp.Pos) > 0 {
 			return fmt.Errorf("%w: key %q at %x, this stream at %x, both under token %d", ErrCheckpointAhead, r.s.Key, got.Pos, cp.Pos, r.token)

@@ -186,22 +186,66 @@ type run struct {
 	lastActivity time.Time
 }
 
-// open loads the checkpoint, decides where to resume and opens the Source.
+// errClaimRace is returned by a claim whose CompareAndSwap lost to a
+// writer with an older token: until the claim commits, this Run's token is
+// not admitted, so a deposed member may still change the checkpoint. The
+// resume point must then be decided again from what is stored.
+var errClaimRace = errors.New("replicate: checkpoint changed under an older token during the claim")
+
+// maxClaimAttempts bounds how often open decides again after errClaimRace.
+const maxClaimAttempts = 3
+
+// open loads the checkpoint, decides where to resume, claims the
+// checkpoint and opens the Source.
 func (r *run) open(ctx context.Context) error {
+	s, cfg := r.s, r.cfg
+	var from Checkpoint
+	var skip Position
+	for attempt := 1; ; attempt++ {
+		var err error
+		from, skip, err = r.claim(ctx)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errClaimRace) || attempt >= maxClaimAttempts {
+			return err
+		}
+	}
+	cur, err := s.Source.Open(ctx, from)
+	if err != nil {
+		return fmt.Errorf("replicate: stream %q: open source at %x: %w", s.Key, from.Pos, err)
+	}
+	now := cfg.clock.Now()
+	r.cur, r.applied, r.lastCP, r.lastActivity = cur, from, now, now
+	r.s.stats.update(func(st *Stats) { st.Resumes++ })
+	cfg.log.Info("replicate: stream resumed", "key", s.Key, "token", r.token, "pos", from.Pos)
+
+	rctx, cancel := context.WithCancel(ctx)
+	r.chunks = make(chan chunk, cfg.readAhead)
+	r.stopReader = cancel
+	r.readerDone = make(chan struct{})
+	go r.read(rctx, skip)
+	return nil
+}
+
+// claim loads the checkpoint, decides where to resume (from, and the
+// DurableSink position up to which records are skipped) and commits that
+// checkpoint under the Run's token.
+func (r *run) claim(ctx context.Context) (from Checkpoint, skip Position, err error) {
 	s, cfg := r.s, r.cfg
 	cp, ver, err := LoadCheckpoint(ctx, s.Store, s.Key)
 	if err != nil {
-		return err
+		return Checkpoint{}, nil, err
 	}
 	if cp.Token > r.token {
-		return fmt.Errorf("replicate: checkpoint %q was written under token %d: %w", s.Key, cp.Token, fence.Stale(r.token, cp.Token))
+		return Checkpoint{}, nil, fmt.Errorf("replicate: checkpoint %q was written under token %d: %w", s.Key, cp.Token, fence.Stale(r.token, cp.Token))
 	}
 	r.stored, r.storedVersion = cp, ver
-	from, skip := cp, Position(nil)
+	from = cp
 	if ds, ok := s.Sink.(DurableSink); ok {
 		sp, err := ds.Position(ctx)
 		if err != nil {
-			return fmt.Errorf("replicate: stream %q: read sink position: %w", s.Key, err)
+			return Checkpoint{}, nil, fmt.Errorf("replicate: stream %q: read sink position: %w", s.Key, err)
 		}
 		if cfg.compare(sp, cp.Pos) > 0 {
 			if len(cp.State) == 0 {
@@ -219,23 +263,9 @@ func (r *run) open(ctx context.Context) error {
 	// It is done even when the stored checkpoint already carries t: the
 	// Store may have admitted a larger token since it was written.
 	if err := r.commit(ctx, from, false); err != nil {
-		return err
+		return Checkpoint{}, nil, err
 	}
-	cur, err := s.Source.Open(ctx, from)
-	if err != nil {
-		return fmt.Errorf("replicate: stream %q: open source at %x: %w", s.Key, from.Pos, err)
-	}
-	now := cfg.clock.Now()
-	r.cur, r.applied, r.lastCP, r.lastActivity = cur, from, now, now
-	r.s.stats.update(func(st *Stats) { st.Resumes++ })
-	cfg.log.Info("replicate: stream resumed", "key", s.Key, "token", r.token, "pos", from.Pos)
-
-	rctx, cancel := context.WithCancel(ctx)
-	r.chunks = make(chan chunk, cfg.readAhead)
-	r.stopReader = cancel
-	r.readerDone = make(chan struct{})
-	go r.read(rctx, skip)
-	return nil
+	return from, skip, nil
 }
 
 // read is the reader goroutine. It owns r.cur until it returns.
