@@ -31,6 +31,8 @@ type Call struct {
 	OK, Stale, NotFound bool
 }
 
+// String formats the call as one line of a history, naming the client,
+// the operation and its outcome, as CheckHistory prints it on failure.
 func (c Call) String() string {
 	if c.Get {
 		if c.NotFound {
