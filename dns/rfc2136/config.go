@@ -21,7 +21,8 @@ type Config struct {
 	Server string
 	// Net is "tcp" (the default), "udp" or "tcp-tls" (DNS over TLS,
 	// with TLSConfig). TSIG authenticates every message on all three;
-	// only "tcp-tls" also hides them.
+	// only "tcp-tls" also hides them. Over "udp" an RRset too big for one
+	// datagram cannot be read, and every call on it fails with ErrServer.
 	Net string
 	// TLSConfig is used with Net "tcp-tls".
 	TLSConfig *tls.Config

@@ -125,6 +125,11 @@ func (s *Switcher) query(ctx context.Context, name string, typ uint16) ([]mdns.R
 	if !r.Authoritative {
 		return nil, dns.Permanent(fmt.Errorf("rfc2136: %s at %s: answer is not authoritative; Server must be the zone's primary: %w", what, s.cfg.Server, ErrRefused))
 	}
+	if r.Truncated {
+		// A truncated answer holds part of the RRset or none of it;
+		// read as the RRset it would make an empty set look absent.
+		return nil, fmt.Errorf("rfc2136: %s at %s: answer truncated to fit a %s message (use Net \"tcp\"): %w", what, s.cfg.Server, s.cfg.Net, ErrServer)
+	}
 	var out []mdns.RR
 	for _, rr := range r.Answer {
 		h := rr.Header()

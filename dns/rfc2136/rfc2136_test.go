@@ -407,3 +407,29 @@ func TestZoneNotServed(t *testing.T) {
 		t.Fatalf("err = %v, want a permanent ErrRefused naming the rcode", err)
 	}
 }
+
+// An answer truncated to fit a UDP datagram (TC set) does not hold the
+// whole RRset; it must not be read as the RRset. Here Name's A RRset is
+// too big for 512 bytes, so a Demote over UDP that took the truncated
+// answer for "no records" would report success and leave the records in
+// place.
+func TestTruncatedAnswerOverUDP(t *testing.T) {
+	k := startKnot(t)
+	name := newName()
+	var targets []string
+	for i := range 60 {
+		targets = append(targets, fmt.Sprintf("192.0.2.%d", i+1))
+	}
+	cfg := k.config(name, "a", targets...)
+	if err := mustNew(t, cfg).Promote(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Net = "udp"
+	err := mustNew(t, cfg).Demote(t.Context(), 1)
+	if got := k.lookup(t, name, mdns.TypeA); err == nil && len(got) != 0 {
+		t.Fatalf("Demote over UDP returned nil, but %s still has %d A records", name, len(got))
+	}
+	if err != nil && (!errors.Is(err, ErrServer) || dns.IsPermanent(err)) {
+		t.Fatalf("Demote over UDP = %v, want a transient ErrServer or success", err)
+	}
+}
