@@ -221,6 +221,12 @@ func (g *Group) Campaign(ctx context.Context) (lease.Term, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("raftlease: member %q: campaign: %w", g.cfg.ID, err)
 	}
+	g.mu.Lock()
+	closing := g.closing
+	g.mu.Unlock()
+	if closing {
+		return nil, lease.ErrClosed
+	}
 	w := &waiter{ch: make(chan campaignResult, 1)}
 	var holding *Term
 	if err := g.do(ctx, func() {

@@ -29,7 +29,7 @@ var (
 
 	// ErrStopped is wrapped by every call on a Group whose run loop
 	// stopped on an error (a failed disk write, an undecodable entry);
-	// the error names the cause.
+	// the error names the cause and also wraps lease.ErrClosed.
 	ErrStopped = errors.New("raftlease: group stopped")
 )
 
@@ -422,7 +422,7 @@ func (g *Group) run() {
 		err = g.processReady()
 	}
 	g.log.Error("raftlease: stopping", "err", err)
-	g.shutdown(fmt.Errorf("%w: member %q: %w", ErrStopped, g.cfg.ID, err))
+	g.shutdown(fmt.Errorf("%w (%w): member %q: %w", ErrStopped, lease.ErrClosed, g.cfg.ID, err))
 }
 
 // shutdown ends everything that waits on the loop with err.
