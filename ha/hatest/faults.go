@@ -57,6 +57,15 @@ func (w *World) Heal(id string) {
 	m.cuts--
 	if m.cuts == 0 && !m.crashed {
 		_ = w.election.Heal(id)
+		// memlease releases at once the lease of a term that ended while
+		// its member was cut off; a member whose slow clock had not yet
+		// noticed learns it now, as from the answer to its first renewal.
+		m.woke = w.clk.Now()
+		for t, due := range m.ended {
+			if due.After(w.clk.Now()) {
+				m.ended[t] = w.clk.Now()
+			}
+		}
 	}
 	w.settle()
 }
@@ -143,7 +152,7 @@ func (w *World) Resume(id string) {
 		return
 	}
 	_ = w.election.Resume(id)
-	m.paused, m.resumed = false, w.clk.Now()
+	m.paused, m.woke = false, w.clk.Now()
 	held := m.deferred
 	m.deferred = nil
 	for _, fn := range held {

@@ -40,7 +40,7 @@ type member struct {
 	camp      *campaign
 	terms     map[fence.Token]lease.Term
 	ended     map[fence.Token]time.Time // when the member notices a closed Done
-	resumed   time.Time                 // when the member last woke from a pause
+	woke      time.Time                 // when the member last woke from a pause or was healed
 	grantSeen int
 	leader    lease.Leader
 	role      core.Role
@@ -190,12 +190,13 @@ func mapKeys[K comparable, V any](mp map[K]V) func(func(K) bool) {
 // the world's clock; a member whose own clock runs slow (rate < 1) would
 // measure its self-fencing deadline, TTL - DriftMargin after its last
 // renewal, (TTL - DriftMargin) x (1/rate - 1) later. A member that has
-// just woken from a pause compares its deadline with its clock at once.
+// just woken from a pause compares its deadline with its clock at once;
+// one that has just been healed learns it from the election at once.
 // The planted bug lateDone adds its own delay.
 func (m *member) doneDelay(t lease.Term) time.Duration {
 	w := m.w
 	d := w.opts.lateDone
-	if m.clk.rate < 1 && errors.Is(t.Err(), lease.ErrLost) && !m.resumed.Equal(w.clk.Now()) {
+	if m.clk.rate < 1 && errors.Is(t.Err(), lease.ErrLost) && !m.woke.Equal(w.clk.Now()) {
 		lo := w.election.Options()
 		d += time.Duration(float64(lo.TTL-lo.DriftMargin) * (1/m.clk.rate - 1))
 	}

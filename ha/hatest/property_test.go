@@ -2,6 +2,7 @@ package hatest
 
 import (
 	"flag"
+	"fmt"
 
 	"github.com/hakit/hakit/lease/memlease"
 	"strconv"
@@ -74,7 +75,7 @@ func TestProperty(t *testing.T) {
 		faults.Add(int64(nf))
 		ops.Add(int64(len(h.Ops)))
 		if err := Check(h); err != nil {
-			rt.Fatalf("seed %d schedule %v:\n%v\nfaults:\n%v", seed, s, err, h.Faults)
+			rt.Fatalf("seed %d options %s schedule %v:\n%v\nfaults:\n%v", seed, describe(opts), s, err, h.Faults)
 		}
 		if d, ok := Recovery(h); ok && !h.Healed.IsZero() && int64(d) > worst.Load() {
 			worst.Store(int64(d))
@@ -86,3 +87,10 @@ func TestProperty(t *testing.T) {
 }
 
 func memleaseOptions(ttl time.Duration) memlease.Options { return memlease.Options{TTL: ttl} }
+
+// describe prints the options the property test draws, for a failure
+// message that reproduces the run.
+func describe(o Options) string {
+	return fmt.Sprintf("{Members: %d, Lease: {TTL: %v}, HoldOff: %v, MaxDelay: %v, MaxDrift: %v, Batch: %d, CheckpointEvery: %d}",
+		o.Members, o.Lease.TTL, o.HoldOff, o.MaxDelay, o.MaxDrift, o.Batch, o.CheckpointEvery)
+}
