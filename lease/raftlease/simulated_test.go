@@ -133,3 +133,69 @@ func TestSimulatedClock(t *testing.T) {
 	}
 	_ = tb
 }
+
+// TestSelfFenceDeadline: on virtual time, a holder cut off from the
+// others keeps its term until exactly its self-fence deadline, which is
+// at most the fence window after the last acknowledgement, and no later.
+func TestSelfFenceDeadline(t *testing.T) {
+	fake := clock.NewFake(time.Unix(1e9, 0))
+	net := &memNet{nodes: map[uint64]Handler{}, cut: map[uint64]bool{}}
+	peers := map[string]string{"a": "", "b": "", "c": ""}
+	groups := map[string]*Group{}
+	for _, id := range []string{"a", "b", "c"} {
+		g, err := Start(context.Background(), Config{
+			ID: id, Peers: peers, Clock: fake, Transport: net.transport(id),
+			Logger: testLogger(t).With("m", id), storage: newMemLog(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups[id] = g
+		defer g.Close()
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var moved sync.WaitGroup
+	moved.Add(1)
+	go func() {
+		defer moved.Done()
+		for ctx.Err() == nil {
+			fake.Advance(10 * time.Millisecond)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	term, err := groups["a"].Campaign(testCtx(t, 30*time.Second))
+	cancel()
+	moved.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta := term.(*Term)
+	net.mu.Lock()
+	net.cut[RaftID("a")] = true
+	net.mu.Unlock()
+	cfg := groups["a"].Config()
+	window := cfg.fenceWindow()
+	// An acknowledgement already on its way when the link was cut may
+	// still move the deadline; let it land (virtual time stands still).
+	time.Sleep(50 * time.Millisecond)
+	deadline := ta.Deadline()
+	now := fake.Now()
+	if !deadline.After(now) || deadline.Sub(now) > window {
+		t.Fatalf("deadline %v after now, want in (0, %v]", deadline.Sub(now), window)
+	}
+	fake.Set(deadline.Add(-time.Millisecond))
+	select {
+	case <-ta.Done():
+		t.Fatalf("term ended %v before its deadline: %v", time.Millisecond, ta.Err())
+	case <-time.After(50 * time.Millisecond):
+	}
+	fake.Set(deadline)
+	select {
+	case <-ta.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("term still open at its deadline")
+	}
+	if !errors.Is(ta.Err(), lease.ErrLost) {
+		t.Fatalf("Err = %v, want lease.ErrLost", ta.Err())
+	}
+}
