@@ -28,7 +28,9 @@ type TCPConfig struct {
 	// TLS, if set, secures every connection: accepted ones with
 	// tls.Server, dialed ones with tls.Client (ServerName defaults to the
 	// peer's host). For mutual TLS set ClientAuth and ClientCAs as well as
-	// Certificates and RootCAs.
+	// Certificates and RootCAs. TLS proves that a peer holds a trusted
+	// certificate, not which member it is: give the group's members a CA
+	// of their own, or check names in VerifyPeerCertificate.
 	TLS *tls.Config
 	// QueueLen bounds the messages queued for one peer; beyond it they
 	// are dropped. Default 1024.
