@@ -45,7 +45,13 @@ func Example() {
 		if pos, _ := sink.Position(ctx); string(pos) == string(end) {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		select {
+		case err := <-done: // Run ended before the target caught up
+			fmt.Println("stream stopped:", err)
+			cancel()
+			return
+		case <-time.After(time.Millisecond):
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {
