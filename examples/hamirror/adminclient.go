@@ -13,10 +13,25 @@ import (
 	"github.com/hakit/hakit/fence"
 )
 
-// ErrAdmin is wrapped by the error of an admin request that a member
-// answered with a failure status; the message names the member's URL,
-// the status and the member's explanation.
+// ErrAdmin is matched by the error of an admin request that a member
+// answered with a failure status (an *AdminError).
 var ErrAdmin = errors.New("hamirror: admin request refused")
+
+// AdminError is a failure status from a member's admin endpoint.
+type AdminError struct {
+	Command string // "switchover", "pause", ...
+	URL     string // the member's API
+	Status  int    // the HTTP status: 401 wrong token, 409 not applicable, 503 busy or no leader
+	Reason  string // the member's explanation
+}
+
+// Error names the command, the member, the status and the reason.
+func (e *AdminError) Error() string {
+	return fmt.Sprintf("%v: %s at %s: %d %s: %s", ErrAdmin, e.Command, e.URL, e.Status, http.StatusText(e.Status), e.Reason)
+}
+
+// Unwrap returns ErrAdmin.
+func (e *AdminError) Unwrap() error { return ErrAdmin }
 
 // adminClient talks to members' HTTP APIs: the operator commands use it,
 // and so does the daemon to forward a command to the active member.
@@ -45,7 +60,7 @@ func (a *adminClient) post(ctx context.Context, base, command, to string) error 
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("%w: %s at %s: %s: %s", ErrAdmin, command, base, resp.Status, strings.TrimSpace(string(body)))
+		return &AdminError{Command: command, URL: base, Status: resp.StatusCode, Reason: strings.TrimSpace(string(body))}
 	}
 	return nil
 }

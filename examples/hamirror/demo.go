@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/lease/raftlease"
 )
 
 // DemoOptions shape a demo run. The zero value of a field takes the
@@ -25,8 +26,8 @@ type DemoOptions struct {
 	Members       int           // members of the Raft group (3)
 	Rate          int           // records appended to the source per second (4000)
 	Steady        time.Duration // replication time between the acts (2s)
-	Tick          time.Duration // Raft tick (50ms)
-	ElectionTicks int           // Raft election timeout in ticks (10)
+	Tick          time.Duration // Raft tick (raftlease's default, 100ms)
+	ElectionTicks int           // Raft election timeout in ticks (raftlease's default, 10)
 	Timeout       time.Duration // limit of each wait (20s)
 	Dir           string        // working directory (a new temporary one, removed after)
 	Out           io.Writer     // the story and the summary (io.Discard)
@@ -45,10 +46,10 @@ func (o *DemoOptions) withDefaults() {
 		o.Steady = 2 * time.Second
 	}
 	if o.Tick == 0 {
-		o.Tick = 50 * time.Millisecond
+		o.Tick = raftlease.DefaultTickInterval
 	}
 	if o.ElectionTicks == 0 {
-		o.ElectionTicks = 10
+		o.ElectionTicks = raftlease.DefaultElectionTicks
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 20 * time.Second
@@ -63,18 +64,21 @@ func (o *DemoOptions) withDefaults() {
 
 // DemoResult is what a demo run measured and verified.
 type DemoResult struct {
-	Members    []string
-	Terms      []termInfo    // every active term, in order
-	Killed     string        // the member killed
-	Failover   time.Duration // kill -> the successor's first acknowledged batch
-	Elected    time.Duration // kill -> the successor active
-	Switchover time.Duration // request -> the named member's first acknowledged batch
-	SwitchTo   string        // the member switched over to
-	Source     int           // records in the source
-	Target     int           // records in the target
-	Lost       int           // source records missing from the target
-	Duplicated int           // target records beyond the first copy of each
-	Equal      bool          // the target holds exactly the source's records, in order
+	Members       []string
+	Terms         []termInfo    // every active term, in order
+	Killed        string        // the member killed
+	Failover      time.Duration // kill -> the successor's first acknowledged batch
+	Elected       time.Duration // kill -> the successor active
+	Switchover    time.Duration // request -> the named member's first acknowledged batch
+	SwitchTo      string        // the member switched over to
+	Paused        string        // the member paused mid-write
+	PauseFailover time.Duration // pause -> the successor's first acknowledged batch
+	Fenced        refusal       // the paused member's held write, refused
+	Source        int           // records in the source
+	Target        int           // records in the target
+	Lost          int           // source records missing from the target
+	Duplicated    int           // target records beyond the first copy of each
+	Equal         bool          // the target holds exactly the source's records, in order
 }
 
 // ErrDemoCheck is returned when the target does not equal the source.
@@ -180,9 +184,17 @@ func RunDemo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 		<-progressDone
 	}()
 
+	// Every act starts from whoever is active at that moment: on a busy
+	// machine an election may also happen on its own, and the story
+	// prints it when it does.
+	defer func() {
+		c.mu.Lock()
+		res.Terms = slices.Clone(c.terms)
+		c.mu.Unlock()
+	}()
+
 	// Act 1: an election, then replication.
-	first, err := c.waitActiveApplying(ctx, 0, "")
-	if err != nil {
+	if _, err := c.waitActiveApplying(ctx, 0, ""); err != nil {
 		return res, err
 	}
 	if err := sleepCtx(ctx, o.Steady); err != nil {
@@ -190,6 +202,10 @@ func RunDemo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 	}
 
 	// Act 2: kill -9 the active member.
+	first, err := c.waitActiveApplying(ctx, 0, "")
+	if err != nil {
+		return res, err
+	}
 	victim := members[first.ID]
 	killedAt := time.Now()
 	victim.crash()
@@ -201,7 +217,7 @@ func RunDemo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 	applied, _ := c.firstApplyOf(next.Token)
 	res.Killed, res.Elected, res.Failover = first.ID, next.At.Sub(killedAt), applied.Sub(killedAt)
 	c.out.event(c.since(applied), "failover: %s active after %s, first record applied %s after the kill",
-		next.ID, res.Elected.Round(time.Millisecond), res.Failover.Round(time.Millisecond))
+		next.ID, ms(res.Elected), ms(res.Failover))
 
 	// Act 3: the killed member restarts from its data directory and
 	// rejoins as a standby.
@@ -219,38 +235,35 @@ func RunDemo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 		return res, err
 	}
 
-	// Act 4: switchover to the restarted member, requested through a
-	// standby's API, which forwards it to the active member.
-	via := ids[slices.IndexFunc(ids, func(id string) bool { return id != next.ID && id != first.ID })]
-	if o.Members < 3 {
-		via = next.ID
-	}
-	switchAt := time.Now()
-	c.out.event(c.since(switchAt), "operator: POST /switchover?to=%s sent to %s", first.ID, via)
-	api, _ := c.apiOf(via)
-	if err := c.admin.post(ctx, api, "switchover", first.ID); err != nil {
+	// Act 4: switchover to the restarted member (or, should it have won
+	// an election meanwhile, away from it), requested through a third
+	// member's API, which forwards it to the active member.
+	if _, err := c.switchoverAct(ctx, ids, first.ID, res); err != nil {
 		return res, err
 	}
-	last, err := c.waitActiveApplying(ctx, next.Token, first.ID)
-	if err != nil {
-		return res, err
-	}
-	applied, _ = c.firstApplyOf(last.Token)
-	res.SwitchTo, res.Switchover = first.ID, applied.Sub(switchAt)
-	c.out.event(c.since(applied), "switchover: %s active, first record applied %s after the request",
-		last.ID, res.Switchover.Round(time.Millisecond))
 	if err := sleepCtx(ctx, o.Steady/2); err != nil {
 		return res, err
 	}
 
-	// Act 5: the source stops; wait for the target to catch up, then
+	// Act 5: the active member pauses in the middle of a write, as in a
+	// long GC pause; a successor takes over; when the paused member runs
+	// again its held write goes out under its old token, and is refused.
+	final, err := c.pauseAct(ctx, members, res)
+	if err != nil {
+		return res, err
+	}
+	if err := sleepCtx(ctx, o.Steady/2); err != nil {
+		return res, err
+	}
+
+	// Act 6: the source stops; wait for the target to catch up, then
 	// stop every member gracefully (drain, final checkpoint, resign).
 	srcPos, err := gen.stop()
 	if err != nil {
 		return res, err
 	}
 	c.out.event(c.since(time.Now()), "source closed at %d records; waiting for the target", c.generated.Load())
-	if err := c.waitCaughtUp(ctx, members[last.ID], srcPos); err != nil {
+	if err := c.waitCaughtUp(ctx, members[final.ID], srcPos); err != nil {
 		return res, err
 	}
 	for _, m := range members {
@@ -266,9 +279,6 @@ func RunDemo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 	<-progressDone
 	c.out.event(c.since(time.Now()), "every member stopped gracefully")
 
-	c.mu.Lock()
-	res.Terms = slices.Clone(c.terms)
-	c.mu.Unlock()
 	if err := verify(ctx, c, int(c.generated.Load()), res); err != nil {
 		return res, err
 	}
@@ -276,6 +286,101 @@ func RunDemo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 		return res, ErrDemoCheck
 	}
 	return res, nil
+}
+
+// switchoverAct asks for a switchover to member to (or to another member
+// if to is active already) through a member that is neither, retrying
+// while the active member is busy with a transition, and waits until the
+// named member applies records. It returns the new term.
+func (c *demoCluster) switchoverAct(ctx context.Context, ids []string, to string, res *DemoResult) (termInfo, error) {
+	cur, err := c.waitActiveApplying(ctx, 0, "")
+	if err != nil {
+		return termInfo{}, err
+	}
+	if cur.ID == to {
+		to = ids[slices.IndexFunc(ids, func(id string) bool { return id != cur.ID })]
+	}
+	via := cur.ID
+	if i := slices.IndexFunc(ids, func(id string) bool { return id != cur.ID && id != to }); i >= 0 {
+		via = ids[i]
+	}
+	api, _ := c.apiOf(via)
+	switchAt := time.Now()
+	c.out.event(c.since(switchAt), "operator: POST /switchover?to=%s sent to %s", to, via)
+	reqCtx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	for {
+		err := c.admin.post(reqCtx, api, "switchover", to)
+		if err == nil {
+			break
+		}
+		// 503: a transition is in progress (or no leader yet); try again.
+		var ae *AdminError
+		if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || reqCtx.Err() != nil {
+			return termInfo{}, err
+		}
+		if err := sleepCtx(reqCtx, 100*time.Millisecond); err != nil {
+			return termInfo{}, err
+		}
+	}
+	last, err := c.waitActiveApplying(ctx, cur.Token, to)
+	if err != nil {
+		return termInfo{}, err
+	}
+	applied, _ := c.firstApplyOf(last.Token)
+	res.SwitchTo, res.Switchover = to, applied.Sub(switchAt)
+	c.out.event(c.since(applied), "switchover: %s active, first record applied %s after the request", last.ID, ms(res.Switchover))
+	return last, nil
+}
+
+// pauseAct freezes the active member m until a successor applies
+// records, then thaws it and waits for its held write to be refused with
+// a stale token. It returns the successor's term.
+func (c *demoCluster) pauseAct(ctx context.Context, members map[string]*demoMember, res *DemoResult) (termInfo, error) {
+	cur, err := c.waitActiveApplying(ctx, 0, "")
+	if err != nil {
+		return termInfo{}, err
+	}
+	m := members[cur.ID]
+	hw, ok := m.freeze(c.opts.Timeout)
+	if !ok {
+		return termInfo{}, fmt.Errorf("hamirror demo: active member %s attempted no write to pause in", m.id)
+	}
+	pausedAt := time.Now()
+	c.out.event(c.since(pausedAt), "%s paused mid-write (a long GC pause, SIGSTOP): silent to the group, its write held", m.id)
+	next, err := c.waitActiveApplying(ctx, cur.Token, "")
+	if err != nil {
+		m.thaw()
+		return termInfo{}, err
+	}
+	applied, _ := c.firstApplyOf(next.Token)
+	c.out.event(c.since(applied), "takeover: %s active, first record applied %s after the pause", next.ID, ms(applied.Sub(pausedAt)))
+	m.thaw()
+	wakeCtx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	var ref refusal
+	for {
+		var ok bool
+		_, changed := c.snapshot()
+		if ref, ok = c.refusedBy(m.id, hw.Token); ok {
+			break
+		}
+		select {
+		case <-changed:
+		case <-wakeCtx.Done():
+			return termInfo{}, fmt.Errorf("hamirror demo: the held write of %s under token %d was not refused: %w", m.id, hw.Token, wakeCtx.Err())
+		}
+	}
+	what := fmt.Sprintf("write of %d records", ref.Records)
+	if ref.Records == 0 {
+		what = "heartbeat write"
+	}
+	c.out.event(c.since(time.Now()), "%s resumed: its held %s under token %d was refused: %v", m.id, what, ref.Token, ref.Err)
+	if !errors.Is(ref.Err, fence.ErrStale) {
+		return termInfo{}, fmt.Errorf("hamirror demo: the held write of %s failed, but not as stale: %w", m.id, ref.Err)
+	}
+	res.Paused, res.PauseFailover, res.Fenced = m.id, applied.Sub(pausedAt), ref
+	return next, nil
 }
 
 // waitActiveApplying waits until a member with a token above after is

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -148,6 +149,29 @@ func (m *demoMember) crash() {
 	m.cancel()
 }
 
+// freeze pauses the member in the middle of a sink write, as a long GC
+// pause or SIGSTOP would: its next write is held, and once one is, the
+// member goes silent to the group. It returns the held write, or false if
+// the member attempted none within the wait. thaw lets it run on.
+func (m *demoMember) freeze(wait time.Duration) (heldWrite, bool) {
+	held := m.sink.freeze()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case hw := <-held:
+		m.tr.frozen.Store(true)
+		return hw, true
+	case <-t.C:
+		m.sink.thaw()
+		return heldWrite{}, false
+	}
+}
+
+func (m *demoMember) thaw() {
+	m.tr.frozen.Store(false)
+	m.sink.thaw()
+}
+
 // stop shuts the member down gracefully: drain, final checkpoint, resign.
 func (m *demoMember) stop() { m.cancel() }
 
@@ -161,11 +185,15 @@ func (m *demoMember) wait(ctx context.Context) error {
 	}
 }
 
-// crashTransport is a real TCP transport that can be cut dead at once.
+// crashTransport is a real TCP transport that can be cut dead at once,
+// or frozen (every message dropped both ways) and thawed.
 type crashTransport struct {
 	*raftlease.TCPTransport
-	dead atomic.Bool
+	dead   atomic.Bool
+	frozen atomic.Bool
 }
+
+func (t *crashTransport) silent() bool { return t.dead.Load() || t.frozen.Load() }
 
 func (t *crashTransport) crash() {
 	t.dead.Store(true)
@@ -173,7 +201,7 @@ func (t *crashTransport) crash() {
 }
 
 func (t *crashTransport) Send(m *pb.Message) {
-	if !t.dead.Load() {
+	if !t.silent() {
 		t.TCPTransport.Send(m)
 	}
 }
@@ -188,26 +216,77 @@ type crashHandler struct {
 }
 
 func (h crashHandler) Receive(m *pb.Message) {
-	if !h.t.dead.Load() {
+	if !h.t.silent() {
 		h.Handler.Receive(m)
 	}
 }
 
 // crashSink is the member's handle on the shared file sink; it reports
 // every acknowledged batch to the cluster (for the progress line and the
-// timings) and refuses everything once the member has crashed.
+// timings) and refuses everything once the member has crashed. While the
+// member is frozen its writes are held, as a process paused in the middle
+// of a write would hold them, and go out when it is thawed.
 type crashSink struct {
 	*filesink.Sink
 	c       *demoCluster
 	id      string
 	crashed atomic.Bool
+
+	mu   sync.Mutex
+	gate chan struct{} // non-nil while frozen; closed by thaw
+	held chan heldWrite
+}
+
+// heldWrite describes a write held while its member was frozen.
+type heldWrite struct {
+	Token   fence.Token
+	Records int
+}
+
+// freeze holds every later write until thaw; the first one held is
+// reported on the returned channel.
+func (s *crashSink) freeze() <-chan heldWrite {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gate, s.held = make(chan struct{}), make(chan heldWrite, 1)
+	return s.held
+}
+
+func (s *crashSink) thaw() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gate != nil {
+		close(s.gate)
+		s.gate = nil
+	}
+}
+
+// hold blocks while the member is frozen and returns ctx, or, for a
+// write it held, a ctx that cannot be cancelled: like a paused process,
+// the write goes out when the member runs again, whatever happened to its
+// term meanwhile.
+func (s *crashSink) hold(ctx context.Context, t fence.Token, n int) context.Context {
+	s.mu.Lock()
+	gate, held := s.gate, s.held
+	s.mu.Unlock()
+	if gate == nil {
+		return ctx
+	}
+	select {
+	case held <- heldWrite{Token: t, Records: n}:
+	default:
+	}
+	<-gate
+	return context.WithoutCancel(ctx)
 }
 
 func (s *crashSink) Apply(ctx context.Context, t fence.Token, batch []replicate.Record) error {
 	if s.crashed.Load() {
 		return errCrashed
 	}
+	ctx = s.hold(ctx, t, len(batch))
 	if err := s.Sink.Apply(ctx, t, batch); err != nil {
+		s.c.noteRefused(s.id, t, len(batch), err)
 		return err
 	}
 	s.c.noteApply(s.id, t, len(batch))
@@ -218,7 +297,12 @@ func (s *crashSink) ApplyHeartbeat(ctx context.Context, t fence.Token, hb replic
 	if s.crashed.Load() {
 		return errCrashed
 	}
-	return s.Sink.ApplyHeartbeat(ctx, t, hb)
+	ctx = s.hold(ctx, t, 0)
+	if err := s.Sink.ApplyHeartbeat(ctx, t, hb); err != nil {
+		s.c.noteRefused(s.id, t, 0, err)
+		return err
+	}
+	return nil
 }
 
 func (s *crashSink) Position(ctx context.Context) (replicate.Position, error) {

@@ -3,14 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hakit/hakit/fence"
 )
 
 // TestDemo runs the main job, shortened: three members on embedded Raft,
-// a kill -9 of the active member, a restart and a switchover to it, and
-// the check that the target equals the source.
+// a kill -9 of the active member, a restart and a switchover to it, a
+// pause of the active member whose held write must be refused as stale,
+// and the check that the target equals the source.
 func TestDemo(t *testing.T) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
@@ -37,11 +41,14 @@ func TestDemo(t *testing.T) {
 			t.Errorf("terms %v: tokens do not increase", res.Terms)
 		}
 	}
-	if last := res.Terms[len(res.Terms)-1]; last.ID != res.Killed || res.SwitchTo != res.Killed {
-		t.Errorf("the switchover went to %s (last term %v), want the restarted member %s", res.SwitchTo, last, res.Killed)
+	if res.Killed == "" || res.SwitchTo == "" || res.Paused == "" {
+		t.Errorf("an act is missing: killed %q, switched to %q, paused %q", res.Killed, res.SwitchTo, res.Paused)
 	}
-	if res.Failover <= 0 || res.Switchover <= 0 {
-		t.Errorf("timings not measured: failover %s, switchover %s", res.Failover, res.Switchover)
+	if !errors.Is(res.Fenced.Err, fence.ErrStale) || res.Fenced.ID != res.Paused {
+		t.Errorf("the paused member's held write: %+v, want refused as stale", res.Fenced)
+	}
+	if res.Failover <= 0 || res.Switchover <= 0 || res.PauseFailover <= 0 {
+		t.Errorf("timings not measured: failover %s, switchover %s, pause %s", res.Failover, res.Switchover, res.PauseFailover)
 	}
 	if s := out.String(); !strings.Contains(s, "lost         0") || !strings.Contains(s, "duplicated   0") || !strings.Contains(s, "OK: target == source") {
 		t.Errorf("summary lacks the verdict lines")

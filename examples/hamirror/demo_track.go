@@ -35,6 +35,7 @@ type demoCluster struct {
 	terms      []termInfo                // in the order they became active
 	firstApply map[fence.Token]time.Time // first acknowledged batch of each term
 	active     termInfo                  // the member that is active now (zero: none)
+	refused    []refusal                 // sink writes refused, in order
 	changed    chan struct{}             // closed and replaced on every note
 }
 
@@ -75,6 +76,34 @@ func (c *demoCluster) noteEvent(id string, e ha.Event) {
 	}
 	c.signalLocked()
 	c.mu.Unlock()
+}
+
+// refusal is a sink write that was refused.
+type refusal struct {
+	ID      string
+	Token   fence.Token
+	Records int // 0: a heartbeat
+	Err     error
+}
+
+// noteRefused is called by a member's sink when a write fails.
+func (c *demoCluster) noteRefused(id string, t fence.Token, n int, err error) {
+	c.mu.Lock()
+	c.refused = append(c.refused, refusal{ID: id, Token: t, Records: n, Err: err})
+	c.signalLocked()
+	c.mu.Unlock()
+}
+
+// refusedBy returns the first refused write of member id with token t.
+func (c *demoCluster) refusedBy(id string, t fence.Token) (refusal, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.refused {
+		if r.ID == id && r.Token == t {
+			return r, true
+		}
+	}
+	return refusal{}, false
 }
 
 // noteApply is called by a member's sink after each acknowledged batch.

@@ -160,6 +160,9 @@ func printSummary(w io.Writer, r *DemoResult) {
 	if r.SwitchTo != "" {
 		row("switchover", "%s to %s (request to first record applied)", ms(r.Switchover), r.SwitchTo)
 	}
+	if r.Paused != "" {
+		row("pause", "%s after %s paused; its held write (token %d) refused as stale", ms(r.PauseFailover), r.Paused, r.Fenced.Token)
+	}
 	if r.Source > 0 || r.Target > 0 {
 		row("records", "%d source, %d target", r.Source, r.Target)
 		row("lost", "%d", r.Lost)
