@@ -1,12 +1,15 @@
 package raftlease
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,7 +117,31 @@ func TestTornTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	g := c.start("c")
+	logs := &lockedWriter{w: new(bytes.Buffer)}
+	cfg := c.config("c")
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	g := c.startWith("c", cfg)
 	c.raftLeader(ctx)
 	checkKeys(t, g, acked)
+	if out := logs.String(); !strings.Contains(out, "torn") {
+		t.Fatalf("the torn tail was not reported; logs:\n%s", out)
+	}
+}
+
+// lockedWriter serialises writes from the group's goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
 }
