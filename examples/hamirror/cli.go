@@ -30,7 +30,7 @@ func (f *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.members, "members", "", "`ID=URL,...` of the members' APIs (instead of -config)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "admin bearer token `file` (default: admin_token_file of -config, else $"+EnvAdminToken+")")
 	fs.StringVar(&f.ca, "ca", "", "CA bundle `file` that verifies https APIs (default: tls.ca of -config)")
-	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of the command")
+	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of the command, retries of a busy member included")
 }
 
 // target is one member's API.
@@ -237,7 +237,7 @@ func cmdAdmin(ctx context.Context, command string, args []string, stdout, stderr
 	}
 	var errs []error
 	for _, m := range members {
-		err := admin.post(ctx, m.api, command, to)
+		err := postRetryBusy(ctx, admin, m.api, command, to)
 		if err == nil {
 			fmt.Fprintf(stdout, "%s: done (sent to %s)\n", command, m.id)
 			return nil
@@ -250,4 +250,24 @@ func cmdAdmin(ctx context.Context, command string, args []string, stdout, stderr
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// postRetryBusy posts, and posts again every 200 ms while the member
+// answers 503 (a transition in progress, or no leader yet), until ctx
+// ends.
+func postRetryBusy(ctx context.Context, admin *adminClient, api, command, to string) error {
+	for {
+		err := admin.post(ctx, api, command, to)
+		var ae *AdminError
+		if err == nil || !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
+			return err
+		}
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
 }

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,5 +306,44 @@ func TestRunRefusesInvalidConfig(t *testing.T) {
 	code, _, errOut := run("run", "-config", p)
 	if code != 1 || !strings.Contains(errOut, "listen: is required") || !strings.Contains(errOut, p) {
 		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestPostRetriesBusyMember(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+testToken || r.URL.Query().Get("to") != "b" {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		if calls.Add(1) <= 2 {
+			http.Error(w, "ha: transition in progress", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	admin := &adminClient{http: srv.Client(), token: testToken}
+	if err := postRetryBusy(context.Background(), admin, srv.URL, "switchover", "b"); err != nil {
+		t.Fatalf("postRetryBusy: %v", err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d calls, want 3", n)
+	}
+
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "ha: transition in progress", http.StatusServiceUnavailable)
+	}))
+	defer busy.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err := postRetryBusy(ctx, admin, busy.URL, "switchover", "b")
+	var ae *AdminError
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "transition in progress") {
+		t.Errorf("postRetryBusy against a member that stays busy = %v, want its 503", err)
+	}
+	t.Setenv(EnvAdminToken, testToken)
+	if code, _, errOut := run("pause", "-members", "a="+busy.URL, "-timeout", "300ms"); code != 1 || !strings.Contains(errOut, "503") {
+		t.Errorf("pause against a busy member: exit %d, %q", code, errOut)
 	}
 }

@@ -309,19 +309,8 @@ func (c *demoCluster) switchoverAct(ctx context.Context, ids []string, to string
 	c.out.event(c.since(switchAt), "operator: POST /switchover?to=%s sent to %s", to, via)
 	reqCtx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	for {
-		err := c.admin.post(reqCtx, api, "switchover", to)
-		if err == nil {
-			break
-		}
-		// 503: a transition is in progress (or no leader yet); try again.
-		var ae *AdminError
-		if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || reqCtx.Err() != nil {
-			return termInfo{}, err
-		}
-		if err := sleepCtx(reqCtx, 100*time.Millisecond); err != nil {
-			return termInfo{}, err
-		}
+	if err := postRetryBusy(reqCtx, c.admin, api, "switchover", to); err != nil {
+		return termInfo{}, err
 	}
 	last, err := c.waitActiveApplying(ctx, cur.Token, to)
 	if err != nil {
