@@ -38,8 +38,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/replicate"
@@ -56,7 +56,9 @@ var ErrClosed = errors.New("filesink: sink closed")
 type Sink struct {
 	path, statePath, tmpPath, lockPath string
 
-	mu   sync.Mutex
+	// sem holds the right to use data and lock. It is a channel rather
+	// than a mutex so that waiting for it honours a context.
+	sem  chan struct{}
 	data *os.File
 	lock *os.File
 
@@ -81,9 +83,11 @@ var (
 // data past the committed length is cut off. A data file with bytes but no
 // state file was not written by a Sink and is refused (ErrCorrupt), as is
 // a state file that cannot be decoded or a data file shorter than its
-// committed length; the error names the file.
+// committed length; the error names the file. Open waits as long as it
+// takes for the file lock; the methods that take a context stop waiting
+// when it ends.
 func Open(path string) (*Sink, error) {
-	s := &Sink{path: path, statePath: path + ".state", tmpPath: path + ".state.tmp", lockPath: path + ".lock"}
+	s := &Sink{path: path, statePath: path + ".state", tmpPath: path + ".state.tmp", lockPath: path + ".lock", sem: make(chan struct{}, 1)}
 	lock, err := os.OpenFile(s.lockPath, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("filesink: %w", err)
@@ -94,7 +98,7 @@ func Open(path string) (*Sink, error) {
 		return nil, fmt.Errorf("filesink: %w", err)
 	}
 	s.lock, s.data = lock, data
-	err = s.locked(func() error {
+	err = s.locked(context.Background(), func() error {
 		_, err := s.recover()
 		return err
 	})
@@ -105,26 +109,53 @@ func Open(path string) (*Sink, error) {
 	return s, nil
 }
 
-// locked runs f holding the in-process mutex and the file lock.
-func (s *Sink) locked(f func() error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// locked runs f holding the in-process semaphore and the file lock. If
+// either cannot be had before ctx ends, it returns ctx's error: the lock
+// may be held by a process that is stopped (SIGSTOP, a frozen VM) for
+// any length of time.
+func (s *Sink) locked(ctx context.Context, f func() error) error {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.sem }()
 	if s.data == nil {
 		return ErrClosed
 	}
-	if err := flock(s.lock, syscall.LOCK_EX); err != nil {
+	if err := flockExclusive(ctx, s.lock); err != nil {
 		return fmt.Errorf("filesink: lock %s: %w", s.lockPath, err)
 	}
-	defer flock(s.lock, syscall.LOCK_UN) //nolint:errcheck // closing the file releases it too
+	defer syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing the file releases it too
 	return f()
 }
 
-func flock(f *os.File, how int) error {
+// Polling bounds for a file lock held elsewhere: flock cannot be
+// interrupted by a context, so it is tried with LOCK_NB and retried.
+const (
+	lockPollMin = 500 * time.Microsecond
+	lockPollMax = 20 * time.Millisecond
+)
+
+// flockExclusive takes an exclusive flock on f, or returns ctx's error.
+func flockExclusive(ctx context.Context, f *os.File) error {
+	delay := lockPollMin
 	for {
-		err := syscall.Flock(int(f.Fd()), how)
-		if !errors.Is(err, syscall.EINTR) {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			return err
 		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, lockPollMax)
 	}
 }
 
@@ -212,7 +243,7 @@ func (s *Sink) Apply(ctx context.Context, t fence.Token, batch []replicate.Recor
 	if t == 0 {
 		return fence.ErrNoToken
 	}
-	return s.locked(func() error {
+	return s.locked(ctx, func() error {
 		st, err := s.recover()
 		if err != nil {
 			return err
@@ -257,7 +288,7 @@ func (s *Sink) ApplyHeartbeat(ctx context.Context, t fence.Token, hb replicate.H
 	if t == 0 {
 		return fence.ErrNoToken
 	}
-	return s.locked(func() error {
+	return s.locked(ctx, func() error {
 		st, err := s.recover()
 		if err != nil {
 			return err
@@ -282,7 +313,7 @@ func (s *Sink) State(ctx context.Context) (State, error) {
 		return State{}, err
 	}
 	var st State
-	err := s.locked(func() (err error) {
+	err := s.locked(ctx, func() (err error) {
 		st, err = s.recover()
 		return err
 	})
@@ -291,8 +322,8 @@ func (s *Sink) State(ctx context.Context) (State, error) {
 
 // Close closes the sink's files. Committed data stays.
 func (s *Sink) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.sem <- struct{}{}
+	defer func() { <-s.sem }()
 	if s.data == nil {
 		return ErrClosed
 	}
@@ -306,7 +337,8 @@ func (s *Sink) Close() error {
 
 // ReadRecords returns the data of every committed record in the sink whose
 // data file is path; bytes past the committed length are ignored. It takes
-// the sink's file lock, so it sees whole commits only.
+// the sink's file lock, waiting as long as it takes, so it sees whole
+// commits only.
 func ReadRecords(path string) ([][]byte, error) {
 	s, err := Open(path)
 	if err != nil {
@@ -314,7 +346,7 @@ func ReadRecords(path string) ([][]byte, error) {
 	}
 	defer s.Close()
 	var out [][]byte
-	err = s.locked(func() error {
+	err = s.locked(context.Background(), func() error {
 		st, err := s.recover()
 		if err != nil {
 			return err
