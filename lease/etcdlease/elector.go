@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -258,7 +259,7 @@ func (e *Elector) campaignOnce(ctx context.Context) (*Term, error) {
 				continue
 			case len(kvs) == 0:
 				e.log.Debug("etcdlease: holding off while the lease is handed to a member that is not waiting", "to", h.To)
-				err := waitAny(kctx, e.c, seen+1,
+				err := waitAny(kctx, e.c, e.changedSince(hkey, hkvs, "", 0, seen),
 					watchOn{key: hkey, puts: true, delete: true},
 					watchOn{key: e.cfg.Prefix, prefix: true, puts: true})
 				if err != nil {
@@ -281,12 +282,51 @@ func (e *Elector) campaignOnce(ctx context.Context) (*Term, error) {
 		prev := string(kvs[0].Key)
 		e.log.Debug("etcdlease: waiting for the key before ours", "key", key, "waiting_for", prev)
 		// Also wake when a handover is written, to give way in time.
-		err = waitAny(kctx, e.c, seen+1,
+		err = waitAny(kctx, e.c, e.changedSince(hkey, hkvs, prev, kvs[0].CreateRevision, 0),
 			watchOn{key: prev, delete: true},
-			watchOn{key: hkey, puts: true})
+			watchOn{key: hkey, puts: true, skip: e.namesMe})
 		if err != nil {
 			return nil, lapsed(fmt.Errorf("etcdlease: member %q: watch %q: %w", e.cfg.ID, prev, err))
 		}
+	}
+}
+
+// changedSince returns a check for waitAny, made after a read at which
+// the handover key was hkvs: whether that key changed since, whether key
+// prev (if not "") is no longer the one created at revision prevRev, and
+// whether (if newer is not 0) a campaign key was created after revision
+// newer.
+func (e *Elector) changedSince(hkey string, hkvs []*mvccpb.KeyValue, prev string, prevRev, newer int64) func(context.Context) (bool, error) {
+	var hmod int64
+	if len(hkvs) > 0 {
+		hmod = hkvs[0].ModRevision
+	}
+	return func(ctx context.Context) (bool, error) {
+		ops := []clientv3.Op{clientv3.OpGet(hkey)}
+		if prev != "" {
+			ops = append(ops, clientv3.OpGet(prev))
+		}
+		if newer != 0 {
+			ops = append(ops, clientv3.OpGet(e.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithMinCreateRev(newer+1), clientv3.WithCountOnly()))
+		}
+		tr, err := e.c.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return false, err
+		}
+		h := tr.Responses[0].GetResponseRange().Kvs
+		if (len(h) == 0 && hmod != 0) || (len(h) > 0 && h[0].ModRevision != hmod) {
+			return true, nil
+		}
+		if prev != "" {
+			p := tr.Responses[1].GetResponseRange().Kvs
+			if len(p) == 0 || p[0].CreateRevision != prevRev {
+				return true, nil
+			}
+		}
+		if newer != 0 && tr.Responses[len(ops)-1].GetResponseRange().Count > 0 {
+			return true, nil
+		}
+		return false, nil
 	}
 }
 

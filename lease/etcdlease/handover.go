@@ -109,6 +109,14 @@ func (e *Elector) liveHandover(kvs []*mvccpb.KeyValue) (handover, bool) {
 	return h, true
 }
 
+// namesMe reports whether ev writes a handover record naming this member:
+// a campaign waiting behind others has nothing to do about that until the
+// key before its own goes.
+func (e *Elector) namesMe(ev *clientv3.Event) bool {
+	h, err := decodeHandover(string(ev.Kv.Key), ev.Kv.Value)
+	return err == nil && ev.Type == mvccpb.PUT && h.To == e.cfg.ID
+}
+
 // waitingAfter reports whether member id has a campaign key created after
 // revision rev.
 func (e *Elector) waitingAfter(ctx context.Context, id string, rev int64) (bool, error) {
@@ -145,23 +153,32 @@ func (e *Elector) yield(ctx context.Context, key string, rev int64, id clientv3.
 }
 
 // watchOn names events that waitAny waits for: on key, or on every key
-// under it if prefix is set, puts and/or deletions.
+// under it if prefix is set, puts and/or deletions, except those for which
+// skip (if set) reports true.
 type watchOn struct {
 	key          string
 	prefix       bool
 	puts, delete bool
+	skip         func(*clientv3.Event) bool
 }
 
-// waitAny watches from revision rev and returns once an event matching one
-// of ws happens, or once a watch was interrupted in a way after which the
-// caller must look again (compaction, loss of the etcd leader). It returns
-// ctx's error if ctx ends first.
-func waitAny(ctx context.Context, c *clientv3.Client, rev int64, ws ...watchOn) error {
+// waitAny returns once an event matching one of ws happens, or once a
+// watch was interrupted in a way after which the caller must look again
+// (loss of the etcd leader). It returns ctx's error if ctx ends first.
+//
+// The watches start at the current revision, not at the revision of the
+// caller's last read: etcd serves a watch that starts in the past from a
+// catch-up loop that runs every 100 ms, which would delay each step of a
+// handover by up to that much. Once etcd has confirmed the watches,
+// changed reports whether anything the caller waits for happened since its
+// read; if so (or if changed fails), waitAny returns at once.
+func waitAny(ctx context.Context, c *clientv3.Client, changed func(context.Context) (bool, error), ws ...watchOn) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	results := make(chan error, len(ws))
+	created := make(chan struct{}, len(ws))
 	var wg sync.WaitGroup
 	for _, w := range ws {
-		opts := []clientv3.OpOption{clientv3.WithRev(rev)}
+		opts := []clientv3.OpOption{clientv3.WithCreatedNotify()}
 		if w.prefix {
 			opts = append(opts, clientv3.WithPrefix())
 		}
@@ -177,20 +194,42 @@ func waitAny(ctx context.Context, c *clientv3.Client, rev int64, ws ...watchOn) 
 			defer wg.Done()
 			var last clientv3.WatchResponse
 			for wr := range wch {
-				if len(wr.Events) > 0 {
-					results <- nil
-					return
+				if wr.Created {
+					created <- struct{}{}
+				}
+				for _, ev := range wr.Events {
+					if w.skip == nil || !w.skip(ev) {
+						results <- nil
+						return
+					}
 				}
 				last = wr
 			}
 			results <- last.Err()
 		}()
 	}
-	var err error
-	select {
-	case err = <-results:
-	case <-wctx.Done():
-	}
+	err := func() error {
+		for range ws {
+			select {
+			case <-created:
+			case err := <-results:
+				return err
+			case <-wctx.Done():
+				return nil
+			}
+		}
+		if changed != nil {
+			if yes, err := changed(wctx); err != nil || yes {
+				return err
+			}
+		}
+		select {
+		case err := <-results:
+			return err
+		case <-wctx.Done():
+			return nil
+		}
+	}()
 	cancel()
 	wg.Wait()
 	if cerr := ctx.Err(); cerr != nil {
@@ -206,3 +245,73 @@ func waitAny(ctx context.Context, c *clientv3.Client, rev int64, ws ...watchOn) 
 // record for this Elector's election (see the package doc, "Transfer").
 // It is outside the election prefix.
 func (e *Elector) HandoverKey() string { return handoverKey(e.cfg.Prefix) }
+
+// follower watches an election's keys and its handover key together. Its
+// watch starts at the current revision and is in place before newFollower
+// returns, so a read made afterwards plus the events that follow miss no
+// change. (A watch that starts at a past revision is served by etcd's
+// catch-up loop, which runs every 100 ms; following a handover's quick
+// succession of writes that way would add up to that much per step.)
+type follower struct {
+	c          *clientv3.Client
+	base       context.Context // the watch's lifetime
+	start, end string
+	cancel     context.CancelFunc
+	wch        clientv3.WatchChan
+}
+
+// newFollower starts following the election under prefix and its handover
+// key: the range from the handover key (which sorts just before the
+// prefix) to the end of the prefix. A change outside the election in that
+// range only causes an extra read.
+func newFollower(ctx context.Context, c *clientv3.Client, prefix string) (*follower, error) {
+	f := &follower{c: c, base: ctx, start: handoverKey(prefix), end: clientv3.GetPrefixRangeEnd(prefix)}
+	if err := f.watch(ctx); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// watch (re)starts the watch and waits until etcd confirms it or ctx
+// ends.
+func (f *follower) watch(ctx context.Context) error {
+	if f.cancel != nil {
+		f.cancel()
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(f.base))
+	f.cancel = cancel
+	f.wch = f.c.Watch(wctx, f.start, clientv3.WithRange(f.end), clientv3.WithCreatedNotify())
+	select {
+	case wr, ok := <-f.wch:
+		if !ok || wr.Err() != nil {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fmt.Errorf("watch %q to %q: %v", f.start, f.end, wr.Err())
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// next waits for the next change in the range. If the watch broke, it
+// starts a new one and returns, so that the caller reads again.
+func (f *follower) next(ctx context.Context) error {
+	for {
+		select {
+		case wr, ok := <-f.wch:
+			if ok && wr.Err() == nil && len(wr.Events) == 0 {
+				continue // a progress notification
+			}
+			if ok && wr.Err() == nil {
+				return nil
+			}
+			return f.watch(ctx)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (f *follower) close() { f.cancel() }

@@ -92,6 +92,14 @@ func (e *Elector) Transfer(ctx context.Context, to string) error {
 		return err
 	}
 
+	// Follow the election from before the first read, so that every step
+	// below sees the others' writes as they happen.
+	f, err := newFollower(tctx, e.c, e.cfg.Prefix)
+	if err != nil {
+		return fail(closedOr(err))
+	}
+	defer f.close()
+
 	// Find to's campaign key.
 	resp, err := e.c.Get(tctx, e.cfg.Prefix, clientv3.WithPrefix())
 	if err != nil {
@@ -139,13 +147,13 @@ func (e *Elector) Transfer(ctx context.Context, to string) error {
 	hrev := tr.Header.Revision
 	e.log.Info("etcdlease: handing the lease over", "to", to, "token", t.rev, "to_key", q.toKey)
 
-	if err := e.awaitGiveWay(tctx, t, q, to); err != nil {
+	if err := e.awaitGiveWay(tctx, f, t, q, to); err != nil {
 		return fail(closedOr(err))
 	}
 	if err := t.Resign(tctx); err != nil {
 		return fail(err)
 	}
-	if err := e.awaitSuccessor(tctx, hkey, hrev, q, g.ID, to); err != nil {
+	if err := e.awaitSuccessor(tctx, f, hkey, hrev, q, g.ID, to); err != nil {
 		return fail(closedOr(fmt.Errorf("%w (this member has resigned the term with token %d)", err, t.rev)))
 	}
 	return nil
@@ -193,7 +201,7 @@ func (e *Elector) queue(kvs []*mvccpb.KeyValue, t *Term, to string) queueView {
 // holder's, that is until every campaign ahead of it has given way. It
 // gives up after half the TTL, so that the handover record (which lives
 // one TTL) is still there when the holder resigns.
-func (e *Elector) awaitGiveWay(ctx context.Context, t *Term, q queueView, to string) error {
+func (e *Elector) awaitGiveWay(ctx context.Context, f *follower, t *Term, q queueView, to string) error {
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	timer := time.AfterFunc(e.cfg.TTL/2, func() { cancel(errStalled) })
@@ -220,7 +228,7 @@ func (e *Elector) awaitGiveWay(ctx context.Context, t *Term, q queueView, to str
 				return nil
 			}
 			q.ahead = now.ahead
-			err = waitAny(wctx, e.c, resp.Header.Revision+1, watchOn{key: e.cfg.Prefix, prefix: true, puts: true, delete: true})
+			err = f.next(wctx)
 		}
 		if err != nil && wctx.Err() == nil && transient(err) && e.pause(wctx) {
 			continue
@@ -243,7 +251,7 @@ func (e *Elector) awaitGiveWay(ctx context.Context, t *Term, q queueView, to str
 // awaitSuccessor waits, after the holder resigned, until member to has
 // won: its Campaign deletes the handover record written at revision hrev
 // on lease hl.
-func (e *Elector) awaitSuccessor(ctx context.Context, hkey string, hrev int64, q queueView, hl clientv3.LeaseID, to string) error {
+func (e *Elector) awaitSuccessor(ctx context.Context, f *follower, hkey string, hrev int64, q queueView, hl clientv3.LeaseID, to string) error {
 	for {
 		tr, err := e.c.Txn(ctx).Then(clientv3.OpGet(hkey), clientv3.OpGet(q.toKey)).Commit()
 		if err == nil {
@@ -264,9 +272,7 @@ func (e *Elector) awaitSuccessor(ctx context.Context, hkey string, hrev int64, q
 					return fmt.Errorf("%w: handover record %q expired before %q took over", ErrHandoverLapsed, hkey, to)
 				}
 			default:
-				err = waitAny(ctx, e.c, tr.Header.Revision+1,
-					watchOn{key: hkey, puts: true, delete: true},
-					watchOn{key: q.toKey, delete: true})
+				err = f.next(ctx)
 			}
 		}
 		switch {
