@@ -71,7 +71,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/route53/types"
@@ -100,12 +99,16 @@ var (
 )
 
 // Switcher points Config.Name at this member. It is safe for concurrent
-// use; its calls run one at a time.
+// use; its calls run one at a time, and a call waiting for the one before
+// it gives up when its own context ends.
 type Switcher struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.Mutex
+	// sem holds the right to make a call: one slot, a channel rather
+	// than a mutex so that a call waiting for the one before it honours
+	// its context. It guards pending.
+	sem     chan struct{}
 	pending string // a change this switcher made and has not seen INSYNC
 
 	// afterRead, if set by a test, runs between the read of the token
@@ -125,7 +128,7 @@ func New(cfg Config) (*Switcher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Switcher{cfg: cfg, log: log.With("zone", cfg.HostedZoneID, "name", cfg.Name, "member", cfg.Member)}, nil
+	return &Switcher{cfg: cfg, log: log.With("zone", cfg.HostedZoneID, "name", cfg.Name, "member", cfg.Member), sem: make(chan struct{}, 1)}, nil
 }
 
 // String names the switcher in dns.Multi's errors.
@@ -143,8 +146,10 @@ func (s *Switcher) Promote(ctx context.Context, t fence.Token) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
 	read, cur, err := s.readToken(ctx)
 	if err != nil {
 		return err
@@ -197,8 +202,10 @@ func (s *Switcher) Demote(ctx context.Context, t fence.Token) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
 	read, cur, err := s.readToken(ctx)
 	if err != nil {
 		return err
@@ -236,6 +243,18 @@ func (s *Switcher) Demote(ctx context.Context, t fence.Token) error {
 	s.log.Info("route53: demoted", "token", t.String())
 	return nil
 }
+
+// acquire waits for the call before this one to finish, or for ctx to end.
+func (s *Switcher) acquire(ctx context.Context) error {
+	select {
+	case s.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("route53: waiting for the previous call on %s: %w", s.cfg.Name, ctx.Err())
+	}
+}
+
+func (s *Switcher) release() { <-s.sem }
 
 // check applies step 2 of the rule.
 func (s *Switcher) check(t fence.Token, cur *owner) error {

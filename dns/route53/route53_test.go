@@ -383,3 +383,46 @@ func TestDemoteRaceLost(t *testing.T) {
 		t.Fatalf("A = %+v, %v; want the new member's", rec, ok)
 	}
 }
+
+// A call waiting for another call of the same Switcher to finish stops
+// waiting when its own context ends: here a Promote waits for an INSYNC
+// that never comes, and a Demote with a short deadline must not wait for
+// it.
+func TestQueuedCallHonoursContext(t *testing.T) {
+	f, client := newFakeRoute53(t, testZoneID)
+	f.insyncAfter = 1 << 30 // never INSYNC
+	s := mustNew(t, testConfig(client, newName(), "a"))
+	pctx, pcancel := context.WithCancel(t.Context())
+	promoted := make(chan error, 1)
+	go func() { promoted <- s.Promote(pctx, 1) }()
+	defer func() {
+		pcancel()
+		<-promoted
+	}()
+	// Wait (with a deadline) until the Promote is polling for INSYNC.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		polls := f.polls
+		f.mu.Unlock()
+		if polls > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Promote never started waiting for INSYNC")
+		}
+		time.Sleep(time.Millisecond) // polling the fake with a deadline
+	}
+	dctx, dcancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer dcancel()
+	demoted := make(chan error, 1)
+	go func() { demoted <- s.Demote(dctx, 1) }()
+	select {
+	case err := <-demoted:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Demote behind a stuck Promote = %v, want context.DeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Demote still waiting for the Promote 10s after its context ended")
+	}
+}
