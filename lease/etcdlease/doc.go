@@ -6,7 +6,8 @@
 // <prefix><lease ID in hex> attached to it, holding the member's ID and
 // address. The key with the oldest create revision under the prefix leads;
 // every other campaigner waits for the deletion of the key created just
-// before its own, so a deletion wakes exactly one waiter. A Term's fencing
+// before its own, so a deletion wakes exactly one waiter (a handover, see
+// Transfer below, wakes them all once). A Term's fencing
 // token is its leader key's create revision, which etcd makes strictly
 // larger for every key created later, so tokens of later terms are larger.
 //
@@ -63,15 +64,18 @@
 //     transaction in which it checks its place in line, and also wakes when
 //     the record is written. A campaign whose key is older than the
 //     successor's gives way: in one transaction it deletes its key and
-//     creates a new one on the same lease, which puts it at the back of the
-//     line (a new, larger create revision) without ever leaving it.
+//     creates a new one on the same lease (<prefix><lease ID in hex>.<n>),
+//     which puts it at the back of the line (a new, larger create
+//     revision) without ever leaving it.
 //  3. The holder waits until the successor's key is the oldest but its
 //     own, at most TTL/2 (a campaign cut off from etcd cannot give way);
 //     if that does not happen it removes the record and keeps its term
 //     (ErrHandoverLapsed). Then it resigns: Done closes, the lease is
 //     revoked and its key deleted, and the successor, now first in line,
 //     wins as any campaign does, with a larger token. Observers see the
-//     holder and then the successor, with no one in between.
+//     holder and then the successor, with no one in between (unless the
+//     holder vanished after writing the record: then the first waiter
+//     shows as leader until it gives way).
 //  4. The successor's Campaign, finding the record names it, deletes the
 //     record after it won; that tells the holder's Transfer to return.
 //     Transfer removes the record on every way out.
@@ -81,7 +85,9 @@
 // until the record goes (the holder removes it when the successor's key
 // disappears, or its lease expires within one TTL) or a campaign key is
 // added. A record that does not decode, or has no lease, is logged and
-// ignored, so a stray value cannot stop the election for good.
+// ignored, so a stray value cannot stop the election for good. Members
+// built before Transfer existed do not give way; a transfer past them ends
+// with ErrHandoverLapsed and the holder still holding.
 //
 // # Reconnecting
 //
