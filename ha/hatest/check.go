@@ -102,8 +102,8 @@ func resources(h *History) []string {
 	return out
 }
 
-// CheckSingleActive checks guarantee 1: when the lease is granted to a term,
-// no run of an older term is still going, unless its member's process was
+// CheckSingleActive checks guarantee 1: once the lease is granted to a term,
+// no run of an older term goes on or starts, unless its member's process was
 // frozen at that moment and the run ended no later than the process woke
 // (the window fencing tokens exist for: a frozen member cannot stop its
 // work, and nothing it writes after waking counts). A run that outlives
@@ -116,7 +116,7 @@ func CheckSingleActive(h *History) error {
 		}
 		for _, r := range h.Runs {
 			end := r.activeEnd()
-			if r.Token >= g.Leader.Token || !r.Start.Before(g.Time) || (!end.IsZero() && !end.After(g.Time)) {
+			if r.Token >= g.Leader.Token || (!end.IsZero() && !end.After(g.Time)) {
 				continue
 			}
 			if p, ok := pausedAt(h, r.Member, g.Time); ok && (p.End.IsZero() || (!end.IsZero() && !end.After(p.End))) {

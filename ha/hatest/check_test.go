@@ -62,6 +62,10 @@ func TestCheckers(t *testing.T) {
 		{"old run outlives the grant", CheckSingleActive, History{
 			Grants: []Grant{{Time: at(100), Leader: lease.Leader{ID: "b", Token: 2}}},
 			Runs:   []Run{{Member: "a", Token: 1, Interval: Interval{Start: at(0), End: at(150)}}}}, "single active"},
+		{"old term's run restarted after the grant", CheckSingleActive, History{
+			Grants: []Grant{{Time: at(100), Leader: lease.Leader{ID: "b", Token: 2}}},
+			Runs: []Run{{Member: "a", Token: 1, Interval: Interval{Start: at(0), End: at(90)}},
+				{Member: "a", Token: 1, Interval: Interval{Start: at(120), End: at(130)}}}}, "single active"},
 		{"old run of a frozen member stops when it wakes", CheckSingleActive, History{
 			Grants: []Grant{{Time: at(100), Leader: lease.Leader{ID: "b", Token: 2}}},
 			Paused: map[string][]Interval{"a": {{Start: at(50), End: at(150)}}},

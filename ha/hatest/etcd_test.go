@@ -11,6 +11,7 @@ import (
 
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
+	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/etcdlease"
 	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/memrepl"
@@ -20,32 +21,40 @@ import (
 
 var etcdCycles = flag.Int("hatest.etcdcycles", 2, "fault cycles of TestEtcdCluster (each takes a few seconds)")
 
-// TestEtcdCluster is the real-etcd counterpart of TestProperty: three
-// ha.Nodes elected by etcdlease, each talking to one in-process etcd
-// through its own fault-injecting proxy, running a real replicate.Stream
-// that keeps its checkpoint in etcdstore and applies to a shared durable
-// sink. Each cycle cuts the active member's link (blackhole, paused link,
-// or a delay that must not cause a failover), waits for another member to
-// take over, and heals. The recorded history goes through every checker.
-func TestEtcdCluster(t *testing.T) {
-	const (
-		ttl      = time.Second
-		holdOff  = 300 * time.Millisecond
-		stopTime = 2 * time.Second
-	)
-	srv := etcdtest.Start(t)
-	src := &memrepl.Source{}
-	sink := &memrepl.DurableSink{}
-	rec := &Recorder{CheckpointKey: "checkpoint", DecodePos: memrepl.DecodePos}
+// etcdCluster is three ha.Nodes on one in-process etcd, each through its
+// own proxy, with a growing source and a shared durable sink, recorded.
+type etcdCluster struct {
+	t       *testing.T
+	ids     []string
+	src     *memrepl.Source
+	sink    *memrepl.DurableSink
+	rec     *Recorder
+	proxies map[string]*etcdtest.Proxy
+	nodes   map[string]*ha.Node
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
 
+const (
+	etcdTTL      = time.Second
+	etcdHoldOff  = 300 * time.Millisecond
+	etcdStopTime = 2 * time.Second
+)
+
+// startEtcdCluster starts the cluster; wrap, if set, wraps each member's
+// elector (to plant a bug in it).
+func startEtcdCluster(t *testing.T, wrap func(lease.Elector) lease.Elector) *etcdCluster {
+	srv := etcdtest.Start(t)
+	c := &etcdCluster{t: t, ids: []string{"e0", "e1", "e2"}, src: &memrepl.Source{}, sink: &memrepl.DurableSink{},
+		rec: &Recorder{CheckpointKey: "checkpoint", DecodePos: memrepl.DecodePos}, proxies: map[string]*etcdtest.Proxy{}, nodes: map[string]*ha.Node{}}
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	c.cancel = cancel
+	t.Cleanup(func() { cancel(); c.wg.Wait() })
 
 	// The source grows all the time.
-	wg.Add(1)
+	c.wg.Add(1)
 	go func() {
-		defer wg.Done()
+		defer c.wg.Done()
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		n := 0
@@ -59,57 +68,81 @@ func TestEtcdCluster(t *testing.T) {
 					n++
 					data[i] = fmt.Appendf(nil, "r%d", n)
 				}
-				src.Append(data...)
+				c.src.Append(data...)
 			}
 		}
 	}()
 
-	ids := []string{"e0", "e1", "e2"}
-	proxies := map[string]*etcdtest.Proxy{}
-	nodes := map[string]*ha.Node{}
-	for _, id := range ids {
+	for _, id := range c.ids {
 		p := etcdtest.NewProxy(t, srv)
 		cli := p.Client(t)
-		el, err := etcdlease.New(etcdlease.Config{Client: cli, ID: id, Prefix: "hatest/election", TTL: ttl, DriftMargin: ttl / 4})
+		var el lease.Elector
+		el, err := etcdlease.New(etcdlease.Config{Client: cli, ID: id, Prefix: "hatest/election", TTL: etcdTTL, DriftMargin: etcdTTL / 4})
 		if err != nil {
 			t.Fatal(err)
 		}
-		store := rec.Store(id, etcdstore.New(cli, "hatest/store/"))
-		rsink := rec.Sink(id, sink)
-		work := rec.Work(id, func(ctx context.Context, tok fence.Token) error {
-			s := &replicate.Stream{Source: src, Sink: rsink, Store: store, Key: rec.CheckpointKey,
+		if wrap != nil {
+			el = wrap(el)
+		}
+		store := c.rec.Store(id, etcdstore.New(cli, "hatest/store/"))
+		rsink := c.rec.Sink(id, c.sink)
+		work := c.rec.Work(id, func(ctx context.Context, tok fence.Token) error {
+			s := &replicate.Stream{Source: c.src, Sink: rsink, Store: store, Key: c.rec.CheckpointKey,
 				MaxRecords: 20, CheckpointRecords: 40, CheckpointInterval: 50 * time.Millisecond, StopTimeout: time.Second}
 			return s.Run(ctx, tok)
 		})
-		n, err := ha.New(ha.Config{ID: id, Elector: el, Work: work, HoldOff: holdOff, StopTimeout: stopTime, OnEvent: rec.OnEvent(id, nil)})
+		n, err := ha.New(ha.Config{ID: id, Elector: el, Work: work, HoldOff: etcdHoldOff, StopTimeout: etcdStopTime, OnEvent: c.rec.OnEvent(id, nil)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		proxies[id], nodes[id] = p, n
-		wg.Add(1)
+		c.proxies[id], c.nodes[id] = p, n
+		c.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer c.wg.Done()
 			if err := n.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				t.Errorf("node %s: %v", id, err)
 			}
 		}()
 	}
+	return c
+}
 
-	// active waits until a member other than not is active and returns it.
-	active := func(not string, within time.Duration) string {
-		t.Helper()
-		deadline := time.Now().Add(within)
-		for time.Now().Before(deadline) {
-			for _, id := range ids {
-				if id != not && nodes[id].Status().Role == ha.RoleActive {
-					return id
-				}
+// active waits until a member other than not is active and returns it.
+func (c *etcdCluster) active(not string, within time.Duration) string {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		for _, id := range c.ids {
+			if id != not && c.nodes[id].Status().Role == ha.RoleActive {
+				return id
 			}
-			time.Sleep(10 * time.Millisecond) // polling with a deadline
 		}
-		t.Fatalf("no member other than %q active within %v", not, within)
-		return ""
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
 	}
+	c.t.Fatalf("no member other than %q active within %v", not, within)
+	return ""
+}
+
+// stop stops the nodes and returns the history.
+func (c *etcdCluster) stop() *History {
+	c.rec.Stop()
+	c.cancel()
+	c.wg.Wait()
+	return c.rec.History(c.src.Records(), c.sink.Records(), true)
+}
+
+// TestEtcdCluster is the real-etcd counterpart of TestProperty: three
+// ha.Nodes elected by etcdlease, each talking to one in-process etcd
+// through its own fault-injecting proxy, running a real replicate.Stream
+// that keeps its checkpoint in etcdstore and applies to a shared durable
+// sink. Each cycle cuts the active member's link (blackhole, paused link,
+// or a delay that must not cause a failover), waits for another member to
+// take over, and heals. The recorded history goes through every checker.
+func TestEtcdCluster(t *testing.T) {
+	const ttl, holdOff, stopTime = etcdTTL, etcdHoldOff, etcdStopTime
+	c := startEtcdCluster(t, nil)
+	active, proxies, rec := c.active, c.proxies, c.rec
+
 	// The bound after a heal: the lease's TTL, a hold-off, the old run's
 	// stop timeout, plus slack for etcd client reconnection (retry every
 	// 500 ms) and a loaded machine.
@@ -143,14 +176,55 @@ func TestEtcdCluster(t *testing.T) {
 		cur = active("", bound)
 	}
 	time.Sleep(ttl) // a little steady state after the last heal
-	rec.Stop()
-	cancel()
-	wg.Wait()
-
-	h := rec.History(src.Records(), sink.Records(), true)
+	h := c.stop()
 	if err := Check(h); err != nil {
 		logNonLinearizable(t, h)
 		t.Fatalf("%d cycles, %d faults: %v", *etcdCycles, faults, err)
 	}
 	t.Logf("%d cycles, %d faults, %d calls, %d runs, %d records delivered, violations: 0", *etcdCycles, faults, len(h.Ops), len(h.Runs), len(h.Target))
+}
+
+// lateElector is a planted bug: its terms' Done closes delay after the
+// real one, so the Node stops its work after its lease may have expired.
+type lateElector struct {
+	lease.Elector
+	delay time.Duration
+}
+
+func (e lateElector) Campaign(ctx context.Context) (lease.Term, error) {
+	t, err := e.Elector.Campaign(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lt := &lateTerm{Term: t, done: make(chan struct{})}
+	go func() {
+		<-t.Done()
+		time.AfterFunc(e.delay, func() { close(lt.done) })
+	}()
+	return lt, nil
+}
+
+type lateTerm struct {
+	lease.Term
+	done chan struct{}
+}
+
+func (t *lateTerm) Done() <-chan struct{} { return t.done }
+
+// TestEtcdCatchesLateDone plants an elector whose Done closes three TTLs
+// late into the real-etcd cluster: after a blackhole of the active member
+// another takes over while the first still works, and CheckSingleActive
+// must say so.
+func TestEtcdCatchesLateDone(t *testing.T) {
+	c := startEtcdCluster(t, func(e lease.Elector) lease.Elector { return lateElector{e, 3 * etcdTTL} })
+	cur := c.active("", 10*time.Second)
+	c.proxies[cur].Blackhole(etcdtest.Both)
+	c.active(cur, 10*time.Second)
+	c.proxies[cur].Heal()
+	h := c.stop()
+	err := CheckSingleActive(h)
+	if !errors.Is(err, ErrViolation) {
+		t.Fatalf("CheckSingleActive = %v, want a violation", err)
+	}
+	t.Log(err)
 }
