@@ -22,6 +22,7 @@ func TestTransfer(t *testing.T) {
 	t.Run("Refused", func(t *testing.T) { testTransferRefused(t, s) })
 	t.Run("TargetCutOff", func(t *testing.T) { testTransferTargetCutOff(t, s) })
 	t.Run("HoldOffUntilExpiry", func(t *testing.T) { testHoldOffUntilExpiry(t, s) })
+	t.Run("AheadCutOff", func(t *testing.T) { testTransferAheadCutOff(t, s) })
 }
 
 // testTransferToLaterWaiter: b waits longer than c, yet a transfer to c
@@ -244,5 +245,42 @@ func testHoldOffUntilExpiry(t *testing.T, s *etcdtest.Server) {
 	}
 	if resp, err := admin.Get(ctx, hkey); err != nil || len(resp.Kvs) != 0 {
 		t.Fatalf("handover record after it expired: %v, %v", resp, err)
+	}
+}
+
+// testTransferAheadCutOff: b, which waits ahead of c, is cut off from
+// etcd and cannot give way; the transfer to c gives up after TTL/2 with
+// ErrHandoverLapsed, removes its record, and a still holds its term.
+func testTransferAheadCutOff(t *testing.T, s *etcdtest.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	prefix := newPrefix(t)
+	a := newMember(t, s, prefix, "a", 2*time.Second)
+	b := newMember(t, s, prefix, "b", 2*time.Second)
+	c := newMember(t, s, prefix, "c", 2*time.Second)
+	ta := mustCampaign(t, a.e)
+	wonB := campaignAsync(ctx, b.e, nil)
+	waitCampaigning(t, ctx, b, prefix, 2, wonB)
+	wonC := campaignAsync(ctx, c.e, nil)
+	waitCampaigning(t, ctx, c, prefix, 3, wonC)
+
+	b.proxy.Blackhole(etcdtest.Both)
+	err := a.e.Transfer(ctx, "c")
+	if !errors.Is(err, etcdlease.ErrHandoverLapsed) || !strings.Contains(err.Error(), "still holds") {
+		t.Fatalf("Transfer past a cut-off member: %v, want ErrHandoverLapsed saying a still holds", err)
+	}
+	if ta.Err() != nil {
+		t.Fatalf("a's term ended: %v", ta.Err())
+	}
+	if ok, err := stillHolds(ctx, a.client, ta); err != nil || !ok {
+		t.Fatalf("a's key is gone: %v, %v", ok, err)
+	}
+	if resp, err := a.client.Get(ctx, a.e.HandoverKey()); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("handover record after the stalled transfer: %v, %v", resp, err)
+	}
+	select {
+	case r := <-wonC:
+		t.Fatalf("c won although the transfer failed: %+v", r)
+	default:
 	}
 }
