@@ -20,7 +20,7 @@ var errExchangeTimeout = errors.New("rfc2136: exchange timeout")
 // exchange signs m with TSIG, sends it and returns the verified answer.
 // It honours ctx's cancellation as well as its deadline. The exchanges of
 // one call share a connection, opened by the first of them and closed by
-// endCall or by any failure; s.mu must be held.
+// endCall or by any failure; the caller holds s.sem.
 func (s *Switcher) exchange(ctx context.Context, m *mdns.Msg, what string) (*mdns.Msg, error) {
 	m.SetTsig(s.cfg.KeyName, s.cfg.Algorithm, tsigFudge, time.Now().Unix())
 	ectx, cancel := context.WithTimeoutCause(ctx, s.cfg.Timeout, errExchangeTimeout)
@@ -61,7 +61,8 @@ func (s *Switcher) exchange(ctx context.Context, m *mdns.Msg, what string) (*mdn
 	return r, nil
 }
 
-// endCall closes the call's connection, if one is open; s.mu must be held.
+// endCall closes the call's connection, if one is open; the caller holds
+// s.sem.
 func (s *Switcher) endCall() {
 	if s.conn != nil {
 		_ = s.conn.Close()

@@ -76,7 +76,6 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 
 	mdns "github.com/miekg/dns"
 
@@ -110,15 +109,19 @@ var (
 )
 
 // Switcher points Config.Name at this member. It is safe for concurrent
-// use; its calls run one at a time.
+// use; its calls run one at a time, and a call waiting for the one before
+// it gives up when its own context ends.
 type Switcher struct {
 	cfg    Config
 	typ    uint16
 	client *mdns.Client
 	log    *slog.Logger
 
-	mu   sync.Mutex // serializes calls; guards conn
-	conn net.Conn   // the current call's connection, or nil
+	// sem serializes calls and guards conn: one slot, a channel rather
+	// than a mutex so that a call waiting for the one before it honours
+	// its context.
+	sem  chan struct{}
+	conn net.Conn // the current call's connection, or nil
 
 	// afterRead, if set by a test, runs between the read of the token
 	// record and the update, to stage a race.
@@ -142,6 +145,7 @@ func New(cfg Config) (*Switcher, error) {
 	return &Switcher{
 		cfg: cfg,
 		typ: typ,
+		sem: make(chan struct{}, 1),
 		client: &mdns.Client{
 			Net:        cfg.Net,
 			TLSConfig:  cfg.TLSConfig,
@@ -166,8 +170,10 @@ func (s *Switcher) Promote(ctx context.Context, t fence.Token) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
 	defer s.endCall()
 	read, cur, err := s.readToken(ctx)
 	if err != nil {
@@ -218,8 +224,10 @@ func (s *Switcher) Demote(ctx context.Context, t fence.Token) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
 	defer s.endCall()
 	read, cur, err := s.readToken(ctx)
 	if err != nil {
@@ -254,6 +262,18 @@ func (s *Switcher) Demote(ctx context.Context, t fence.Token) error {
 	s.log.Info("rfc2136: demoted", "token", t.String())
 	return nil
 }
+
+// acquire waits for the call before this one to finish, or for ctx to end.
+func (s *Switcher) acquire(ctx context.Context) error {
+	select {
+	case s.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("rfc2136: waiting for the previous call on %s: %w", s.cfg.Name, ctx.Err())
+	}
+}
+
+func (s *Switcher) release() { <-s.sem }
 
 // check applies step 2 of the rule to the token record read.
 func (s *Switcher) check(t fence.Token, cur *owner) error {
@@ -354,8 +374,10 @@ func (s *Switcher) confirm(ctx context.Context, o *owner, want []mdns.RR) error 
 // token and member (zero and "" if there is none) and whether Name has
 // records of Config.Type. It is for tests, monitoring and tools.
 func (s *Switcher) Observe(ctx context.Context) (tok fence.Token, member string, active bool, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if err := s.acquire(ctx); err != nil {
+		return 0, "", false, err
+	}
+	defer s.release()
 	defer s.endCall()
 	_, cur, err := s.readToken(ctx)
 	if err != nil {

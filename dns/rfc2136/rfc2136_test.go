@@ -433,3 +433,38 @@ func TestTruncatedAnswerOverUDP(t *testing.T) {
 		t.Fatalf("Demote over UDP = %v, want a transient ErrServer or success", err)
 	}
 }
+
+// A call waiting for another call of the same Switcher to finish stops
+// waiting when its own context ends: here a Promote is held up between its
+// read and its update (as by a slow server), and a Demote with a short
+// deadline must not wait for it.
+func TestQueuedCallHonoursContext(t *testing.T) {
+	k := startKnot(t)
+	s := mustNew(t, k.config(newName(), "a"))
+	inside, release := make(chan struct{}), make(chan struct{})
+	s.afterRead = func() {
+		close(inside)
+		<-release
+	}
+	promoted := make(chan error, 1)
+	go func() { promoted <- s.Promote(t.Context(), 1) }()
+	<-inside
+	defer func() {
+		close(release)
+		if err := <-promoted; err != nil {
+			t.Errorf("Promote: %v", err)
+		}
+	}()
+	dctx, dcancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer dcancel()
+	demoted := make(chan error, 1)
+	go func() { demoted <- s.Demote(dctx, 1) }()
+	select {
+	case err := <-demoted:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Demote behind a held-up Promote = %v, want context.DeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Demote still waiting for the Promote 10s after its context ended")
+	}
+}
