@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -49,7 +48,8 @@ type Config struct {
 
 // Switcher adds and removes the VIP. It needs CAP_NET_ADMIN (addresses)
 // and CAP_NET_RAW (announcements). It is safe for concurrent use; calls
-// run one at a time.
+// run one at a time, and a call waiting for the one before it gives up
+// when its own context ends.
 //
 // Promote adds the address (an existing one is left as is: idempotent),
 // then sends the announcements, waiting Interval between them, all within
@@ -62,7 +62,7 @@ type Switcher struct {
 	cfg    Config
 	prefix netip.Prefix
 	log    *slog.Logger
-	mu     sync.Mutex
+	sem    chan struct{} // one slot: the right to make a call; waiting for it honours ctx
 	guard  fence.Guard
 }
 
@@ -99,7 +99,7 @@ func New(cfg Config) (*Switcher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Switcher{cfg: cfg, prefix: p, log: log.With("interface", cfg.Interface, "vip", p.String())}, nil
+	return &Switcher{cfg: cfg, prefix: p, log: log.With("interface", cfg.Interface, "vip", p.String()), sem: make(chan struct{}, 1)}, nil
 }
 
 // String names the switcher in dns.Multi's errors.
@@ -110,8 +110,12 @@ func (s *Switcher) Promote(ctx context.Context, t fence.Token) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("vip: waiting for the previous call on %s: %w", s.prefix, ctx.Err())
+	}
+	defer func() { <-s.sem }()
 	if err := s.guard.Admit(t); err != nil {
 		return fmt.Errorf("vip: promote %s: %w", s.prefix, err)
 	}
@@ -141,8 +145,12 @@ func (s *Switcher) Demote(ctx context.Context, t fence.Token) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("vip: waiting for the previous call on %s: %w", s.prefix, ctx.Err())
+	}
+	defer func() { <-s.sem }()
 	if err := s.guard.Admit(t); err != nil {
 		return fmt.Errorf("vip: demote %s: %w", s.prefix, err)
 	}

@@ -210,3 +210,41 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+// A call waiting for another call of the same Switcher to finish stops
+// waiting when its own context ends: here a Promote sits between two
+// announcements a minute apart, and a Demote with a short deadline must
+// not wait for it.
+func TestQueuedCallHonoursContext(t *testing.T) {
+	tn := newTestNet(t)
+	vip := netip.MustParseAddr("192.0.2.101")
+	capt := tn.capture(t, etherTypeARP)
+	s, err := New(Config{Interface: tn.ActiveIf, Address: "192.0.2.101/24", Announcements: 2, Interval: time.Minute, NetNSPath: tn.ActivePath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithCancel(t.Context())
+	promoted := make(chan error, 1)
+	go func() { promoted <- s.Promote(pctx, 1) }()
+	defer func() {
+		pcancel()
+		<-promoted
+	}()
+	// The first announcement is out: Promote now waits for the second.
+	capt.collect(t, 1, func(b []byte) bool {
+		f, err := parseARP(b)
+		return err == nil && f.SenderIP == vip
+	})
+	dctx, dcancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer dcancel()
+	demoted := make(chan error, 1)
+	go func() { demoted <- s.Demote(dctx, 1) }()
+	select {
+	case err := <-demoted:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Demote behind a Promote between announcements = %v, want context.DeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Demote still waiting for the Promote 10s after its context ended")
+	}
+}
