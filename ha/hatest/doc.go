@@ -33,6 +33,8 @@
 //   - SetLoss drops messages at random, Slow delays them past the members'
 //     timeouts (so they land after the caller gave up, and reorder).
 //   - Switchover sends an operator's switchover command.
+//   - Sicken and Cure fail a member's health check: it stops campaigning,
+//     and an active member steps down.
 //   - Clock drift: each member's clock runs at a rate within
 //     1±Options.MaxDrift of the world's, for everything the member measures
 //     itself (hold-off, restarts, timeouts, batching), and a member whose

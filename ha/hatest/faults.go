@@ -238,6 +238,22 @@ func (w *World) Switchover(id string) {
 	w.settle()
 }
 
+// Sicken makes member id's health check fail until Cure: after Fall
+// failed probes the member stops campaigning, and steps down if active.
+func (w *World) Sicken(id string) {
+	m := w.mustMember(id)
+	w.fault("sicken %s", id)
+	m.sick++
+}
+
+// Cure undoes one Sicken; after Rise passing probes the member may
+// campaign again.
+func (w *World) Cure(id string) {
+	m := w.mustMember(id)
+	w.heal("cure %s", id)
+	m.sick--
+}
+
 // SetLoss makes every message on the network be dropped with probability
 // p (0 stops the loss, and counts as a heal).
 func (w *World) SetLoss(p float64) {

@@ -31,6 +31,7 @@ type member struct {
 	paused  bool
 	pauses  int // depth of overlapping pauses
 	cuts    int // depth of overlapping isolations from the election
+	sick    int // depth of overlapping Sicken faults
 
 	el       *memlease.Elector
 	m        *core.Machine
@@ -79,7 +80,24 @@ func (m *member) boot() {
 	m.timers, m.promote = [core.NumTimers]clock.Timer{}, nil
 	m.m = core.New(w.policy(m.id), m.clk.Now())
 	inc := m.inc
-	m.deliver(inc, func() { m.exec(m.m.Start(m.clk.Now())) })
+	m.deliver(inc, func() {
+		m.exec(m.m.Start(m.clk.Now()))
+		m.probe()
+	})
+}
+
+// errSick is the failure of a sickened member's health check.
+var errSick = errors.New("hatest: member sickened")
+
+// probe runs the member's health check now and every CheckInterval: it
+// fails while the member is sickened.
+func (m *member) probe() {
+	var err error
+	if m.sick > 0 {
+		err = errSick
+	}
+	m.post(core.CheckResult{Index: 0, Err: err})
+	m.after(m.w.opts.CheckInterval, m.probe)
 }
 
 // after runs fn after the member-local duration d, through deliver.

@@ -22,7 +22,7 @@ import (
 func randomSchedule(rng *rand.Rand, members, maxFaults int) Schedule {
 	s := make(Schedule, 1+rng.Intn(maxFaults))
 	for i := range s {
-		f := Fault{Kind: FaultKind(rng.Intn(int(numFaultKinds))), Member: rng.Intn(members),
+		f := Fault{Kind: FaultKind(rng.Intn(int(FaultUnhealthy))), Member: rng.Intn(members),
 			At: time.Duration(rng.Intn(8000)) * time.Millisecond, For: time.Duration(1+rng.Intn(4000)) * time.Millisecond}
 		if f.Kind == FaultCut {
 			f.Resource = []string{"store", "sink"}[rng.Intn(2)]

@@ -20,10 +20,11 @@ const (
 	FaultLoss                        // lose 30% of all messages
 	FaultSlow                        // Slow the network
 	FaultSwitchover                  // a switchover command to the member (For is ignored)
+	FaultUnhealthy                   // the member's health check fails
 	numFaultKinds
 )
 
-var faultNames = [...]string{"isolate", "cut", "pause", "crash", "loss", "slow", "switchover"}
+var faultNames = [...]string{"isolate", "cut", "pause", "crash", "loss", "slow", "switchover", "unhealthy"}
 
 // String returns the kind's name.
 func (k FaultKind) String() string {
@@ -102,6 +103,8 @@ func (w *World) Apply(s Schedule) {
 			do, undo = w.Slow, w.Fast
 		case FaultSwitchover:
 			do = func() { w.Switchover(id) }
+		case FaultUnhealthy:
+			do, undo = func() { w.Sicken(id) }, func() { w.Cure(id) }
 		}
 		w.at(f.At, do)
 		if f.Kind != FaultSwitchover {

@@ -32,6 +32,10 @@ type Options struct {
 	// SwitchDelay is how long the simulated switcher's Promote and Demote
 	// take. Default 20 ms.
 	SwitchDelay time.Duration
+	// CheckInterval is how often each member probes its health check
+	// (which fails while the member is sickened); it turns unhealthy
+	// after two failures and healthy after two passes. Default 200 ms.
+	CheckInterval time.Duration
 	// StopTimeout bounds the wait for a stopping work run. Default 1 s.
 	StopTimeout time.Duration
 	// MaxDelay is the largest delay of a message on the network; each
@@ -100,6 +104,7 @@ func (o Options) withDefaults() Options {
 	def(&o.HoldOff, time.Second)
 	def(&o.SwitchDelay, 20*time.Millisecond)
 	def(&o.StopTimeout, time.Second)
+	def(&o.CheckInterval, 200*time.Millisecond)
 	def(&o.MaxDelay, 30*time.Millisecond)
 	def(&o.OpTimeout, 500*time.Millisecond)
 	def(&o.BatchEvery, 50*time.Millisecond)
@@ -136,11 +141,12 @@ func (o Options) campaignRetry() time.Duration {
 //	+ 2 x SwitchDelay   demote of the old holder, promote of the new one
 //	+ 6 x OpTimeout     the new run's first three calls, each possibly
 //	                    lost once before the run is restarted
+//	+ 2 x CheckInterval a cured member passing its health check twice
 //
 // with each member-measured duration stretched by 1/(1-MaxDrift).
 func (o Options) Bound() time.Duration {
 	o = o.withDefaults()
-	local := o.StopTimeout + o.HoldOff + o.campaignRetry() + 2*o.SwitchDelay + 6*o.OpTimeout
+	local := o.StopTimeout + o.HoldOff + o.campaignRetry() + 2*o.SwitchDelay + 6*o.OpTimeout + 2*o.CheckInterval
 	return o.Lease.TTL + o.Lease.RenewInterval + time.Duration(float64(local)/(1-o.MaxDrift))
 }
 
@@ -216,6 +222,7 @@ func NewWorld(seed int64, opts Options) (*World, error) {
 	w.net = &network{w: w, cuts: map[link]int{}, maxDelay: opts.MaxDelay}
 	w.policy = func(id string) core.Policy {
 		return core.Policy{ID: id, HoldOff: opts.HoldOff, CampaignRetry: opts.campaignRetry(),
+			Checks:  []core.CheckPolicy{{Name: "sim", Rise: 2, Fall: 2}},
 			Restart: core.RestartPolicy{Max: 3, Window: time.Minute, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second}}
 	}
 	w.hist = History{CheckpointKey: "checkpoint", Durable: true, Paused: map[string][]Interval{}, Bound: opts.Bound()}

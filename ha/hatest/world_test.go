@@ -67,3 +67,29 @@ func TestNewWorldRejectsBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestSicken: an active member whose health check fails steps down and
+// another takes over; cured, it stays a standby (manual failback).
+func TestSicken(t *testing.T) {
+	w, err := NewWorld(5, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Run(time.Second)
+	first := w.Active()
+	w.Sicken(first)
+	w.Run(2 * time.Second)
+	second := w.Active()
+	if second == "" || second == first {
+		t.Fatalf("active after sickening %s: %q", first, second)
+	}
+	w.Cure(first)
+	w.Run(3 * time.Second)
+	if got := w.Active(); got != second {
+		t.Fatalf("active after curing %s: %q, want %s to stay", first, got, second)
+	}
+	if err := Check(w.History()); err != nil {
+		t.Fatal(err)
+	}
+}
