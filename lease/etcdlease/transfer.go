@@ -47,10 +47,11 @@ var (
 // Errors, and the state they leave:
 //   - Before this member resigns — ErrNotHolding, ErrNotWaiting (to has
 //     no campaign key, or its campaign ended meanwhile), ErrHandoverLapsed
-//     (campaigns ahead of to did not give way within TTL/2), ctx's error,
-//     lease.ErrClosed — this member still holds its term, and the
-//     handover record is removed. Calling Resign then lets the oldest
-//     waiter take over as usual.
+//     (campaigns ahead of to did not give way within TTL/2), ctx's error
+//     — this member still holds its term (if it held one), and the
+//     handover record is removed; calling Resign then lets the oldest
+//     waiter take over as usual. After Close the error wraps
+//     lease.ErrClosed, and Close has resigned the term.
 //   - After it resigned — an error from the revoke (etcd unreachable; the
 //     lease expires within the TTL), ErrNotWaiting (to stopped waiting
 //     before it won; the next in line takes over), ErrHandoverLapsed (the
