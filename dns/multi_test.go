@@ -16,12 +16,11 @@ import (
 // recorder is a Switcher that logs its calls to a shared journal and fails
 // when told to.
 type recorder struct {
-	name        string
-	journal     *journal
-	promoteErr  error
-	demoteErr   error
-	promoted    bool
-	promoteSeen int
+	name       string
+	journal    *journal
+	promoteErr error
+	demoteErr  error
+	promoted   bool
 }
 
 type journal struct {
