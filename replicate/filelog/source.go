@@ -97,6 +97,8 @@ type cursor struct {
 	off  uint64
 	buf  []byte
 	path string
+
+	scanned time.Time // when checkGap last listed the directory
 }
 
 // openSegment makes seg the current segment, positioned at off.
@@ -239,7 +241,7 @@ func (c *cursor) fill(need int) (int, error) {
 func (c *cursor) advance() (bool, error) {
 	next := segmentPath(c.dir, c.seg+1)
 	if _, err := os.Stat(next); errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return false, c.checkGap(next)
 	} else if err != nil {
 		return false, fmt.Errorf("filelog: %w", err)
 	}
@@ -251,6 +253,42 @@ func (c *cursor) advance() (bool, error) {
 		return false, fmt.Errorf("%w: %s offset %d: incomplete record of %d bytes at the end of a segment that has a successor", ErrCorrupt, c.path, c.off, len(c.buf))
 	}
 	return true, c.openSegment(c.seg+1, HeaderLen)
+}
+
+// gapScanInterval is how often, on the cursor's clock, a cursor idle at the
+// end of a segment lists the directory for later segments (checkGap).
+const gapScanInterval = time.Second
+
+// checkGap reports the next segment, path next, as missing when a later
+// segment exists: the Writer creates segments in order, so that is damage
+// (or retention that removed segments this cursor had yet to read), not an
+// idle log. Every idle poll comes through here, so the directory is
+// listed at most once per gapScanInterval.
+func (c *cursor) checkGap(next string) error {
+	now := c.clk.Now()
+	if !c.scanned.IsZero() && now.Sub(c.scanned) < gapScanInterval {
+		return nil
+	}
+	c.scanned = now
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		return fmt.Errorf("filelog: list %s: %w", c.dir, err)
+	}
+	later := uint64(0)
+	for _, e := range ents {
+		seg, ok := parseSegmentName(e.Name())
+		switch {
+		case !ok:
+		case seg == c.seg+1:
+			return nil // created since the Stat: not a gap
+		case seg > c.seg+1 && (later == 0 || seg < later):
+			later = seg
+		}
+	}
+	if later != 0 {
+		return fmt.Errorf("%w: segment file %s (offset %d) does not exist, but segment %d does", ErrTruncated, next, HeaderLen, later)
+	}
+	return nil
 }
 
 // awaitFirst waits for the first segment of an empty log.

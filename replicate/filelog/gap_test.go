@@ -1,0 +1,46 @@
+package filelog_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hakit/hakit/replicate/filelog"
+)
+
+// A reader that reaches the end of a segment whose successors were
+// removed while later segments remain (a lagging reader overtaken by
+// retention, or a segment lost by hand) must report the missing segment,
+// not wait for it for ever as if the log were idle.
+func TestMissingNextSegmentIsNamed(t *testing.T) {
+	for _, gone := range [][]uint64{{2}, {2, 3}} {
+		t.Run(filelog.SegmentName(gone[len(gone)-1]), func(t *testing.T) {
+			dir := t.TempDir()
+			w := openWriter(t, dir, 60) // a few records a segment
+			appendN(t, w, 0, 20)
+			segs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+			if len(segs) < 4 {
+				t.Fatalf("expected at least 4 segments, got %d", len(segs))
+			}
+			c := open(t, dir, filelog.EncodePosition(1, filelog.HeaderLen))
+			for _, seg := range gone {
+				if err := os.Remove(filepath.Join(dir, filelog.SegmentName(seg))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var err error
+			for err == nil {
+				_, err = c.Next(ctx, 100)
+			}
+			if !errors.Is(err, filelog.ErrTruncated) || !strings.Contains(err.Error(), filelog.SegmentName(2)) {
+				t.Fatalf("Next at the end of segment 1 with segment 2 gone = %v, want ErrTruncated naming %s", err, filelog.SegmentName(2))
+			}
+		})
+	}
+}
