@@ -96,9 +96,23 @@ type SourceConfig struct {
 	PollInterval Duration `json:"poll_interval"` // 0: the filelog default
 }
 
-// SinkConfig is the transactional file sink.
+// SinkConfig is the target: a transactional file sink (Path) or a
+// PostgreSQL table (Postgres), exactly one of them.
 type SinkConfig struct {
-	Path string `json:"path"` // the data file; required
+	Path     string          `json:"path"`     // the file sink's data file
+	Postgres *PostgresConfig `json:"postgres"` // the SQL sink, instead of Path
+}
+
+// PostgresConfig is the SQL sink (replicate/sqlsink): each batch, its
+// position and the writer's token in one transaction.
+type PostgresConfig struct {
+	// DSNFile holds the pgx connection string, e.g.
+	// "postgres://hamirror@db:5432/target?sslmode=verify-full"; it may
+	// hold a password, so it lives in a file and is never logged.
+	DSNFile       string `json:"dsn_file"`
+	Stream        string `json:"stream"`         // row in the position table; default "hamirror"
+	PositionTable string `json:"position_table"` // default sqlsink's
+	RecordTable   string `json:"record_table"`   // default sqlsink's
 }
 
 // StreamConfig tunes the replicate.Stream; zero values take its defaults.
@@ -273,6 +287,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Etcd.DialTimeout == 0 {
 		c.Etcd.DialTimeout = Duration(5 * time.Second)
+	}
+	if p := c.Sink.Postgres; p != nil && p.Stream == "" {
+		p.Stream = DefaultSQLStream
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = DefaultLogFormat

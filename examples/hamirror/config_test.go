@@ -78,6 +78,8 @@ func TestValidateNamesFieldAndRule(t *testing.T) {
 		}, []string{"etcd.ttl: must be a whole number of seconds"}},
 		{"source dir", func(c *Config) { c.Source.Dir = " " }, []string{"source.dir: is required"}},
 		{"sink path", func(c *Config) { c.Sink.Path = "" }, []string{"sink.path: is required"}},
+		{"sink both kinds", func(c *Config) { c.Sink.Postgres = &PostgresConfig{DSNFile: "/etc/dsn"} }, []string{"sink: set exactly one of path and postgres"}},
+		{"sink postgres dsn", func(c *Config) { c.Sink = SinkConfig{Postgres: &PostgresConfig{}} }, []string{"sink.postgres.dsn_file: is required"}},
 		{"checkpoint key", func(c *Config) { c.Stream.CheckpointKey = "bad\x00key" }, []string{"stream.checkpoint_key:"}},
 		{"max records", func(c *Config) { c.Stream.MaxRecords = -1 }, []string{"stream.max_records: must not be negative"}},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, []string{`log.format: must be one of json, text, not "xml"`}},

@@ -20,7 +20,6 @@ import (
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/filelog"
-	"github.com/hakit/hakit/replicate/filesink"
 )
 
 // daemon is one running member: the Node, its Stream and its HTTP API.
@@ -29,7 +28,7 @@ type daemon struct {
 	logger  *slog.Logger
 	node    *ha.Node
 	stream  *replicate.Stream
-	sink    *filesink.Sink
+	target  *sinkHandle
 	backend *backend
 	handler http.Handler
 	tls     *tls.Config
@@ -53,13 +52,13 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 	if err != nil {
 		return nil, err
 	}
-	sink, err := filesink.Open(c.Sink.Path)
+	tgt, err := openTarget(ctx, c.Sink)
 	if err != nil {
-		return nil, fmt.Errorf("hamirror: sink.path: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			_ = sink.Close()
+			_ = tgt.close()
 		}
 	}()
 	b, err := openBackend(ctx, c, logger)
@@ -74,7 +73,7 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 
 	stream := &replicate.Stream{
 		Source:             &filelog.Source{Dir: c.Source.Dir, PollInterval: c.Source.PollInterval.D()},
-		Sink:               sink,
+		Sink:               tgt.sink,
 		Store:              b.store,
 		Key:                c.Stream.CheckpointKey,
 		MaxRecords:         c.Stream.MaxRecords,
@@ -133,9 +132,9 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 	mux := http.NewServeMux()
 	mux.Handle("/", node.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("GET /replication", replicationHandler(node, stream, sink))
+	mux.Handle("GET /replication", replicationHandler(node, stream, tgt.token))
 	mux.Handle("/lb", health)
-	return &daemon{cfg: c, logger: logger, node: node, stream: stream, sink: sink, backend: b, handler: mux, tls: srvTLS}, nil
+	return &daemon{cfg: c, logger: logger, node: node, stream: stream, target: tgt, backend: b, handler: mux, tls: srvTLS}, nil
 }
 
 // run serves the API and runs the Node until ctx ends, then shuts down in
@@ -186,7 +185,7 @@ func (d *daemon) run(ctx context.Context) error {
 }
 
 func (d *daemon) close() error {
-	return errors.Join(d.backend.close(), d.sink.Close())
+	return errors.Join(d.backend.close(), d.target.close())
 }
 
 // buildChecks turns the configured checks into ha.Checks.

@@ -124,17 +124,24 @@ func appendRecords(t *testing.T, w *filelog.Writer, from, to int) {
 	}
 }
 
-func waitTarget(t *testing.T, path string, n int) {
+// targetReader reads every committed record of a target, in order.
+type targetReader func() ([][]byte, error)
+
+func fileTarget(path string) targetReader {
+	return func() ([][]byte, error) { return filesink.ReadRecords(path) }
+}
+
+func waitTarget(t *testing.T, read targetReader, n int) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%d records in the target", n), func() bool {
-		recs, err := filesink.ReadRecords(path)
+		recs, err := read()
 		return err == nil && len(recs) >= n
 	})
 }
 
-func checkTarget(t *testing.T, path string, n int) {
+func checkTarget(t *testing.T, read targetReader, n int) {
 	t.Helper()
-	recs, err := filesink.ReadRecords(path)
+	recs, err := read()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,8 +159,12 @@ func checkTarget(t *testing.T, path string, n int) {
 // way SIGTERM does, checks that another takes over and that the target is
 // exactly the source.
 //
-// ca, if set, is the CA bundle that verifies https APIs.
-func testDaemonFailover(t *testing.T, cfgs []*Config, ca string) {
+// ca, if set, is the CA bundle that verifies https APIs; read reads the
+// target (nil: the file sink of the configs).
+func testDaemonFailover(t *testing.T, cfgs []*Config, ca string, read targetReader) {
+	if read == nil {
+		read = fileTarget(cfgs[0].Sink.Path)
+	}
 	var ds []*testDaemon
 	for _, c := range cfgs {
 		ds = append(ds, startDaemon(t, c))
@@ -164,7 +175,7 @@ func testDaemonFailover(t *testing.T, cfgs []*Config, ca string) {
 	}
 	defer w.Close()
 	appendRecords(t, w, 0, 300)
-	waitTarget(t, cfgs[0].Sink.Path, 300)
+	waitTarget(t, read, 300)
 	first := activeOf(ds)
 	if first == nil {
 		t.Fatal("records replicated but no member is active")
@@ -174,11 +185,11 @@ func testDaemonFailover(t *testing.T, cfgs []*Config, ca string) {
 	first.stop(t)
 	waitFor(t, "a successor", func() bool { a := activeOf(ds); return a != nil && a != first })
 	appendRecords(t, w, 300, 600)
-	waitTarget(t, cfgs[0].Sink.Path, 600)
+	waitTarget(t, read, 600)
 	for _, d := range ds {
 		d.stop(t)
 	}
-	checkTarget(t, cfgs[0].Sink.Path, 600)
+	checkTarget(t, read, 600)
 }
 
 // checkEndpoints checks the HTTP API of a running cluster: the status
@@ -235,10 +246,10 @@ func checkEndpoints(t *testing.T, ds []*testDaemon, active *testDaemon, ca strin
 }
 
 func TestDaemonRaft(t *testing.T) {
-	testDaemonFailover(t, daemonConfigs(t, 3, "raft", nil), "")
+	testDaemonFailover(t, daemonConfigs(t, 3, "raft", nil), "", nil)
 }
 
 func TestDaemonEtcd(t *testing.T) {
 	srv := etcdtest.Start(t)
-	testDaemonFailover(t, daemonConfigs(t, 2, "etcd", srv.Endpoints()), "")
+	testDaemonFailover(t, daemonConfigs(t, 2, "etcd", srv.Endpoints()), "", nil)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -8,9 +9,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
 	"github.com/hakit/hakit/replicate"
-	"github.com/hakit/hakit/replicate/filesink"
 )
 
 // registerStreamMetrics exposes the Stream's counters on reg. They are
@@ -48,7 +49,7 @@ func registerStreamMetrics(reg prometheus.Registerer, s *replicate.Stream) {
 
 // replicationHandler serves GET /replication: this member's Stream
 // counters and the sink's committed token, as JSON (replicationStatus).
-func replicationHandler(node *ha.Node, s *replicate.Stream, sink *filesink.Sink) http.Handler {
+func replicationHandler(node *ha.Node, s *replicate.Stream, sinkToken func(context.Context) (fence.Token, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st := s.Stats()
 		out := replicationStatus{
@@ -60,8 +61,8 @@ func replicationHandler(node *ha.Node, s *replicate.Stream, sink *filesink.Sink)
 		if !st.LastCheckpoint.IsZero() {
 			out.LastCheckpoint = st.LastCheckpoint.UTC().Format(time.RFC3339Nano)
 		}
-		if ss, err := sink.State(r.Context()); err == nil {
-			out.SinkToken = ss.Token
+		if t, err := sinkToken(r.Context()); err == nil {
+			out.SinkToken = t
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)

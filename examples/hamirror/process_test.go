@@ -214,7 +214,7 @@ func TestProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := int(fed.Load())
-	waitTarget(t, cfgs[0].Sink.Path, n)
+	waitTarget(t, fileTarget(cfgs[0].Sink.Path), n)
 	for _, p := range procs {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	}
@@ -225,7 +225,7 @@ func TestProcesses(t *testing.T) {
 			t.Errorf("member %s did not exit after SIGTERM", id)
 		}
 	}
-	checkTarget(t, cfgs[0].Sink.Path, n)
+	checkTarget(t, fileTarget(cfgs[0].Sink.Path), n)
 	checkHistory(t, procs)
 }
 

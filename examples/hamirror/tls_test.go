@@ -85,7 +85,7 @@ func TestDaemonTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testDaemonFailover(t, cfgs, pki.CA)
+	testDaemonFailover(t, cfgs, pki.CA, nil)
 }
 
 func TestTLSFileErrorsNameTheField(t *testing.T) {

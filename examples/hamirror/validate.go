@@ -54,7 +54,14 @@ func (c *Config) Validate() error {
 
 	v.require("source.dir", c.Source.Dir)
 	v.nonNegative("source.poll_interval", c.Source.PollInterval.D())
-	v.require("sink.path", c.Sink.Path)
+	switch p := c.Sink.Postgres; {
+	case p == nil:
+		v.require("sink.path", c.Sink.Path)
+	case c.Sink.Path != "":
+		v.add("sink", "set exactly one of path and postgres")
+	default:
+		v.require("sink.postgres.dsn_file", p.DSNFile)
+	}
 	if err := storage.ValidateKey(c.Stream.CheckpointKey); err != nil {
 		v.add("stream.checkpoint_key", "%v", err)
 	}
