@@ -1,6 +1,7 @@
 // Command hamirror is hakit's reference daemon: it mirrors an append-only
 // file log (package replicate/filelog) into a transactional file sink
-// (replicate/filesink) with single-active high availability. Run it on
+// (replicate/filesink) or a PostgreSQL table (replicate/sqlsink) with
+// single-active high availability. Run it on
 // three hosts; exactly one replicates, and when it dies, hangs or is cut
 // off another resumes exactly where it stopped.
 //

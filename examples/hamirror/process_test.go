@@ -31,6 +31,7 @@ type proc struct {
 	id, cfg, log string
 	cmd          *exec.Cmd
 	exited       chan struct{}
+	err          error // Wait's result, set before exited closes
 }
 
 // TestProcesses builds the daemon and runs three OS processes on loopback
@@ -75,7 +76,7 @@ func TestProcesses(t *testing.T) {
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		go func() { _ = p.cmd.Wait(); logf.Close(); close(p.exited) }()
+		go func() { p.err = p.cmd.Wait(); logf.Close(); close(p.exited) }()
 		mu.Lock()
 		procs[c.ID] = p
 		mu.Unlock()
@@ -221,6 +222,9 @@ func TestProcesses(t *testing.T) {
 	for id, p := range procs {
 		select {
 		case <-p.exited:
+			if p.err != nil {
+				t.Errorf("member %s after SIGTERM: %v (a clean shutdown exits 0)", id, p.err)
+			}
 		case <-time.After(20 * time.Second):
 			t.Errorf("member %s did not exit after SIGTERM", id)
 		}
