@@ -230,10 +230,12 @@ func (w *World) Restart(id string) {
 
 // Switchover asks member id to hand the active role over (to anyone), as
 // an operator's switchover command sent to that member would; a standby
-// forwards it to the leader it knows.
+// forwards it to the leader it knows. It counts as a fault that heals at
+// once: the liveness bound runs from it.
 func (w *World) Switchover(id string) {
 	m := w.mustMember(id)
 	w.fault("switchover via %s", id)
+	w.healed = w.clk.Now() // a handover interrupts the work like a fault that heals at once
 	m.deliver(m.inc, func() { m.post(core.Command{ID: 1, Cmd: core.CmdSwitchover}) })
 	w.settle()
 }

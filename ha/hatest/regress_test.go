@@ -65,6 +65,15 @@ var regressions = []regression{
 		opts:  Options{Lease: memleaseOptions(3 * time.Second), HoldOff: 100 * time.Millisecond, MaxDelay: time.Millisecond, MaxDrift: 0.01, Batch: 1, CheckpointEvery: 1},
 		sched: Schedule{{At: 4846 * time.Millisecond, For: 1854 * time.Millisecond, Kind: FaultIsolate, Member: 0}},
 	},
+	{
+		// Found as a false liveness report: a switchover just before the
+		// liveness deadline left no member active at the deadline. A
+		// switchover now counts as a fault that heals at once.
+		name:  "switchover just before the liveness deadline",
+		seed:  0,
+		opts:  Options{Lease: memleaseOptions(time.Second), HoldOff: 600 * time.Millisecond, MaxDelay: time.Millisecond, MaxDrift: 0.05, Batch: 1, CheckpointEvery: 1},
+		sched: Schedule{{At: 137 * time.Millisecond, For: 17 * time.Millisecond, Kind: FaultIsolate, Member: 0}, {At: 7422 * time.Millisecond, Kind: FaultSwitchover, Member: 1}},
+	},
 }
 
 func TestRegressions(t *testing.T) {
