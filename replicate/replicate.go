@@ -77,7 +77,10 @@ type Sink interface {
 
 // DurableSink is a Sink that stores its own position in the same atomic
 // step as the records it applies, which is what makes exactly-once
-// delivery across failovers possible.
+// delivery across failovers possible. Apply with an empty batch writes no
+// records and leaves the position alone, but a fencing DurableSink admits
+// t all the same: a Stream does that before it reads Position, so that no
+// older term's batch can land after the read and be applied twice.
 type DurableSink interface {
 	Sink
 	// Position returns the position after the last applied record, or nil

@@ -38,6 +38,9 @@ var ErrCheckpointAhead = errors.New("replicate: stored checkpoint moved ahead of
 //   - Fencing: Run first re-commits the checkpoint it resumes from under its
 //     own token (the claim), so a newer term is detected before anything
 //     is applied and older terms are fenced out of the Store at once.
+//     Before it reads a DurableSink's position it applies an empty batch
+//     under its token, so that a fencing DurableSink refuses older terms
+//     from then on and no batch of theirs lands after the read.
 //     Every checkpoint is a CompareAndSwap under Run's token, on
 //     the version Run last read or wrote, and only ever to a position
 //     after the stored one, so the stored checkpoint never goes backwards.
@@ -243,6 +246,13 @@ func (r *run) claim(ctx context.Context) (from Checkpoint, skip Position, err er
 	r.stored, r.storedVersion = cp, ver
 	from = cp
 	if ds, ok := s.Sink.(DurableSink); ok {
+		// Fence the sink before reading its position: an empty batch
+		// admits t, so a batch a deposed member still has in flight is
+		// refused from now on instead of landing after the read and
+		// being applied again from the position read.
+		if err := ds.Apply(ctx, r.token, nil); err != nil {
+			return Checkpoint{}, nil, fmt.Errorf("replicate: stream %q: fence the sink under token %d: %w", s.Key, r.token, err)
+		}
 		sp, err := ds.Position(ctx)
 		if err != nil {
 			return Checkpoint{}, nil, fmt.Errorf("replicate: stream %q: read sink position: %w", s.Key, err)
