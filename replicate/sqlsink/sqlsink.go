@@ -166,10 +166,12 @@ func (s *Sink) Setup(ctx context.Context) error {
 // Apply writes batch and its last position under token t in one
 // transaction guarded by the token (see the package doc). A token below
 // the stream's fails with an error matching fence.ErrStale and writes
-// nothing.
+// nothing. An empty batch writes no records and keeps the position, but
+// still admits t (replicate.DurableSink): a Stream fences the sink that
+// way before it reads Position.
 func (s *Sink) Apply(ctx context.Context, t fence.Token, batch []replicate.Record) error {
 	if len(batch) == 0 {
-		return nil
+		return s.inTx(ctx, t, "", nil, nil)
 	}
 	return s.inTx(ctx, t, "pos = $3", []any{[]byte(batch[len(batch)-1].Pos)}, func(tx *sql.Tx) error {
 		if err := s.apply(ctx, tx, batch); err != nil {
@@ -186,8 +188,8 @@ func (s *Sink) ApplyHeartbeat(ctx context.Context, t fence.Token, hb replicate.H
 	return s.inTx(ctx, t, "heartbeat_at = $3, heartbeat_pos = $4", []any{hb.Time, []byte(hb.Pos)}, nil)
 }
 
-// inTx claims the stream's row for token t with the extra SET clause and
-// runs f in the same transaction.
+// inTx claims the stream's row for token t with the extra SET clause
+// (which may be empty) and runs f, if not nil, in the same transaction.
 func (s *Sink) inTx(ctx context.Context, t fence.Token, set string, args []any, f func(*sql.Tx) error) error {
 	if t == 0 {
 		return fence.ErrNoToken
@@ -217,7 +219,11 @@ func (s *Sink) tryTx(ctx context.Context, t fence.Token, set string, args []any,
 		}
 	}()
 	all := append([]any{int64(t), s.stream}, args...)
-	res, err := tx.ExecContext(ctx, `UPDATE `+s.posTable+` SET token = $1, updated_at = now(), `+set+` WHERE stream = $2 AND token <= $1`, all...)
+	update := `UPDATE ` + s.posTable + ` SET token = $1, updated_at = now()`
+	if set != "" {
+		update += `, ` + set
+	}
+	res, err := tx.ExecContext(ctx, update+` WHERE stream = $2 AND token <= $1`, all...)
 	if err != nil {
 		return fmt.Errorf("sqlsink: stream %q: claim position row under token %d: %w", s.stream, t, err)
 	}
@@ -232,8 +238,12 @@ func (s *Sink) tryTx(ctx context.Context, t fence.Token, set string, args []any,
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("sqlsink: stream %q: read token: %w", s.stream, err)
 		}
-		cols, vals := insertColumns(set)
-		res, err := tx.ExecContext(ctx, `INSERT INTO `+s.posTable+` (token, stream, `+cols+`) VALUES ($1, $2, `+vals+`) ON CONFLICT (stream) DO NOTHING`, all...)
+		cols, vals := `token, stream`, `$1, $2`
+		if set != "" {
+			c, v := insertColumns(set)
+			cols, vals = cols+`, `+c, vals+`, `+v
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO `+s.posTable+` (`+cols+`) VALUES (`+vals+`) ON CONFLICT (stream) DO NOTHING`, all...)
 		if err != nil {
 			return fmt.Errorf("sqlsink: stream %q: create position row: %w", s.stream, err)
 		}

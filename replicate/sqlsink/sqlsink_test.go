@@ -124,6 +124,40 @@ func TestPostgres(t *testing.T) {
 		}
 	})
 
+	t.Run("empty apply fences", func(t *testing.T) {
+		// A Stream applies an empty batch before it reads the position,
+		// so that a deposed member's batch in flight cannot land after
+		// the read: the empty Apply must admit its token, and change
+		// nothing else.
+		old, cur := newSink(t, db, "empty-fence"), newSink(t, db, "empty-fence")
+		if err := old.Apply(ctx, 1, batch(0, 2)); err != nil {
+			t.Fatal(err)
+		}
+		if err := cur.Apply(ctx, 2, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := old.Apply(ctx, 1, batch(2, 2)); !errors.Is(err, fence.ErrStale) {
+			t.Fatalf("Apply under token 1 after an empty Apply under 2 = %v, want fence.ErrStale", err)
+		}
+		if p, err := cur.Position(ctx); err != nil || !bytes.Equal(p, batch(0, 2)[1].Pos) {
+			t.Fatalf("position after the empty Apply %x, %v; want %x", p, err, batch(0, 2)[1].Pos)
+		}
+		if got := records(t, db, "empty-fence"); !equalData(got, dataOf(batch(0, 2))) {
+			t.Fatalf("table has %q", got)
+		}
+		// On a stream with no row yet, it creates one with no position.
+		fresh := newSink(t, db, "empty-fresh")
+		if err := fresh.Apply(ctx, 3, nil); err != nil {
+			t.Fatal(err)
+		}
+		if row, ok, err := fresh.Row(ctx); err != nil || !ok || row.Token != 3 || row.Pos != nil {
+			t.Fatalf("row after an empty first Apply: %+v, %v, %v", row, ok, err)
+		}
+		if err := fresh.Apply(ctx, 0, nil); !errors.Is(err, fence.ErrNoToken) {
+			t.Fatalf("empty Apply with the zero token = %v, want fence.ErrNoToken", err)
+		}
+	})
+
 	t.Run("concurrent terms", func(t *testing.T) {
 		// Appliers under tokens 1..8 race. Once a token was refused it
 		// stays refused, the highest token is never refused, and exactly
