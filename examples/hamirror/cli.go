@@ -148,12 +148,13 @@ func queryMembers(ctx context.Context, admin *adminClient, members []target) []m
 }
 
 func printStatus(w io.Writer, rows []memberRow) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var buf strings.Builder
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tROLE\tTOKEN\tLEADER\tLAG\tRECORDS\tHEALTH\tNOTE")
 	answered, active := 0, 0
 	for _, r := range rows {
 		if r.err != nil {
-			fmt.Fprintf(tw, "%s\tunreachable\t-\t-\t-\t-\t-\t%v\n", r.id, r.err)
+			row(tw, r.id, "unreachable", "-", "-", "-", "-", "-", r.err.Error())
 			continue
 		}
 		answered++
@@ -182,10 +183,18 @@ func printStatus(w io.Writer, rows []memberRow) error {
 		if r.st.LastErr != "" {
 			notes = append(notes, "last error: "+r.st.LastErr)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.id, r.st.Role, r.st.Token, leader, lag, records, health, strings.Join(notes, "; "))
+		row(tw, r.id, r.st.Role, r.st.Token.String(), leader, lag, records, health, strings.Join(notes, "; "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	// Drop the padding after an empty last cell.
+	for _, l := range strings.SplitAfter(buf.String(), "\n") {
+		if body, nl := strings.CutSuffix(l, "\n"); nl {
+			if _, err := fmt.Fprintln(w, strings.TrimRight(body, " ")); err != nil {
+				return err
+			}
+		}
 	}
 	switch {
 	case answered == 0:
@@ -195,6 +204,9 @@ func printStatus(w io.Writer, rows []memberRow) error {
 	}
 	return nil
 }
+
+// row writes one table row.
+func row(w io.Writer, cells ...string) { fmt.Fprintln(w, strings.Join(cells, "\t")) }
 
 // cmdAdmin sends switchover, pause, resume or approve. Any member will
 // do for the first three (a standby forwards to the active member), so

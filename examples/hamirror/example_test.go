@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -32,4 +33,25 @@ func ExampleParseConfig() {
 	fmt.Println(err)
 	// Output:
 	// hamirror: invalid config: unknown field "datadir"
+}
+
+// The status table, as "hamirror status" prints it: one row per member,
+// from its /status and /replication.
+func Example_statusTable() {
+	active := memberRow{target: target{id: "a"}, hasRep: true}
+	active.st.Role, active.st.Token, active.st.Healthy = "active", 7, true
+	active.st.Leader.ID, active.st.Leader.Token = "a", 7
+	active.repl = replicationStatus{Active: true, Records: 120453, LagSeconds: 0.004}
+	standby := memberRow{target: target{id: "b"}, hasRep: true}
+	standby.st.Role, standby.st.Healthy = "campaigning", true
+	standby.st.Leader.ID, standby.st.Leader.Token = "a", 7
+	down := memberRow{target: target{id: "c"}, err: fmt.Errorf("connection refused")}
+	if err := printStatus(os.Stdout, []memberRow{active, standby, down}); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// MEMBER  ROLE         TOKEN  LEADER  LAG     RECORDS  HEALTH  NOTE
+	// a       active       7      a (7)   0.004s  120453   ok
+	// b       campaigning  0      a (7)   -       0        ok
+	// c       unreachable  -      -       -       -        -       connection refused
 }
