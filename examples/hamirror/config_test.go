@@ -167,15 +167,17 @@ func TestLoadConfigNamesFile(t *testing.T) {
 	}
 }
 
-// TestShippedConfigValid keeps the example configuration in this
+// TestShippedConfigValid keeps the example configurations in this
 // directory valid.
 func TestShippedConfigValid(t *testing.T) {
-	c, err := LoadConfig("hamirror.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatalf("hamirror.json: %v", err)
+	for _, name := range []string{"hamirror.json", "hamirror-etcd.json"} {
+		c, err := LoadConfig(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
 
