@@ -40,6 +40,9 @@ func (s *firstWriteSink) Apply(ctx context.Context, t fence.Token, batch []repli
 	if err := s.DurableSink.Apply(ctx, t, batch); err != nil {
 		return err
 	}
+	if len(batch) == 0 {
+		return nil // a Stream's opening Apply fences the sink; it carries no record
+	}
 	s.mu.Lock()
 	if _, ok := s.first[t]; !ok {
 		s.first[t] = time.Now()
