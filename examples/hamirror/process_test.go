@@ -53,7 +53,11 @@ func TestProcesses(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "hamirror")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	args := []string{"build", "-o", bin}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command(goTool, append(args, ".")...).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	cfgs := daemonConfigs(t, 3, "raft", nil)
