@@ -99,6 +99,9 @@ func parseMembers(s string) ([]target, error) {
 	return out, nil
 }
 
+// statusTimeout bounds how long status waits for a member's answers.
+const statusTimeout = 3 * time.Second
+
 // memberRow is one line of the status table.
 type memberRow struct {
 	target
@@ -123,7 +126,9 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	// A member that hangs (a stopped process, a partition) must not hold
+	// up the table: each gets at most statusTimeout.
+	ctx, cancel := context.WithTimeout(ctx, min(cf.timeout, statusTimeout))
 	defer cancel()
 	rows := queryMembers(ctx, admin, members)
 	return printStatus(stdout, rows)

@@ -347,3 +347,31 @@ func TestPostRetriesBusyMember(t *testing.T) {
 		t.Errorf("pause against a busy member: exit %d, %q", code, errOut)
 	}
 }
+
+// TestStatusDoesNotWaitForAHungMember: a member that accepts the
+// connection but never answers (a stopped process) is shown unreachable
+// once the time limit passes, and the others are still shown.
+func TestStatusDoesNotWaitForAHungMember(t *testing.T) {
+	c := newOpCluster(t, "")
+	waitFor(t, "an active member", func() bool { return c.active() != "" })
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	start := time.Now()
+	code, out, errOut := run("status", "-members", c.members(c.ids...)+",z="+hung.URL, "-timeout", "500ms")
+	if code != 0 {
+		t.Fatalf("status exit %d: %s", code, errOut)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("status took %s with a hung member", d)
+	}
+	if !strings.Contains(out, "z       unreachable") || !strings.Contains(out, "active") {
+		t.Errorf("status table:\n%s", out)
+	}
+}
