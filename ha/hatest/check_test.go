@@ -12,7 +12,7 @@ import (
 	"github.com/hakit/hakit/lease"
 )
 
-func at(ms int) time.Time { return Start.Add(time.Duration(ms) * time.Millisecond) }
+func at(ms int) time.Time { return epoch.Add(time.Duration(ms) * time.Millisecond) }
 
 func put(member string, tok int, key, prev, val string, pos int64, s, e int, out Outcome) Op {
 	return Op{Resource: "store", Member: member, Kind: OpPut, Key: key, Token: fence.Token(tok), Prev: prev, HasPrev: prev != "-", Value: val, Pos: pos, Start: at(s), End: at(e), Outcome: out}

@@ -282,7 +282,7 @@ func (w *World) Fast() {
 	w.net.slow--
 }
 
-// at runs fn at virtual time Start+d.
+// at runs fn at virtual time w.Start()+d.
 func (w *World) at(d time.Duration, fn func()) {
 	w.clk.AfterFunc(w.start.Add(d).Sub(w.clk.Now()), func() { fn(); w.settle() })
 }

@@ -75,7 +75,7 @@ func (s Schedule) End() time.Duration {
 }
 
 // Apply arms every fault of s, and its undo, on w's clock, relative to
-// Start; they happen as Run passes their times. Apply must be called
+// w.Start(); they happen as Run passes their times. Apply must be called
 // before Run passes the first of them.
 func (w *World) Apply(s Schedule) {
 	for _, f := range s {

@@ -186,11 +186,15 @@ type World struct {
 // Options; the message names the field.
 var ErrOptions = errors.New("hatest: invalid options")
 
-// Start is the virtual time at which every World begins.
-var Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+// epoch is the virtual time at which every World begins.
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Start returns the virtual time at which the World began (the same for
+// every World), from which Schedule times count.
+func (w *World) Start() time.Time { return w.start }
 
 // NewWorld returns a World of opts.Members members, all started, at
-// virtual time Start. It fails, naming the field, if the options are
+// virtual time w.Start(). It fails, naming the field, if the options are
 // inconsistent.
 func NewWorld(seed int64, opts Options) (*World, error) {
 	opts = opts.withDefaults()
@@ -202,7 +206,7 @@ func NewWorld(seed int64, opts Options) (*World, error) {
 			return nil, fmt.Errorf("%w: %s must be positive, got %d", ErrOptions, name, v)
 		}
 	}
-	w := &World{seed: seed, opts: opts, rng: rand.New(rand.NewSource(seed)), clk: clock.NewFake(Start), start: Start,
+	w := &World{seed: seed, opts: opts, rng: rand.New(rand.NewSource(seed)), clk: clock.NewFake(epoch), start: epoch,
 		sink: &memrepl.DurableSink{}, source: &memrepl.Source{}, seq: map[string]uint64{}}
 	w.store = opts.Store
 	if w.store == nil {
