@@ -344,6 +344,10 @@ func (m *member) exec(acts []core.Action) {
 				w.logf("%s %s: %s (token %d): %s", w.clk.Now().Format("15:04:05.000"), m.id, a.Note.Role, a.Note.Token, a.Note.Reason)
 			}
 		case core.Reply, core.Exit:
+		default:
+			// The World's policy never asks for it (shared maintenance
+			// is off); a new kind of action must be modelled here.
+			panic(fmt.Sprintf("hatest: member %s: action %T is not modelled", m.id, a))
 		}
 	}
 }
