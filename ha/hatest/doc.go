@@ -35,6 +35,8 @@
 //   - Switchover sends an operator's switchover command.
 //   - Sicken and Cure fail a member's health check: it stops campaigning,
 //     and an active member steps down.
+//   - Maintain and Release put a member in maintenance mode and take it
+//     out, as the operator's pause and resume commands do.
 //   - Clock drift: each member's clock runs at a rate within
 //     1±Options.MaxDrift of the world's, for everything the member measures
 //     itself (hold-off, restarts, timeouts, batching), and a member whose

@@ -256,6 +256,31 @@ func (w *World) Cure(id string) {
 	m.sick--
 }
 
+// Maintain sends member id the operator's pause command (maintenance
+// mode): it stops campaigning; an active member stays active, since a
+// lost lease still ends its term. Release sends the resume command.
+// Overlapping Maintains of one member need as many Releases.
+func (w *World) Maintain(id string) {
+	m := w.mustMember(id)
+	w.fault("maintain %s", id)
+	m.maint++
+	if m.maint == 1 {
+		m.deliver(m.inc, func() { m.post(core.Command{ID: 1, Cmd: core.CmdPause}) })
+	}
+	w.settle()
+}
+
+// Release undoes one Maintain.
+func (w *World) Release(id string) {
+	m := w.mustMember(id)
+	w.heal("release %s from maintenance", id)
+	m.maint--
+	if m.maint == 0 {
+		m.deliver(m.inc, func() { m.post(core.Command{ID: 1, Cmd: core.CmdResume}) })
+	}
+	w.settle()
+}
+
 // SetLoss makes every message on the network be dropped with probability
 // p (0 stops the loss, and counts as a heal).
 func (w *World) SetLoss(p float64) {

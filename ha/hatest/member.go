@@ -32,6 +32,7 @@ type member struct {
 	pauses  int // depth of overlapping pauses
 	cuts    int // depth of overlapping isolations from the election
 	sick    int // depth of overlapping Sicken faults
+	maint   int // depth of overlapping Maintain faults
 
 	el       *memlease.Elector
 	m        *core.Machine
@@ -82,6 +83,11 @@ func (m *member) boot() {
 	inc := m.inc
 	m.deliver(inc, func() {
 		m.exec(m.m.Start(m.clk.Now()))
+		if m.maint > 0 {
+			// The operator's maintenance mode is not persisted by the
+			// Node; the operator puts the restarted member back in it.
+			m.post(core.Command{ID: 1, Cmd: core.CmdPause})
+		}
 		m.probe()
 	})
 }

@@ -13,18 +13,19 @@ type FaultKind int
 
 // The kinds of fault a Schedule can hold.
 const (
-	FaultIsolate    FaultKind = iota // Isolate the member from the election
-	FaultCut                         // Cut the member's link to Resource in Dir
-	FaultPause                       // Pause the member
-	FaultCrash                       // Crash the member; For later, Restart it
-	FaultLoss                        // lose 30% of all messages
-	FaultSlow                        // Slow the network
-	FaultSwitchover                  // a switchover command to the member (For is ignored)
-	FaultUnhealthy                   // the member's health check fails
+	FaultIsolate     FaultKind = iota // Isolate the member from the election
+	FaultCut                          // Cut the member's link to Resource in Dir
+	FaultPause                        // Pause the member
+	FaultCrash                        // Crash the member; For later, Restart it
+	FaultLoss                         // lose 30% of all messages
+	FaultSlow                         // Slow the network
+	FaultSwitchover                   // a switchover command to the member (For is ignored)
+	FaultUnhealthy                    // the member's health check fails
+	FaultMaintenance                  // an operator puts the member in maintenance mode
 	numFaultKinds
 )
 
-var faultNames = [...]string{"isolate", "cut", "pause", "crash", "loss", "slow", "switchover", "unhealthy"}
+var faultNames = [...]string{"isolate", "cut", "pause", "crash", "loss", "slow", "switchover", "unhealthy", "maintenance"}
 
 // String returns the kind's name.
 func (k FaultKind) String() string {
@@ -105,6 +106,8 @@ func (w *World) Apply(s Schedule) {
 			do = func() { w.Switchover(id) }
 		case FaultUnhealthy:
 			do, undo = func() { w.Sicken(id) }, func() { w.Cure(id) }
+		case FaultMaintenance:
+			do, undo = func() { w.Maintain(id) }, func() { w.Release(id) }
 		}
 		w.at(f.At, do)
 		if f.Kind != FaultSwitchover {
