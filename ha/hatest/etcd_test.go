@@ -19,7 +19,7 @@ import (
 	"github.com/hakit/hakit/storage/etcdstore/etcdtest"
 )
 
-var etcdCycles = flag.Int("hatest.etcdcycles", 2, "fault cycles of TestEtcdCluster (each takes a few seconds)")
+var etcdCycles = flag.Int("hatest.etcdcycles", 5, "fault cycles of TestEtcdCluster (each takes one to three seconds)")
 
 // etcdCluster is three ha.Nodes on one in-process etcd, each through its
 // own proxy, with a growing source and a shared durable sink, recorded.
@@ -135,9 +135,10 @@ func (c *etcdCluster) stop() *History {
 // ha.Nodes elected by etcdlease, each talking to one in-process etcd
 // through its own fault-injecting proxy, running a real replicate.Stream
 // that keeps its checkpoint in etcdstore and applies to a shared durable
-// sink. Each cycle cuts the active member's link (blackhole, paused link,
-// or a delay that must not cause a failover), waits for another member to
-// take over, and heals. The recorded history goes through every checker.
+// sink. Each cycle cuts the active member's link (blackhole both ways or
+// towards etcd only, paused both ways or towards the member only, or a
+// delay), waits for another member to take over where the fault forces
+// one, and heals. The recorded history goes through every checker.
 func TestEtcdCluster(t *testing.T) {
 	const ttl, holdOff, stopTime = etcdTTL, etcdHoldOff, etcdStopTime
 	c := startEtcdCluster(t, nil)
@@ -152,7 +153,8 @@ func TestEtcdCluster(t *testing.T) {
 	faults := 0
 	for c := range *etcdCycles {
 		p := proxies[cur]
-		switch c % 3 {
+		kind := c % 5
+		switch kind {
 		case 0:
 			p.Blackhole(etcdtest.Both)
 		case 1:
@@ -161,18 +163,27 @@ func TestEtcdCluster(t *testing.T) {
 			// Slower than a keepalive round but within the TTL: the holder
 			// may keep its term or lose it; either is fine.
 			p.Delay(etcdtest.Both, ttl/5)
+		case 3:
+			// Requests vanish, answers would flow: keepalives never arrive.
+			p.Blackhole(etcdtest.ToServer)
+		case 4:
+			// Requests arrive, answers wait: etcd keeps renewing a lease
+			// whose holder hears nothing and fences itself. Whether another
+			// member takes over depends on when the holder's resignation
+			// gets through; either is fine.
+			p.Pause(etcdtest.ToClient)
 		}
 		faults++
 		var next string
-		if c%3 == 2 {
-			time.Sleep(2 * ttl) // let the delayed link run for a while
-			next = cur
+		if kind == 2 || kind == 4 {
+			time.Sleep(2 * ttl) // let the faulty link run for a while
+			next = "(no failover required)"
 		} else {
 			next = active(cur, 3*ttl+bound)
 		}
 		p.Heal()
 		rec.Healed(bound)
-		t.Logf("cycle %d: fault %d on %s, active now %s", c, c%3, cur, next)
+		t.Logf("cycle %d: fault %d on %s, active now %s", c, kind, cur, next)
 		cur = active("", bound)
 	}
 	time.Sleep(ttl) // a little steady state after the last heal
