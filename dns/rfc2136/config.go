@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hakit/hakit/dns/internal/tokenrec"
 	mdns "github.com/miekg/dns"
 )
 
@@ -145,7 +146,7 @@ func (c *Config) validate() (uint16, error) {
 	if c.TTL == 0 {
 		c.TTL = 30
 	}
-	if err := checkMember(c.Member); err != nil {
+	if err := tokenrec.CheckMember(c.Member); err != nil {
 		return 0, fmt.Errorf("rfc2136: config: Member: %w", err)
 	}
 	if c.KeyName == "" {

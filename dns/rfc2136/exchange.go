@@ -7,10 +7,10 @@ import (
 	"net"
 	"time"
 
-	mdns "github.com/miekg/dns"
-
 	"github.com/hakit/hakit/dns"
+	"github.com/hakit/hakit/dns/internal/tokenrec"
 	"github.com/hakit/hakit/fence"
+	mdns "github.com/miekg/dns"
 )
 
 // errExchangeTimeout is the cause of an exchange's context when
@@ -170,7 +170,7 @@ func decodeTokenRRset(rrs []mdns.RR) (*owner, error) {
 	if !ok {
 		return nil, fmt.Errorf("record %q is not TXT: %w", rrs[0].String(), ErrMalformed)
 	}
-	o, err := parseTokenTXT(txt.Txt)
+	o, err := tokenrec.Parse(txt.Txt)
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, ErrMalformed)
 	}
@@ -211,12 +211,4 @@ func (s *Switcher) send(ctx context.Context, m *mdns.Msg, op string, t fence.Tok
 	default:
 		return fmt.Errorf("rfc2136: %s at %s: server answered %s: %w", what, s.cfg.Server, answerDetail(r), ErrServer)
 	}
-}
-
-// String formats an owner for messages.
-func (o *owner) String() string {
-	if o == nil {
-		return "absent"
-	}
-	return fmt.Sprintf("token %d of member %q", o.Token, o.Member)
 }

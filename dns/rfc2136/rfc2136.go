@@ -77,10 +77,10 @@ import (
 	"slices"
 	"strings"
 
-	mdns "github.com/miekg/dns"
-
 	"github.com/hakit/hakit/dns"
+	"github.com/hakit/hakit/dns/internal/tokenrec"
 	"github.com/hakit/hakit/fence"
+	mdns "github.com/miekg/dns"
 )
 
 // Errors of the switcher. Each returned error wraps one of them and names
@@ -277,16 +277,7 @@ func (s *Switcher) release() { <-s.sem }
 
 // check applies step 2 of the rule to the token record read.
 func (s *Switcher) check(t fence.Token, cur *owner) error {
-	switch {
-	case cur == nil || cur.Token < t:
-		return nil
-	case cur.Token > t:
-		return fmt.Errorf("token record %s: %w", s.cfg.TokenName, fence.Stale(t, cur.Token))
-	case cur.Member != s.cfg.Member:
-		return dns.Permanent(fmt.Errorf("token record %s holds token %d for member %q, not %q: %w",
-			s.cfg.TokenName, t, cur.Member, s.cfg.Member, ErrConflict))
-	}
-	return nil
+	return tokenrec.Check(s.cfg.TokenName, t, s.cfg.Member, cur, ErrConflict)
 }
 
 // update starts an update message whose prerequisite is exactly the token
@@ -311,7 +302,7 @@ func (s *Switcher) update(read []mdns.RR) *mdns.Msg {
 func (s *Switcher) tokenRR(o *owner) mdns.RR {
 	rr := &mdns.TXT{Hdr: mdns.RR_Header{Name: s.cfg.TokenName, Rrtype: mdns.TypeTXT, Class: mdns.ClassINET, Ttl: s.cfg.TTL}}
 	if o != nil {
-		rr.Txt = tokenTXT(o.Token, o.Member)
+		rr.Txt = tokenrec.Strings(*o)
 	}
 	return rr
 }

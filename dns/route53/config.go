@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/route53"
+	"github.com/hakit/hakit/dns/internal/tokenrec"
 )
 
 // API is the part of the Route 53 client the switcher uses;
@@ -110,7 +111,7 @@ func (c *Config) validate() error {
 	if c.TTL == 0 {
 		c.TTL = 30
 	}
-	if err := checkMember(c.Member); err != nil {
+	if err := tokenrec.CheckMember(c.Member); err != nil {
 		return fmt.Errorf("route53: config: Member: %w", err)
 	}
 	switch c.Failover {

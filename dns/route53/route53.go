@@ -74,8 +74,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/route53/types"
-
 	"github.com/hakit/hakit/dns"
+	"github.com/hakit/hakit/dns/internal/tokenrec"
 	"github.com/hakit/hakit/fence"
 )
 
@@ -258,16 +258,7 @@ func (s *Switcher) release() { <-s.sem }
 
 // check applies step 2 of the rule.
 func (s *Switcher) check(t fence.Token, cur *owner) error {
-	switch {
-	case cur == nil || cur.Token < t:
-		return nil
-	case cur.Token > t:
-		return fmt.Errorf("token record %s: %w", s.cfg.TokenName, fence.Stale(t, cur.Token))
-	case cur.Member != s.cfg.Member:
-		return dns.Permanent(fmt.Errorf("token record %s holds token %d for member %q, not %q: %w",
-			s.cfg.TokenName, t, cur.Member, s.cfg.Member, ErrConflict))
-	}
-	return nil
+	return tokenrec.Check(s.cfg.TokenName, t, s.cfg.Member, cur, ErrConflict)
 }
 
 // tokenSet is the token record set of o.

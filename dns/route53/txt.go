@@ -5,38 +5,20 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/dns/internal/tokenrec"
 )
 
-// The token record is one TXT value of two character-strings,
-//
-//	"hakit-token=<decimal token>" "member=<member ID>"
-//
-// the same form package rfc2136 writes, so a zone moved between the two
-// keeps its fence.
-const (
-	tokenPrefix  = "hakit-token="
-	memberPrefix = "member="
-)
-
-// owner is what a token record says.
-type owner struct {
-	Token  fence.Token
-	Member string
-}
-
-func (o *owner) String() string {
-	if o == nil {
-		return "absent"
-	}
-	return fmt.Sprintf("token %d of member %q", o.Token, o.Member)
-}
+// owner is what one token record says; package tokenrec defines the
+// record's form, shared with package rfc2136, so a zone moved between the
+// two keeps its fence.
+type owner = tokenrec.Owner
 
 // tokenValue returns the token record's value in Route 53's presentation
 // form. Member IDs are restricted (checkMember) so that no escaping is
 // needed.
 func tokenValue(o owner) string {
-	return strconv.Quote(tokenPrefix+o.Token.String()) + " " + strconv.Quote(memberPrefix+o.Member)
+	strs := tokenrec.Strings(o)
+	return strconv.Quote(strs[0]) + " " + strconv.Quote(strs[1])
 }
 
 // parseTokenValue reads a token record's value as Route 53 returns it.
@@ -47,28 +29,11 @@ func parseTokenValue(v string) (owner, error) {
 	if err != nil {
 		return owner{}, err
 	}
-	if len(strs) != 2 {
-		return owner{}, fmt.Errorf("want 2 strings, got %d in %q", len(strs), v)
-	}
-	tokStr, ok := strings.CutPrefix(strs[0], tokenPrefix)
-	if !ok {
-		return owner{}, fmt.Errorf("first string %q does not start with %q", strs[0], tokenPrefix)
-	}
-	tok, err := fence.Parse(tokStr)
+	o, err := tokenrec.Parse(strs)
 	if err != nil {
-		return owner{}, err
+		return owner{}, fmt.Errorf("%q: %w", v, err)
 	}
-	if tok == 0 {
-		return owner{}, fmt.Errorf("token is zero in %q", v)
-	}
-	member, ok := strings.CutPrefix(strs[1], memberPrefix)
-	if !ok {
-		return owner{}, fmt.Errorf("second string %q does not start with %q", strs[1], memberPrefix)
-	}
-	if err := checkMember(member); err != nil {
-		return owner{}, err
-	}
-	return owner{Token: tok, Member: member}, nil
+	return o, nil
 }
 
 // splitTXT splits a TXT value in presentation form into its
@@ -133,21 +98,4 @@ func splitTXT(v string) ([]string, error) {
 		return nil, fmt.Errorf("%q: no strings", v)
 	}
 	return out, nil
-}
-
-// checkMember limits member IDs to printable ASCII that needs no escaping
-// in a TXT string.
-func checkMember(m string) error {
-	if m == "" {
-		return fmt.Errorf("member ID is empty")
-	}
-	if len(m)+len(memberPrefix) > 255 {
-		return fmt.Errorf("member ID %q is longer than %d bytes", m, 255-len(memberPrefix))
-	}
-	for i := 0; i < len(m); i++ {
-		if c := m[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == ';' {
-			return fmt.Errorf("member ID %q has byte %#x at %d; use printable ASCII without quotes, backslashes or semicolons", m, c, i)
-		}
-	}
-	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/hakit/hakit/dns/internal/tokenrec"
 	"github.com/hakit/hakit/fence"
 )
 
@@ -43,7 +44,7 @@ func TestParseTokenValue(t *testing.T) {
 		want    owner
 		wantErr bool
 	}{
-		{`"hakit-token=5" "member=db-1"`, owner{5, "db-1"}, false},
+		{`"hakit-token=5" "member=db-1"`, owner{Token: 5, Member: "db-1"}, false},
 		{`"hakit-token=0" "member=a"`, owner{}, true},
 		{`"hakit-token=5"`, owner{}, true},
 		{`"hakit-token=x" "member=a"`, owner{}, true},
@@ -68,7 +69,7 @@ func FuzzParseTokenValue(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if o.Token == 0 || checkMember(o.Member) != nil {
+		if o.Token == 0 || tokenrec.CheckMember(o.Member) != nil {
 			t.Fatalf("parseTokenValue(%q) accepted %+v", v, o)
 		}
 		// What parses must mean what tokenValue writes for it.
