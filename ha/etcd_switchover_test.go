@@ -1,9 +1,7 @@
 package ha_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -12,10 +10,7 @@ import (
 
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
-	"github.com/hakit/hakit/lease/etcdlease"
-	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/memrepl"
-	"github.com/hakit/hakit/storage/etcdstore"
 	"github.com/hakit/hakit/storage/etcdstore/etcdtest"
 )
 
@@ -34,36 +29,15 @@ func TestNodeEtcdSwitchoverToNamedMember(t *testing.T) {
 	nodes := map[string]*ha.Node{}
 	start := func(id string) {
 		t.Helper()
-		cli := etcdtest.NewProxy(t, srv).Client(t)
-		el, err := etcdlease.New(etcdlease.Config{Client: cli, ID: id, Prefix: "/switch/election", TTL: 2 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		store := etcdstore.New(cli, "/switch/state/")
-		n, err := ha.New(ha.Config{
-			ID: id, Elector: el, HoldOff: 500 * time.Millisecond, StopTimeout: 3 * time.Second,
-			OnEvent: func(ev ha.Event) {
+		nodes[id] = startEtcdMember(t, srv, "/switch", id, src, sink, func(cfg *ha.Config) {
+			cfg.OnEvent = func(ev ha.Event) {
 				if ev.Kind == ha.EventRole && ev.Role == ha.RoleActive {
 					mu.Lock()
 					activeTokens[id] = append(activeTokens[id], ev.Token)
 					mu.Unlock()
 				}
-			},
-			Work: func(ctx context.Context, tok fence.Token) error {
-				s := &replicate.Stream{Source: src, Sink: sink, Store: store, Key: "checkpoint",
-					MaxRecords: 50, CheckpointRecords: 200, CheckpointInterval: 100 * time.Millisecond,
-					HeartbeatInterval: -1, StopTimeout: time.Second}
-				return s.Run(ctx, tok)
-			},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- n.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-		nodes[id] = n
+			}
+		}).node
 	}
 
 	// A Node reports RoleCampaigning before its campaign key is in etcd;
@@ -82,19 +56,7 @@ func TestNodeEtcdSwitchoverToNamedMember(t *testing.T) {
 	start("c")
 	eventually(t, "c waiting", inLine(3))
 
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for i := 0; i < total; i++ {
-			src.Append([]byte(fmt.Sprintf("record %05d", i)))
-			if i%10 == 9 {
-				<-tick.C
-			}
-		}
-	}()
+	produced := produce(src, total)
 	eventually(t, "a replicating", func() bool { return sink.Len() > 0 })
 
 	from := nodes["a"].Status().Token
@@ -109,21 +71,8 @@ func TestNodeEtcdSwitchoverToNamedMember(t *testing.T) {
 		t.Fatalf("c's token %d is not above a's %d", to, from)
 	}
 
-	wg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := sink.WaitLen(ctx, total); err != nil {
-		t.Fatalf("target has %d of %d records: %v", sink.Len(), total, err)
-	}
-	got, want := sink.Records(), src.Records()
-	if len(got) != len(want) {
-		t.Fatalf("target has %d records, source %d", len(got), len(want))
-	}
-	for i := range want {
-		if !bytes.Equal(got[i].Data, want[i].Data) {
-			t.Fatalf("record %d: target %q, source %q", i, got[i].Data, want[i].Data)
-		}
-	}
+	<-produced
+	checkTargetEqualsSource(t, src, sink, total)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(activeTokens["b"]) != 0 {
