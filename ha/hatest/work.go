@@ -171,14 +171,7 @@ func (k *work) fenceSink() {
 	k.busy = true
 	k.call(Op{Resource: "sink", Kind: OpApply, Token: k.token, From: -1, Pos: -1}, func(i int) Outcome {
 		err := w.sink.Apply(context.Background(), k.sinkToken(), nil)
-		switch {
-		case errors.Is(err, fence.ErrStale):
-			return Stale
-		case err != nil:
-			return Failed
-		}
-		w.admitted(i, "sink")
-		return OK
+		return w.settleCall(i, "sink", err)
 	}, func(out Outcome) {
 		k.busy = false
 		if k.stopping {
@@ -250,16 +243,7 @@ func (k *work) checkpoint(pos int64, then func()) {
 		func(i int) Outcome {
 			var err error
 			ver, err = w.store.CompareAndSwap(context.Background(), k.token, w.hist.CheckpointKey, old, []byte(val))
-			switch {
-			case errors.Is(err, fence.ErrStale):
-				return Stale
-			case errors.Is(err, storage.ErrConflict):
-				return Conflict
-			case err != nil:
-				return Failed
-			}
-			w.admitted(i, "store")
-			return OK
+			return w.settleCall(i, "store", err)
 		}, func(out Outcome) {
 			k.busy = false
 			if out != OK {
@@ -287,14 +271,7 @@ func (k *work) putState(then func()) {
 	k.call(Op{Resource: "store", Kind: OpPut, Key: StateKey, Token: k.token, Value: val, Pos: -1},
 		func(i int) Outcome {
 			_, err := w.store.Put(context.Background(), k.token, StateKey, []byte(val))
-			switch {
-			case errors.Is(err, fence.ErrStale):
-				return Stale
-			case err != nil:
-				return Failed
-			}
-			w.admitted(i, "store")
-			return OK
+			return w.settleCall(i, "store", err)
 		}, func(out Outcome) {
 			k.busy = false
 			if out != OK {
@@ -343,14 +320,7 @@ func (k *work) tick() {
 			return Conflict
 		}
 		err := w.sink.Apply(context.Background(), k.sinkToken(), batch)
-		switch {
-		case errors.Is(err, fence.ErrStale):
-			return Stale
-		case err != nil:
-			return Failed
-		}
-		w.admitted(i, "sink")
-		return OK
+		return w.settleCall(i, "sink", err)
 	}, func(out Outcome) {
 		k.busy = false
 		if out != OK {
@@ -380,15 +350,7 @@ func (k *work) earlyCheckpoint(pos int64) storage.Version {
 	val := fmt.Sprintf("pos=%d token=%d member=%s value=%d", pos, k.token, k.m.id, w.values)
 	now := w.clk.Now()
 	ver, err := w.store.CompareAndSwap(context.Background(), k.token, w.hist.CheckpointKey, k.cpVer, []byte(val))
-	op := Op{Resource: "store", Member: k.m.id, Kind: OpPut, Key: w.hist.CheckpointKey, Token: k.token, Prev: k.cpVal, HasPrev: true, Value: val, Pos: pos, Start: now, End: now}
-	switch {
-	case errors.Is(err, fence.ErrStale):
-		op.Outcome = Stale
-	case errors.Is(err, storage.ErrConflict):
-		op.Outcome = Conflict
-	case err != nil:
-		op.Outcome = Failed
-	}
+	op := Op{Resource: "store", Member: k.m.id, Kind: OpPut, Key: w.hist.CheckpointKey, Token: k.token, Prev: k.cpVal, HasPrev: true, Value: val, Pos: pos, Start: now, End: now, Outcome: settled(err)}
 	w.hist.Ops = append(w.hist.Ops, op)
 	if err != nil {
 		return k.cpVer
@@ -436,3 +398,28 @@ func valuePos(v string) int64 {
 }
 
 var _ replicate.Sink = (*memrepl.DurableSink)(nil)
+
+// settled classifies the error of a simulated call. Every call here knows
+// whether it took effect, so an error that is neither a refusal nor a
+// conflict means it did not: Failed, never Unknown.
+func settled(err error) Outcome {
+	switch {
+	case err == nil:
+		return OK
+	case errors.Is(err, fence.ErrStale):
+		return Stale
+	case errors.Is(err, storage.ErrConflict):
+		return Conflict
+	}
+	return Failed
+}
+
+// settleCall classifies the error of call i on resource res and, if the call
+// took effect, records that res admitted its token.
+func (w *World) settleCall(i int, res string, err error) Outcome {
+	out := settled(err)
+	if out == OK {
+		w.admitted(i, res)
+	}
+	return out
+}
