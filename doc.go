@@ -58,7 +58,14 @@
 //	replicate  Source -> Sink with fenced, resumable checkpoints
 //	dns        Switchers that point traffic at the active member
 //	           (health endpoint, exec hooks, RFC 2136, Route 53, VIP)
-//	ha         the Node that ties them together
+//	ha         the Node that ties them together; ha/hatest simulates
+//	           whole clusters and checks their histories against the
+//	           guarantees
+//	examples   hamirror, a reference daemon with a one-command demo
+//	           (go run ./examples/hamirror demo), and the smallest wiring
+//
+// Each contract has a conformance suite that a new backend passes with one
+// call: storage/storagetest, lease/electortest, dns/switchertest.
 //
 // The token of the current Term flows into every write; the Term's Done
 // channel cancels the work; nothing in the work path needs to know which
