@@ -134,7 +134,12 @@ func (r *run) flush(ctx context.Context) error {
 		return nil
 	}
 	if n := len(r.batch); n > 0 {
-		if err := r.s.Sink.Apply(ctx, r.token, r.batch); err != nil {
+		if r.cond != nil {
+			if err := r.cond.ApplyAt(ctx, r.token, r.sinkPos, r.batch); err != nil {
+				return fmt.Errorf("replicate: stream %q: sink apply of %d records at %x under token %d: %w", r.s.Key, n, r.sinkPos, r.token, err)
+			}
+			r.sinkPos = r.batch[n-1].Pos
+		} else if err := r.s.Sink.Apply(ctx, r.token, r.batch); err != nil {
 			return fmt.Errorf("replicate: stream %q: sink apply of %d records under token %d: %w", r.s.Key, n, r.token, err)
 		}
 		now := r.cfg.clock.Now()

@@ -3,6 +3,8 @@ package replicate
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hakit/hakit/fence"
@@ -43,4 +45,46 @@ type Heartbeat struct {
 type HeartbeatSink interface {
 	Sink
 	ApplyHeartbeat(ctx context.Context, t fence.Token, hb Heartbeat) error
+}
+
+// ErrPositionMismatch is matched by the error a ConditionalSink returns
+// when the position it stands at is not the one ApplyAt was given. A Run
+// that gets it stops with it, having applied nothing of the refused batch;
+// the Node (or whoever runs the Stream) runs it again, and the new Run
+// reads the sink's position afresh and carries on from there.
+var ErrPositionMismatch = errors.New("replicate: sink is not at the expected position")
+
+// PositionMismatchError reports a conditional apply refused because the
+// sink stood at Have rather than Want. It matches ErrPositionMismatch
+// under errors.Is.
+type PositionMismatchError struct {
+	Want Position // the position ApplyAt was given
+	Have Position // the sink's stored position (nil: nothing applied)
+}
+
+// Error names both positions, in hexadecimal.
+func (e *PositionMismatchError) Error() string {
+	return fmt.Sprintf("%v: sink at %s, apply expected %s", ErrPositionMismatch, hexPos(e.Have), hexPos(e.Want))
+}
+
+// Is reports whether target is ErrPositionMismatch.
+func (e *PositionMismatchError) Is(target error) bool { return target == ErrPositionMismatch }
+
+// PositionMismatch returns the error for a conditional apply that expected
+// the sink at want and found it at have. It is for ConditionalSink
+// implementations, so that they all report it the same way.
+func PositionMismatch(want, have Position) error {
+	return &PositionMismatchError{Want: bytes.Clone(want), Have: bytes.Clone(have)}
+}
+
+// SamePosition reports whether a and b are the same stored position, the
+// test a ConditionalSink applies: their bytes are equal, and nil equals
+// empty.
+func SamePosition(a, b Position) bool { return bytes.Equal(a, b) }
+
+func hexPos(p Position) string {
+	if len(p) == 0 {
+		return "nil (nothing applied)"
+	}
+	return fmt.Sprintf("%x", []byte(p))
 }

@@ -5,9 +5,14 @@
 //
 // A Stream is run by the active member with its term's token (ha.Node's
 // work function does this); when the term ends, the context is cancelled
-// and Run commits a final checkpoint and returns. With a DurableSink —
-// one that commits its own position with the records — delivery is
-// exactly once across failovers; with any other Sink it is at least once,
+// and Run commits a final checkpoint and returns. With a ConditionalSink —
+// one that commits its own position with the records, and applies a batch
+// only at the position the Stream expects — delivery is exactly once
+// across failovers and restarts. A DurableSink without that condition is
+// exactly once too, except that a Run restarted under the same token (as
+// ha.Node restarts failed work) can apply a second time a batch that its
+// failed predecessor still had in flight and that landed after the new Run
+// read the sink's position. With any other Sink delivery is at least once,
 // and the span replayed after a crash is bounded by the checkpoint policy.
 //
 // Checkpoints are stored in a versioned, checksummed encoding
@@ -81,9 +86,42 @@ type Sink interface {
 // records and leaves the position alone, but a fencing DurableSink admits
 // t all the same: a Stream does that before it reads Position, so that no
 // older term's batch can land after the read and be applied twice.
+//
+// What the token cannot do is tell two Runs of one term apart. When a Run
+// fails (an Apply timed out, say) and the same member runs the work again
+// under the same token, as ha.Node does, a batch of the failed Run that is
+// still in flight to a networked target can land after the new Run read
+// Position, and Apply appends it wherever the sink stands, so those records
+// are applied twice. A DurableSink that is also a ConditionalSink closes
+// that window; one that is not stays exposed to it.
 type DurableSink interface {
 	Sink
 	// Position returns the position after the last applied record, or nil
 	// if nothing was applied.
 	Position(ctx context.Context) (Position, error)
+}
+
+// ConditionalSink is a DurableSink that can make an Apply conditional on
+// the position it stands at. A Stream whose Sink implements it applies
+// every batch with ApplyAt, naming the position it believes the sink is
+// at: the one it read when it opened, then the one after each batch it
+// applied. A batch that an earlier Run sent under the same token and that
+// lands late therefore finds the sink somewhere else and is refused, and
+// so is the next batch of the Run that did not expect the late one.
+//
+// A wrapper that embeds a ConditionalSink and changes what Apply does
+// must give ApplyAt the same treatment: the Stream calls ApplyAt instead
+// of Apply, so a promoted ApplyAt would bypass the wrapper.
+type ConditionalSink interface {
+	DurableSink
+	// ApplyAt is Apply — fenced by t, and storing the batch, the position
+	// after its last record and t in one atomic step — if and only if the
+	// sink's stored position equals from at that step (nil from: nothing
+	// was applied yet; nil and empty positions are equal). Otherwise it
+	// applies nothing, leaves position and token alone, and returns an
+	// error matching ErrPositionMismatch that names both positions
+	// (PositionMismatch builds one). A stale t fails with fence.ErrStale
+	// first, whatever the position. An empty batch applies nothing but
+	// is checked and admits t the same way.
+	ApplyAt(ctx context.Context, t fence.Token, from Position, batch []Record) error
 }

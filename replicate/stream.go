@@ -47,8 +47,21 @@ var ErrCheckpointAhead = errors.New("replicate: stored checkpoint moved ahead of
 //     A commit refused with fence.ErrStale (a newer term wrote to the
 //     Store) stops Run with that error. The token is passed to every
 //     Sink.Apply, so a fencing Sink refuses a deposed member as well.
-//   - Delivery: with a DurableSink each record is applied exactly once
-//     across any number of Runs and failovers. With any other Sink each
+//   - Conditional apply: with a ConditionalSink every batch is applied
+//     with ApplyAt at the position Run believes the sink is at (the one it
+//     read at open, then the one after each batch it applied). If the sink
+//     stands elsewhere — a batch of an earlier Run under the same token
+//     landed late — nothing is applied and Run stops with an error
+//     matching ErrPositionMismatch, after the final checkpoint of what it
+//     applied itself. Running it again (ha.Node restarts failed work)
+//     reads the sink's position afresh and resumes after the late batch.
+//   - Delivery: with a ConditionalSink each record is applied exactly once
+//     across any number of Runs and failovers. A DurableSink without
+//     ApplyAt gets the same except in one window: a Run that fails with a
+//     batch still in flight to the sink (its Apply timed out or was
+//     cancelled, but the target may still commit it) and is run again
+//     under the same token may see that batch land after it read the
+//     sink's position, and then applies its records again. With any other Sink each
 //     record is applied at least once; a Run that stops without its final
 //     checkpoint replays at most CheckpointRecords+MaxRecords-1 records,
 //     or the records applied within CheckpointInterval, whichever the
@@ -173,6 +186,13 @@ type run struct {
 	stopReader context.CancelFunc
 	readerDone chan struct{}
 
+	// cond is the Sink as a ConditionalSink, or nil; sinkPos is where
+	// Run believes it stands: as read at open, then after each batch
+	// applied. It aliases the Pos of a Record or Checkpoint, never
+	// modified.
+	cond    ConditionalSink
+	sinkPos Position
+
 	stored        Checkpoint      // the checkpoint in the Store, as last read or written
 	storedVersion storage.Version // its version (0: absent)
 	applied       Checkpoint      // covers every record the Sink acknowledged
@@ -257,6 +277,8 @@ func (r *run) claim(ctx context.Context) (from Checkpoint, skip Position, err er
 		if err != nil {
 			return Checkpoint{}, nil, fmt.Errorf("replicate: stream %q: read sink position: %w", s.Key, err)
 		}
+		r.cond, _ = ds.(ConditionalSink)
+		r.sinkPos = sp
 		if cfg.compare(sp, cp.Pos) > 0 {
 			if len(cp.State) == 0 {
 				from = Checkpoint{Pos: sp}

@@ -171,11 +171,45 @@ func (d *DurableSink) Position(ctx context.Context) (replicate.Position, error) 
 	return d.pos, nil
 }
 
+// Conditional returns d as a replicate.ConditionalSink: the same sink
+// (records, position and fence are shared), plus ApplyAt. A Stream given
+// the result refuses to apply a batch anywhere but at the position it
+// expects, which closes the window in which a late batch of an earlier Run
+// under the same token is applied twice (see replicate.DurableSink).
+//
+// DurableSink itself has no ApplyAt so that a type embedding it to change
+// what Apply does keeps being called: the Stream prefers ApplyAt, and a
+// promoted one would bypass the embedder's Apply.
+func (d *DurableSink) Conditional() *ConditionalSink { return &ConditionalSink{DurableSink: d} }
+
+// ConditionalSink is a DurableSink with a conditional apply
+// (replicate.ConditionalSink). Make one with DurableSink.Conditional; its
+// methods other than ApplyAt are the DurableSink's.
+type ConditionalSink struct {
+	*DurableSink
+}
+
+// ApplyAt keeps batch under token t if the sink's position equals from
+// (nil: nothing applied yet), in one step under the sink's lock. A stale t
+// fails with fence.ErrStale; a sink at another position refuses with an
+// error matching replicate.ErrPositionMismatch. Either way nothing is kept
+// and the fence is left as it was.
+func (c *ConditionalSink) ApplyAt(ctx context.Context, t fence.Token, from replicate.Position, batch []replicate.Record) error {
+	return c.apply(ctx, t, batch, func(pos replicate.Position) error {
+		if !replicate.SamePosition(pos, from) {
+			return fmt.Errorf("memrepl: apply %d records: %w", len(batch), replicate.PositionMismatch(from, pos))
+		}
+		return nil
+	})
+}
+
 var (
-	_ replicate.HeartbeatSink = (*Sink)(nil)
-	_ replicate.DurableSink   = (*DurableSink)(nil)
-	_ replicate.HeartbeatSink = (*DurableSink)(nil)
-	_ replicate.Comparer      = (*Source)(nil)
+	_ replicate.HeartbeatSink   = (*Sink)(nil)
+	_ replicate.DurableSink     = (*DurableSink)(nil)
+	_ replicate.ConditionalSink = (*ConditionalSink)(nil)
+	_ replicate.HeartbeatSink   = (*ConditionalSink)(nil)
+	_ replicate.HeartbeatSink   = (*DurableSink)(nil)
+	_ replicate.Comparer        = (*Source)(nil)
 )
 
 // core is the state both sinks share.
@@ -193,10 +227,25 @@ type core struct {
 // Apply keeps batch under token t. It keeps the Records and their Data
 // but not the batch slice.
 func (c *core) Apply(ctx context.Context, t fence.Token, batch []replicate.Record) error {
+	return c.apply(ctx, t, batch, nil)
+}
+
+// apply keeps batch under t if check, called under the lock with the
+// current position, returns nil. The fence is checked first, without
+// admitting t, so that a refused check leaves everything as it was.
+func (c *core) apply(ctx context.Context, t fence.Token, batch []replicate.Record, check func(replicate.Position) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if check != nil {
+		if err := c.guard.Check(t); err != nil {
+			return fmt.Errorf("memrepl: apply %d records: %w", len(batch), err)
+		}
+		if err := check(c.pos); err != nil {
+			return err
+		}
 	}
 	if err := c.guard.Admit(t); err != nil {
 		return fmt.Errorf("memrepl: apply %d records: %w", len(batch), err)
