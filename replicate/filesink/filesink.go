@@ -237,6 +237,12 @@ func (s *Sink) writeState(st State) error {
 // crash-safe step (see the package doc). A token below the committed one
 // fails with an error matching fence.ErrStale and writes nothing.
 func (s *Sink) Apply(ctx context.Context, t fence.Token, batch []replicate.Record) error {
+	return s.apply(ctx, t, batch, false, nil)
+}
+
+// apply is Apply; if conditional, only when the committed position equals
+// from, checked after the token under the same lock.
+func (s *Sink) apply(ctx context.Context, t fence.Token, batch []replicate.Record, conditional bool, from replicate.Position) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -250,6 +256,9 @@ func (s *Sink) Apply(ctx context.Context, t fence.Token, batch []replicate.Recor
 		}
 		if t < st.Token {
 			return fmt.Errorf("filesink: apply to %s: %w", s.path, fence.Stale(t, st.Token))
+		}
+		if conditional && !replicate.SamePosition(st.Pos, from) {
+			return fmt.Errorf("filesink: apply %d records to %s: %w", len(batch), s.path, replicate.PositionMismatch(from, st.Pos))
 		}
 		var buf []byte
 		for _, r := range batch {

@@ -306,3 +306,60 @@ func FuzzDecodeState(f *testing.F) {
 		}
 	})
 }
+
+// Two handles on one file stand for two Runs of one term, the first of
+// which timed out with a batch in flight: the late batch commits after the
+// second read the position, and the second's ApplyAt is refused, so no
+// record is in the file twice.
+func TestConditionalLateBatch(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "out.log")
+	run1, run2 := mustOpen(t, path).Conditional(), mustOpen(t, path).Conditional()
+	all := recs(0, 10)
+	if err := run1.ApplyAt(ctx, 3, nil, all[:4]); err != nil {
+		t.Fatalf("first ApplyAt at nil: %v", err)
+	}
+	if err := run1.ApplyAt(ctx, 3, nil, all[4:6]); !errors.Is(err, replicate.ErrPositionMismatch) {
+		t.Fatalf("ApplyAt at nil on a sink with records = %v", err)
+	}
+	read, err := run2.Position(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run1.ApplyAt(ctx, 3, read, all[4:7]); err != nil { // the late batch
+		t.Fatal(err)
+	}
+	err = run2.ApplyAt(ctx, 3, read, all[4:])
+	var mm *replicate.PositionMismatchError
+	if !errors.As(err, &mm) || !errors.Is(err, replicate.ErrPositionMismatch) ||
+		!bytes.Equal(mm.Want, all[3].Pos) || !bytes.Equal(mm.Have, all[6].Pos) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("ApplyAt behind the late batch = %v, want a mismatch naming %s, %x and %x", err, path, all[3].Pos, all[6].Pos)
+	}
+	// A mismatch under a newer token neither writes nor admits it; a
+	// stale token is refused as stale wherever the sink stands.
+	if err := run2.ApplyAt(ctx, 9, read, all[7:]); !errors.Is(err, replicate.ErrPositionMismatch) {
+		t.Fatalf("mismatch under a newer token = %v", err)
+	}
+	if err := run2.ApplyAt(ctx, 2, all[6].Pos, all[7:]); !errors.Is(err, fence.ErrStale) {
+		t.Fatalf("stale token at the position = %v", err)
+	}
+	if st, err := run2.State(ctx); err != nil || st.Token != 3 || !bytes.Equal(st.Pos, all[6].Pos) {
+		t.Fatalf("state after the refusals %+v, %v; want token 3 at %x", st, err, all[6].Pos)
+	}
+	checkData(t, path, all[:7])
+	// The restarted run reads the position again and carries on.
+	read, err = run2.Position(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run2.ApplyAt(ctx, 3, read, all[7:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := run2.ApplyAt(ctx, 4, all[9].Pos, nil); err != nil {
+		t.Fatalf("empty ApplyAt at the position: %v", err)
+	}
+	if err := run1.Apply(ctx, 3, nil); !errors.Is(err, fence.ErrStale) {
+		t.Fatalf("the empty ApplyAt did not admit token 4: Apply under 3 = %v", err)
+	}
+	checkData(t, path, all)
+}
