@@ -18,6 +18,12 @@
 // default, such a race ends in a serialization failure instead: still
 // nothing is written, but the error is the driver's, not fence.ErrStale.
 //
+// ApplyAt adds "AND pos = $from" to that UPDATE (for the first batch, a
+// row with no position, or none), which makes the Sink a
+// replicate.ConditionalSink: a Stream then applies each batch only at the
+// position it expects, and a batch an earlier Run of the same term gave up
+// on but the database committed anyway cannot be applied a second time.
+//
 // Records go, by default, to a table (stream, pos, data) whose primary key
 // is (stream, pos), so a duplicate could not even be stored silently;
 // Config.ApplyFunc replaces that with the caller's own writes in the same
@@ -44,6 +50,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -95,8 +102,8 @@ type Sink struct {
 }
 
 var (
-	_ replicate.DurableSink   = (*Sink)(nil)
-	_ replicate.HeartbeatSink = (*Sink)(nil)
+	_ replicate.ConditionalSink = (*Sink)(nil)
+	_ replicate.HeartbeatSink   = (*Sink)(nil)
 )
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$`)
@@ -170,27 +177,70 @@ func (s *Sink) Setup(ctx context.Context) error {
 // still admits t (replicate.DurableSink): a Stream fences the sink that
 // way before it reads Position.
 func (s *Sink) Apply(ctx context.Context, t fence.Token, batch []replicate.Record) error {
-	if len(batch) == 0 {
-		return s.inTx(ctx, t, "", nil, nil)
+	return s.applyBatch(ctx, t, batch, nil)
+}
+
+// ApplyAt is Apply if the stream's committed position equals from (nil:
+// nothing applied yet — no position row, or one with no position), the
+// test being part of the UPDATE that claims the row:
+//
+//	UPDATE <positions> SET token = $t, pos = $p WHERE stream = $s AND token <= $t AND pos = $from
+//
+// Under READ COMMITTED, PostgreSQL re-checks that WHERE clause against a
+// row a concurrent transaction committed, so of two transactions applying
+// at one position only the first to commit writes; the other updates no
+// row and is refused with an error matching replicate.ErrPositionMismatch
+// that names the stream and both positions, having written nothing. A
+// stale t fails with fence.ErrStale first. With it the Sink is a
+// replicate.ConditionalSink, and a Stream applies every batch this way, so
+// a batch of an earlier Run of the same term that committed after the
+// client gave up on it (its context ended while the COMMIT was under way)
+// is never applied twice.
+//
+// A type that embeds *Sink and changes what Apply does must change ApplyAt
+// the same way: a Stream calls ApplyAt, not Apply.
+func (s *Sink) ApplyAt(ctx context.Context, t fence.Token, from replicate.Position, batch []replicate.Record) error {
+	if from == nil {
+		from = replicate.Position{} // "expect nothing applied", as opposed to no condition
 	}
-	return s.inTx(ctx, t, "pos = $3", []any{[]byte(batch[len(batch)-1].Pos)}, func(tx *sql.Tx) error {
-		if err := s.apply(ctx, tx, batch); err != nil {
-			return fmt.Errorf("sqlsink: stream %q: apply %d records: %w", s.stream, len(batch), err)
+	return s.applyBatch(ctx, t, batch, from)
+}
+
+// applyBatch is Apply, conditional on the position if from is not nil.
+func (s *Sink) applyBatch(ctx context.Context, t fence.Token, batch []replicate.Record, from replicate.Position) error {
+	op := txOp{from: from}
+	if len(batch) > 0 {
+		op.set, op.args = "pos = $3", []any{[]byte(batch[len(batch)-1].Pos)}
+		op.f = func(tx *sql.Tx) error {
+			if err := s.apply(ctx, tx, batch); err != nil {
+				return fmt.Errorf("sqlsink: stream %q: apply %d records: %w", s.stream, len(batch), err)
+			}
+			return nil
 		}
-		return nil
-	})
+	}
+	return s.inTx(ctx, t, op)
 }
 
 // ApplyHeartbeat stores hb's time and position in the stream's row under
 // token t (the "heartbeat table"): the target then shows how fresh it is
 // even when no data flows.
 func (s *Sink) ApplyHeartbeat(ctx context.Context, t fence.Token, hb replicate.Heartbeat) error {
-	return s.inTx(ctx, t, "heartbeat_at = $3, heartbeat_pos = $4", []any{hb.Time, []byte(hb.Pos)}, nil)
+	return s.inTx(ctx, t, txOp{set: "heartbeat_at = $3, heartbeat_pos = $4", args: []any{hb.Time, []byte(hb.Pos)}})
 }
 
-// inTx claims the stream's row for token t with the extra SET clause
-// (which may be empty) and runs f, if not nil, in the same transaction.
-func (s *Sink) inTx(ctx context.Context, t fence.Token, set string, args []any, f func(*sql.Tx) error) error {
+// txOp is what one transaction does besides claiming the row for a token.
+type txOp struct {
+	set  string // extra SET clause, "" for none; its placeholders start at $3
+	args []any  // the values of set's placeholders
+	// from, if not nil, is the position the row must hold for the claim
+	// to succeed; empty means none (no row, or a NULL or empty pos).
+	from replicate.Position
+	f    func(*sql.Tx) error // the batch's writes, or nil
+}
+
+// inTx claims the stream's row for token t with op's SET clause and
+// condition and runs op.f, if not nil, in the same transaction.
+func (s *Sink) inTx(ctx context.Context, t fence.Token, op txOp) error {
 	if t == 0 {
 		return fence.ErrNoToken
 	}
@@ -198,7 +248,7 @@ func (s *Sink) inTx(ctx context.Context, t fence.Token, set string, args []any, 
 		return fmt.Errorf("sqlsink: token %d does not fit the bigint token column", t)
 	}
 	for attempt := 0; ; attempt++ {
-		err := s.tryTx(ctx, t, set, args, f)
+		err := s.tryTx(ctx, t, op)
 		if !errors.Is(err, errRetry) || attempt > 3 {
 			return err
 		}
@@ -208,7 +258,7 @@ func (s *Sink) inTx(ctx context.Context, t fence.Token, set string, args []any, 
 // errRetry: the stream's row was inserted concurrently; try again.
 var errRetry = errors.New("sqlsink: position row created concurrently")
 
-func (s *Sink) tryTx(ctx context.Context, t fence.Token, set string, args []any, f func(*sql.Tx) error) (err error) {
+func (s *Sink) tryTx(ctx context.Context, t fence.Token, op txOp) (err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlsink: stream %q: begin: %w", s.stream, err)
@@ -218,12 +268,23 @@ func (s *Sink) tryTx(ctx context.Context, t fence.Token, set string, args []any,
 			_ = tx.Rollback()
 		}
 	}()
-	all := append([]any{int64(t), s.stream}, args...)
+	set := op.set
+	all := append([]any{int64(t), s.stream}, op.args...)
 	update := `UPDATE ` + s.posTable + ` SET token = $1, updated_at = now()`
 	if set != "" {
 		update += `, ` + set
 	}
-	res, err := tx.ExecContext(ctx, update+` WHERE stream = $2 AND token <= $1`, all...)
+	update += ` WHERE stream = $2 AND token <= $1`
+	updateArgs := all
+	switch {
+	case op.from == nil:
+	case len(op.from) == 0:
+		update += ` AND (pos IS NULL OR length(pos) = 0)`
+	default:
+		updateArgs = append(slices.Clip(all), []byte(op.from))
+		update += fmt.Sprintf(` AND pos = $%d`, len(updateArgs))
+	}
+	res, err := tx.ExecContext(ctx, update, updateArgs...)
 	if err != nil {
 		return fmt.Errorf("sqlsink: stream %q: claim position row under token %d: %w", s.stream, t, err)
 	}
@@ -231,12 +292,23 @@ func (s *Sink) tryTx(ctx context.Context, t fence.Token, set string, args []any,
 		return fmt.Errorf("sqlsink: stream %q: %w", s.stream, err)
 	} else if n == 0 {
 		var cur int64
-		err := tx.QueryRowContext(ctx, `SELECT token FROM `+s.posTable+` WHERE stream = $1`, s.stream).Scan(&cur)
+		var pos []byte
+		err := tx.QueryRowContext(ctx, `SELECT token, pos FROM `+s.posTable+` WHERE stream = $1`, s.stream).Scan(&cur, &pos)
 		switch {
 		case err == nil:
-			return fmt.Errorf("sqlsink: stream %q: %w", s.stream, fence.Stale(t, fence.Token(cur)))
+			if op.from == nil || fence.Token(cur) > t {
+				return fmt.Errorf("sqlsink: stream %q: %w", s.stream, fence.Stale(t, fence.Token(cur)))
+			}
+			if !replicate.SamePosition(pos, op.from) {
+				return fmt.Errorf("sqlsink: stream %q: apply under token %d: %w", s.stream, t, replicate.PositionMismatch(op.from, pos))
+			}
+			// The row changed between the UPDATE and this read; look
+			// again.
+			return errRetry
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("sqlsink: stream %q: read token: %w", s.stream, err)
+		case len(op.from) > 0:
+			return fmt.Errorf("sqlsink: stream %q: apply under token %d: %w", s.stream, t, replicate.PositionMismatch(op.from, nil))
 		}
 		cols, vals := `token, stream`, `$1, $2`
 		if set != "" {
@@ -251,7 +323,7 @@ func (s *Sink) tryTx(ctx context.Context, t fence.Token, set string, args []any,
 			return errRetry
 		}
 	}
-	if f != nil {
+	if f := op.f; f != nil {
 		if err := f(tx); err != nil {
 			return err
 		}

@@ -224,6 +224,9 @@ func TestPostgres(t *testing.T) {
 		}
 	})
 
+	t.Run("conditional apply", func(t *testing.T) { conditionalApply(t, db) })
+	t.Run("concurrent conditional applies", func(t *testing.T) { concurrentConditional(t, db) })
+
 	t.Run("stream exactly once across failovers", func(t *testing.T) {
 		streamFailovers(t, db)
 	})
@@ -307,6 +310,17 @@ type cancelAfter struct {
 }
 
 func (c *cancelAfter) Apply(ctx context.Context, t fence.Token, b []replicate.Record) error {
+	c.tick()
+	return c.Sink.Apply(ctx, t, b)
+}
+
+// ApplyAt counts like Apply: the Stream applies its batches with it.
+func (c *cancelAfter) ApplyAt(ctx context.Context, t fence.Token, from replicate.Position, b []replicate.Record) error {
+	c.tick()
+	return c.Sink.ApplyAt(ctx, t, from, b)
+}
+
+func (c *cancelAfter) tick() {
 	c.mu.Lock()
 	c.k--
 	fire := c.k == 0
@@ -314,5 +328,4 @@ func (c *cancelAfter) Apply(ctx context.Context, t fence.Token, b []replicate.Re
 	if fire {
 		c.cancel()
 	}
-	return c.Sink.Apply(ctx, t, b)
 }
