@@ -2,6 +2,7 @@ package replicate_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -81,4 +82,35 @@ func ExampleDecodeCheckpoint() {
 	_, err := replicate.DecodeCheckpoint(b)
 	fmt.Println(err != nil)
 	// Output: true
+}
+
+// A ConditionalSink applies a batch only where the caller expects the sink
+// to stand. Two Runs of one term cannot be told apart by their token, but a
+// batch of the first that lands after the second read the position is
+// caught by the position: the second Run's own batch is refused instead of
+// applying those records twice, and the work, run again, resumes after it.
+func ExampleConditionalSink() {
+	ctx := context.Background()
+	src := &memrepl.Source{}
+	src.Append([]byte("a"), []byte("b"), []byte("c"), []byte("d"))
+	recs := src.Records()
+	sink := (&memrepl.DurableSink{}).Conditional()
+	const term = fence.Token(7)
+
+	_ = sink.ApplyAt(ctx, term, nil, recs[:1])     // run 1 applies "a"
+	read, _ := sink.Position(ctx)                  // run 2 reads: after "a"
+	_ = sink.ApplyAt(ctx, term, read, recs[1:3])   // run 1's timed-out "b c" lands late
+	err := sink.ApplyAt(ctx, term, read, recs[1:]) // run 2 applies "b c d"
+	fmt.Println(errors.Is(err, replicate.ErrPositionMismatch))
+
+	read, _ = sink.Position(ctx) // run 3, the restart, reads again
+	_ = sink.ApplyAt(ctx, term, read, recs[3:])
+	var data []string
+	for _, r := range sink.Records() {
+		data = append(data, string(r.Data))
+	}
+	fmt.Println(strings.Join(data, " "))
+	// Output:
+	// true
+	// a b c d
 }
