@@ -115,6 +115,17 @@ func (s faultySink) Apply(ctx context.Context, t fence.Token, b []replicate.Reco
 
 type faultyDurableSink struct{ faultySink }
 
+// faultyConditionalSink makes the Stream apply every batch with ApplyAt,
+// faults injected as for Apply.
+type faultyConditionalSink struct {
+	faultyDurableSink
+	cond *memrepl.ConditionalSink
+}
+
+func (s faultyConditionalSink) ApplyAt(ctx context.Context, t fence.Token, from replicate.Position, b []replicate.Record) error {
+	return s.in.wrap("apply", func() error { return s.cond.ApplyAt(ctx, t, from, b) })
+}
+
 func (s faultyDurableSink) Position(ctx context.Context) (replicate.Position, error) {
 	return s.inner.Position(ctx)
 }
@@ -164,16 +175,19 @@ func seed(t *testing.T) uint64 {
 // Interrupt the stream at random points — mid-batch, mid-checkpoint, in
 // the reader — and restart it under a new, larger token, many times.
 func TestFailoverChaos(t *testing.T) {
-	for _, durable := range []bool{true, false} {
-		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+	for _, mode := range []string{"durable", "conditional", "plain"} {
+		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(seed(t), 7))
-			chaos(t, rng, durable)
+			chaos(t, rng, mode)
 		})
 	}
 }
 
-func chaos(t *testing.T, rng *rand.Rand, durable bool) {
+// chaos runs the failover rounds against a memrepl.DurableSink ("durable"),
+// the same through its ConditionalSink ("conditional"), or a plain Sink.
+func chaos(t *testing.T, rng *rand.Rand, mode string) {
+	durable := mode != "plain"
 	ctx := context.Background()
 	store := memstore.New()
 	src := &memrepl.Source{}
@@ -216,10 +230,14 @@ func chaos(t *testing.T, rng *rand.Rand, durable bool) {
 		var sink replicate.Sink
 		var recs func() []replicate.Record
 		var w waiter
-		if durable {
+		switch mode {
+		case "durable":
 			sink = faultyDurableSink{faultySink{&durSink, in}}
 			recs, w = durSink.Records, &durSink
-		} else {
+		case "conditional":
+			sink = faultyConditionalSink{faultyDurableSink{faultySink{&durSink, in}}, durSink.Conditional()}
+			recs, w = durSink.Records, &durSink
+		default:
 			sink = faultySink{plainAsDurable{&plain}, in}
 			recs, w = plain.Records, &plain
 		}
