@@ -60,8 +60,8 @@ func run(ctx context.Context, id string, peers map[string]string, data, source, 
 	defer sink.Close()
 	stream := &replicate.Stream{
 		Source: &filelog.Source{Dir: source},
-		Sink:   sink,          // a DurableSink: exactly once across failovers
-		Store:  group.Store(), // checkpoints, fenced, replicated by Raft
+		Sink:   sink.Conditional(), // commits position with records: exactly once
+		Store:  group.Store(),      // checkpoints, fenced, replicated by Raft
 		Key:    "embed/checkpoint",
 	}
 	node, err := ha.New(ha.Config{

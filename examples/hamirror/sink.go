@@ -19,8 +19,9 @@ import (
 const DefaultSQLStream = "hamirror"
 
 // sinkHandle is the configured sink: both kinds commit their position and the
-// writer's token with the records, so delivery is exactly once, and both
-// refuse a stale token.
+// writer's token with the records, apply a batch only at the position they
+// stand at (replicate.ConditionalSink), and refuse a stale token, so
+// delivery is exactly once.
 type sinkHandle struct {
 	sink  replicate.DurableSink
 	token func(ctx context.Context) (fence.Token, error) // the highest token the target admitted
@@ -35,7 +36,9 @@ func openTarget(ctx context.Context, c SinkConfig) (*sinkHandle, error) {
 		if err != nil {
 			return nil, fmt.Errorf("hamirror: sink.path: %w", err)
 		}
-		return &sinkHandle{sink: s, close: s.Close, token: func(ctx context.Context) (fence.Token, error) {
+		// Conditional: a batch commits only at the position the sink
+		// stands at, so a late batch of an earlier run is refused.
+		return &sinkHandle{sink: s.Conditional(), close: s.Close, token: func(ctx context.Context) (fence.Token, error) {
 			st, err := s.State(ctx)
 			return st.Token, err
 		}}, nil

@@ -84,14 +84,16 @@
 //
 // # What the simulation found
 //
-// The simulated work goes two steps beyond replicate.Stream as it stands,
-// each closing an exactly-once hole the simulation found (see the
-// regression tests): it fences the sink (an empty batch under its token)
-// before reading the sink's position, so that a deposed member frozen in
-// the middle of a batch cannot land it between its successor's read and
-// first write; and it applies a batch only at the sink's own position, so
-// that a batch of an earlier run of the same term that timed out and lands
-// after the Node restarted the work is refused instead of applied twice.
+// The simulation found two exactly-once holes in replicate.Stream, both now
+// closed there and kept as regression tests that plant the old behaviour
+// back: the Stream fences the sink (an empty batch under its token) before
+// reading the sink's position, so that a deposed member frozen in the
+// middle of a batch cannot land it between its successor's read and first
+// write; and with a replicate.ConditionalSink it applies a batch only at
+// the sink's own position, so that a batch of an earlier run of the same
+// term that timed out and lands after the Node restarted the work is
+// refused instead of applied twice. The simulated work follows the Stream
+// in both.
 //
 // # What it does not model
 //

@@ -28,12 +28,11 @@ var ErrOpTimeout = errors.New("hatest: call timed out")
 // with a compare-and-swap on the version last read or written. When
 // stopped it commits a final checkpoint of the acknowledged progress.
 //
-// Two steps go beyond replicate.Stream as it stands; both close holes the
-// simulation found (see the regression tests): the sink is fenced before
-// its position is read, and the sink applies a batch only if it starts at
-// the sink's position (a conditional apply, as a transactional sink can
-// do with "WHERE pos = $from"), so a call of an earlier run that lands
-// late is refused instead of applied twice.
+// Like replicate.Stream, it fences the sink before reading its position,
+// and applies a batch only if it starts at the sink's position (a
+// conditional apply, replicate.ConditionalSink), so a call of an earlier
+// run that lands late is refused instead of applied twice. Both steps
+// closed holes this simulation found (see the regression tests).
 type work struct {
 	m     *member
 	token fence.Token

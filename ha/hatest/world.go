@@ -74,12 +74,12 @@ type Options struct {
 	checkpointEarly   bool          // checkpoints go out before the sink acknowledged
 	sinkIgnoresTokens bool          // the sink admits every write
 	// positionBeforeFence reads the sink's position before the sink has
-	// admitted the run's token, as replicate.Stream does at the time of
-	// writing; see TestRegressionPositionBeforeFence.
+	// admitted the run's token, as replicate.Stream did before the
+	// simulation found the hole; see TestRegressionPositionBeforeFence.
 	positionBeforeFence bool
-	// unconditionalApply applies a batch wherever the sink stands, as
-	// memrepl.DurableSink and replicate.Stream do at the time of writing;
-	// see TestRegressionRestartDuplicate.
+	// unconditionalApply applies a batch wherever the sink stands, as a
+	// DurableSink that is not a ConditionalSink does; see
+	// TestRegressionRestartDuplicate.
 	unconditionalApply bool
 }
 
