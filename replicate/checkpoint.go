@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/replicate/internal/wire"
 	"github.com/hakit/hakit/storage"
 )
 
@@ -64,10 +65,8 @@ func EncodeCheckpoint(c Checkpoint) []byte {
 	b = c.Token.AppendBinary(b)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.Time.Unix()))
 	b = binary.BigEndian.AppendUint32(b, uint32(c.Time.Nanosecond()))
-	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Pos)))
-	b = append(b, c.Pos...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(c.State)))
-	b = append(b, c.State...)
+	b = wire.AppendField(b, c.Pos)
+	b = wire.AppendField(b, c.State)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
@@ -104,32 +103,16 @@ func DecodeCheckpoint(b []byte) (Checkpoint, error) {
 	c.Time = time.Unix(sec, int64(nsec)).UTC()
 	rest := body[cpHeaderLen:]
 	var err error
-	if c.Pos, rest, err = cutField(rest, "position"); err != nil {
+	if c.Pos, rest, err = wire.CutField(rest, "position", MaxCheckpointField, ErrCorruptCheckpoint); err != nil {
 		return Checkpoint{}, err
 	}
-	if c.State, rest, err = cutField(rest, "state"); err != nil {
+	if c.State, rest, err = wire.CutField(rest, "state", MaxCheckpointField, ErrCorruptCheckpoint); err != nil {
 		return Checkpoint{}, err
 	}
 	if len(rest) != 0 {
 		return Checkpoint{}, fmt.Errorf("%w: %d trailing bytes", ErrCorruptCheckpoint, len(rest))
 	}
 	return c, nil
-}
-
-// cutField splits a 4-byte length-prefixed field off b.
-func cutField(b []byte, name string) (field, rest []byte, err error) {
-	if len(b) < 4 {
-		return nil, nil, fmt.Errorf("%w: %s length cut short", ErrCorruptCheckpoint, name)
-	}
-	n := binary.BigEndian.Uint32(b)
-	b = b[4:]
-	if n > MaxCheckpointField || uint64(n) > uint64(len(b)) {
-		return nil, nil, fmt.Errorf("%w: %s length %d exceeds the %d bytes left", ErrCorruptCheckpoint, name, n, len(b))
-	}
-	if n == 0 {
-		return nil, b, nil
-	}
-	return bytes.Clone(b[:n]), b[n:], nil
 }
 
 // LoadCheckpoint reads and decodes the checkpoint stored under key. A key

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/replicate"
+	"github.com/hakit/hakit/replicate/internal/wire"
 )
 
 // ErrCorrupt is wrapped by errors about a state file that cannot be
@@ -52,10 +53,8 @@ func EncodeState(s State) []byte {
 	b = s.Token.AppendBinary(b)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.Heartbeat.Unix()))
 	b = binary.BigEndian.AppendUint32(b, uint32(s.Heartbeat.Nanosecond()))
-	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Pos)))
-	b = append(b, s.Pos...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(s.HeartPos)))
-	b = append(b, s.HeartPos...)
+	b = wire.AppendField(b, s.Pos)
+	b = wire.AppendField(b, s.HeartPos)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
@@ -85,29 +84,14 @@ func DecodeState(b []byte) (State, error) {
 	s.Heartbeat = time.Unix(sec, int64(nsec)).UTC()
 	rest := body[stateFixed:]
 	var err error
-	if s.Pos, rest, err = cut(rest, "position"); err != nil {
+	if s.Pos, rest, err = wire.CutField(rest, "position", maxStateField, ErrCorrupt); err != nil {
 		return State{}, err
 	}
-	if s.HeartPos, rest, err = cut(rest, "heartbeat position"); err != nil {
+	if s.HeartPos, rest, err = wire.CutField(rest, "heartbeat position", maxStateField, ErrCorrupt); err != nil {
 		return State{}, err
 	}
 	if len(rest) != 0 {
 		return State{}, fmt.Errorf("%w: %d trailing bytes in state", ErrCorrupt, len(rest))
 	}
 	return s, nil
-}
-
-func cut(b []byte, name string) (field, rest []byte, err error) {
-	if len(b) < 4 {
-		return nil, nil, fmt.Errorf("%w: %s length cut short", ErrCorrupt, name)
-	}
-	n := binary.BigEndian.Uint32(b)
-	b = b[4:]
-	if n > maxStateField || uint64(n) > uint64(len(b)) {
-		return nil, nil, fmt.Errorf("%w: %s length %d exceeds the %d bytes left", ErrCorrupt, name, n, len(b))
-	}
-	if n == 0 {
-		return nil, b, nil
-	}
-	return bytes.Clone(b[:n]), b[n:], nil
 }
