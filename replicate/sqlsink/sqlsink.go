@@ -296,14 +296,15 @@ func (s *Sink) tryTx(ctx context.Context, t fence.Token, op txOp) (err error) {
 		err := tx.QueryRowContext(ctx, `SELECT token, pos FROM `+s.posTable+` WHERE stream = $1`, s.stream).Scan(&cur, &pos)
 		switch {
 		case err == nil:
-			if op.from == nil || fence.Token(cur) > t {
+			if fence.Token(cur) > t {
 				return fmt.Errorf("sqlsink: stream %q: %w", s.stream, fence.Stale(t, fence.Token(cur)))
 			}
-			if !replicate.SamePosition(pos, op.from) {
+			if op.from != nil && !replicate.SamePosition(pos, op.from) {
 				return fmt.Errorf("sqlsink: stream %q: apply under token %d: %w", s.stream, t, replicate.PositionMismatch(op.from, pos))
 			}
-			// The row changed between the UPDATE and this read; look
-			// again.
+			// The row admits t, so it changed between the UPDATE and
+			// this read (a concurrent transaction created or moved
+			// it); look again.
 			return errRetry
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("sqlsink: stream %q: read token: %w", s.stream, err)
