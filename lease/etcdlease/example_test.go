@@ -17,8 +17,8 @@ import (
 // context that ends with the term, bind storage writes to the term, and
 // resign on switchover or shutdown.
 func Example() {
-	t := &exampleT{} // in a test, the test's *testing.T; in production, a real etcd client
-	defer t.cleanup()
+	t := etcdtest.NewStandalone("Example") // in a test, the test's *testing.T; in production, a real etcd client
+	defer t.Close()
 	cli := etcdtest.Start(t).Client(t)
 
 	e, err := etcdlease.New(etcdlease.Config{

@@ -14,8 +14,8 @@ import (
 // ExampleElector_Transfer hands the lease to a named member although
 // another member has waited longer.
 func ExampleElector_Transfer() {
-	t := &exampleT{}
-	defer t.cleanup()
+	t := etcdtest.NewStandalone("Example")
+	defer t.Close()
 	cli := etcdtest.Start(t).Client(t)
 	ctx := context.Background()
 	member := func(id string) *etcdlease.Elector {

@@ -14,8 +14,8 @@ import (
 )
 
 func ExampleNew() {
-	t := newExampleT() // in a test: the test's *testing.T
-	defer t.cleanup()
+	t := etcdtest.NewStandalone("example") // in a test: the test's *testing.T
+	defer t.Close()
 	cli := etcdtest.Start(t).Client(t) // in production: your clientv3.Client
 
 	ctx := context.Background()
@@ -43,8 +43,8 @@ func ExampleNew() {
 }
 
 func ExampleStore_Bind() {
-	t := newExampleT()
-	defer t.cleanup()
+	t := etcdtest.NewStandalone("example")
+	defer t.Close()
 	cli := etcdtest.Start(t).Client(t)
 	ctx := context.Background()
 
@@ -80,8 +80,8 @@ func ExampleStore_Bind() {
 }
 
 func ExampleNewBackend() {
-	t := newExampleT()
-	defer t.cleanup()
+	t := etcdtest.NewStandalone("example")
+	defer t.Close()
 	cli := etcdtest.Start(t).Client(t)
 	ctx := context.Background()
 

@@ -10,8 +10,8 @@ import (
 )
 
 func ExampleStart() {
-	t := newExampleT() // in a test: the test's *testing.T
-	defer t.cleanup()
+	t := etcdtest.NewStandalone("example") // in a test: the test's *testing.T
+	defer t.Close()
 
 	s := etcdtest.Start(t)
 	cli := s.Client(t)
@@ -30,8 +30,8 @@ func ExampleStart() {
 }
 
 func ExampleNewProxy() {
-	t := newExampleT()
-	defer t.cleanup()
+	t := etcdtest.NewStandalone("example")
+	defer t.Close()
 
 	s := etcdtest.Start(t)
 	p := etcdtest.NewProxy(t, s)
@@ -61,8 +61,8 @@ func ExampleNewProxy() {
 }
 
 func ExampleWithTLS() {
-	t := newExampleT()
-	defer t.cleanup()
+	t := etcdtest.NewStandalone("example")
+	defer t.Close()
 
 	s := etcdtest.Start(t, etcdtest.WithTLS())
 	cli := s.Client(t) // trusts the server's CA, presents a client certificate
