@@ -27,7 +27,8 @@
 //     not stop the member from winning afterwards.
 //   - CutOffHolder: after Isolate of the holder, a waiting member wins
 //     within Timing.Failover, and the holder's Done was closed, with Err
-//     wrapping lease.ErrLost, when that Campaign returned; after Heal the
+//     wrapping lease.ErrLost, when that Campaign returned, and its
+//     Deadline was not after that moment; after Heal the
 //     old term stays ended and the old holder wins again only under a new
 //     token.
 //   - Leader: lease.ErrNoLeader, then the holder's ID and token (and one
@@ -38,8 +39,9 @@
 //   - Turns: every member campaigns and resigns repeatedly, at once.
 //
 // Throughout, each time a Campaign returns the suite checks, at that
-// instant, that every earlier Term's Done is closed and that the new token
-// is larger than every earlier one.
+// instant, that every earlier Term's Done is closed, that the new token
+// is larger than every earlier one and that the new Term's Deadline lies
+// ahead.
 //
 // # Time
 //

@@ -164,6 +164,10 @@ func (s *suite) checkWin(id string, term lease.Term, at time.Time) {
 	if term.Token() == 0 {
 		s.t.Errorf("member %q won the zero token, which belongs to no term", id)
 	}
+	if d := term.Deadline(); !d.After(at) {
+		s.t.Errorf("member %q term %d: Deadline %v is not after the win at %v: a new term must be trusted for a while",
+			id, term.Token(), d, at)
+	}
 	s.won = append(s.won, win{id: id, term: term, at: at})
 }
 
