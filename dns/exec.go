@@ -55,7 +55,7 @@ type ExecConfig struct {
 	// process's.
 	Dir string
 	// Logger receives each line the commands write, with the command,
-	// the stream and the token; nil discards.
+	// the stream and the token; nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -83,38 +83,55 @@ type Exec struct {
 	guard fence.Guard
 }
 
-// NewExec validates cfg and returns an Exec.
+// NewExec fills in cfg's defaults, validates it and returns an Exec. An
+// invalid cfg is refused with an error wrapping ErrConfig that names every
+// broken field.
 func NewExec(cfg ExecConfig) (*Exec, error) {
-	if cfg.Member == "" {
-		return nil, errors.New("dns: exec: Member is empty")
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Exec{cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, 1)}, nil
+}
+
+func (c ExecConfig) withDefaults() ExecConfig {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultExecTimeout
+	}
+	if c.KillGrace == 0 {
+		c.KillGrace = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c ExecConfig) validate() error {
+	var errs []error
+	bad := func(field, rule string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(rule, args...)))
+	}
+	if c.Member == "" {
+		bad("Member", "must not be empty")
 	}
 	for _, l := range []struct {
 		name string
 		cmds [][]string
-	}{{"Promote", cfg.Promote}, {"Demote", cfg.Demote}} {
+	}{{"Promote", c.Promote}, {"Demote", c.Demote}} {
 		for i, argv := range l.cmds {
 			if len(argv) == 0 || argv[0] == "" {
-				return nil, fmt.Errorf("dns: exec: %s[%d] has no program", l.name, i)
+				bad(fmt.Sprintf("%s[%d]", l.name, i), "has no program")
 			}
 		}
 	}
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("dns: exec: Timeout %v is negative", cfg.Timeout)
+	if c.Timeout < 0 {
+		bad("Timeout", "must not be negative, got %v", c.Timeout)
 	}
-	if cfg.KillGrace < 0 {
-		return nil, fmt.Errorf("dns: exec: KillGrace %v is negative", cfg.KillGrace)
+	if c.KillGrace < 0 {
+		bad("KillGrace", "must not be negative, got %v", c.KillGrace)
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultExecTimeout
-	}
-	if cfg.KillGrace == 0 {
-		cfg.KillGrace = 5 * time.Second
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Exec{cfg: cfg, log: log, sem: make(chan struct{}, 1)}, nil
+	return errors.Join(errs...)
 }
 
 // String names the switcher in Multi's errors.

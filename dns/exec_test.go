@@ -241,8 +241,16 @@ func TestNewExecValidates(t *testing.T) {
 		{"negative grace", dns.ExecConfig{Member: "a", KillGrace: -1}, "KillGrace"},
 	}
 	for _, tt := range tests {
-		if _, err := dns.NewExec(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%s: err = %v, want one naming %s", tt.name, err, tt.want)
+		_, err := dns.NewExec(tt.cfg)
+		if !errors.Is(err, dns.ErrConfig) || !strings.Contains(err.Error(), "dns: invalid config: "+tt.want+": ") {
+			t.Errorf("%s: err = %v, want an ErrConfig naming %s", tt.name, err, tt.want)
+		}
+	}
+	// Every broken rule at once.
+	_, err := dns.NewExec(dns.ExecConfig{Promote: [][]string{{}}, Timeout: -1, KillGrace: -1})
+	for _, field := range []string{"Member", "Promote[0]", "Timeout", "KillGrace"} {
+		if err == nil || !strings.Contains(err.Error(), "dns: invalid config: "+field+": ") {
+			t.Errorf("NewExec with four broken fields: %v; want it to name %s", err, field)
 		}
 	}
 }
@@ -366,7 +374,7 @@ func TestMultiConformance(t *testing.T) {
 				Promote: [][]string{sh(`echo "$HAKIT_TOKEN" > ` + state)},
 				Demote:  [][]string{sh(`rm -f ` + state)},
 			})
-			m := dns.Retry(dns.Multi(h, e), dns.DefaultRetryPolicy())
+			m := mustRetry(t, dns.Multi(h, e), dns.DefaultRetryPolicy())
 			return switchertest.Backend{
 				Switcher: func(*testing.T, string) dns.Switcher { return m },
 				Observe: func(context.Context) (bool, fence.Token, error) {

@@ -15,8 +15,15 @@
 // long as the work stops acting when its context ends. Guarantee 2 holds
 // whatever the work does, provided its writes carry the token.
 //
-// The Node's decisions are a pure function of events (see machine.go);
-// timers, the network and the work run at the edge (this file).
+// What the Node says about itself is decided when it is asked: Status,
+// the /primary and /standby endpoints and a dns.Health switcher check the
+// term's Done and Deadline at that moment (lease.Valid), so a member whose
+// process was frozen past its deadline answers "not primary" on waking,
+// before its loop has run.
+//
+// The Node's decisions are a pure function of its inputs (the internal
+// core package); timers, the network and the work run at the edge (this
+// file).
 package ha
 
 import (
@@ -28,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hakit/hakit/dns"
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha/internal/core"
 	"github.com/hakit/hakit/lease"
@@ -41,28 +49,27 @@ type Node struct {
 	cfg     Config
 	metrics *metrics
 
-	events   chan core.Event // to the loop; unread until Run starts
+	inputs   chan core.Input // to the loop; unread until Run starts
 	loopDone chan struct{}   // closed when Run returns
 
 	mu      sync.Mutex
 	status  Status
+	term    lease.Term // the term of status.Token, nil when none
 	running bool
 	ran     bool
 	nextID  uint64
 	replies map[uint64]chan error
 }
 
-// New validates cfg, fills in its defaults and returns a Node. Nothing
-// starts until Run.
+// New fills in cfg's defaults, validates the result (the error names every
+// broken field and wraps ErrConfig) and returns a Node. Nothing starts
+// until Run.
 func New(cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
-	for i := range cfg.Checks {
-		cfg.Checks[i] = cfg.Checks[i].withDefaults()
-	}
-	n := &Node{cfg: cfg, replies: map[uint64]chan error{}, events: make(chan core.Event), loopDone: make(chan struct{})}
+	n := &Node{cfg: cfg, replies: map[uint64]chan error{}, inputs: make(chan core.Input), loopDone: make(chan struct{})}
 	n.status = Status{ID: cfg.ID, Role: RoleStandby}
 	if cfg.Registerer != nil {
 		m, err := newMetrics(cfg.Registerer, cfg.ID, cfg.Checks)
@@ -77,12 +84,23 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// Status returns a snapshot of the Node.
+// Status returns a snapshot of the Node. Role is decided now: if the loop
+// has the member active but its term has ended or passed its deadline on
+// Config.Clock (lease.Valid), Role is RoleDemoting, whatever the loop has
+// yet to notice.
 func (n *Node) Status() Status {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	s := n.status
+	s, term := n.status, n.term
+	n.mu.Unlock()
 	s.Checks = append([]CheckState(nil), s.Checks...)
+	if s.Role == RoleActive {
+		if now := n.cfg.Clock.Now(); !lease.Valid(term, now) {
+			s.Role, s.Since = RoleDemoting, now
+			if term != nil && term.Deadline().Before(now) {
+				s.Since = term.Deadline()
+			}
+		}
+	}
 	return s
 }
 
@@ -127,7 +145,7 @@ func (n *Node) command(ctx context.Context, c core.Cmd, to string) error {
 	id := n.nextID
 	reply := make(chan error, 1)
 	n.replies[id] = reply
-	events, done := n.events, n.loopDone
+	inputs, done := n.inputs, n.loopDone
 	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
@@ -135,7 +153,7 @@ func (n *Node) command(ctx context.Context, c core.Cmd, to string) error {
 		n.mu.Unlock()
 	}()
 	select {
-	case events <- core.Command{ID: id, Cmd: c, To: to}:
+	case inputs <- core.Command{ID: id, Cmd: c, To: to}:
 	case <-done:
 		return ErrNotRunning
 	case <-ctx.Done():
@@ -179,7 +197,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Lock()
 	n.running = false
 	close(n.loopDone)
-	n.status.Role = RoleStopped
+	n.status.Role, n.term = RoleStopped, nil
 	n.mu.Unlock()
 	return err
 }
@@ -193,7 +211,7 @@ type loop struct {
 	m   *core.Machine
 
 	bg       context.Context // lives until the loop exits
-	wg       sync.WaitGroup  // goroutines that send events
+	wg       sync.WaitGroup  // goroutines that send inputs
 	terms    map[fence.Token]lease.Term
 	won      chan lease.Term // terms won by a campaign, to be registered
 	campaign context.CancelFunc
@@ -212,10 +230,10 @@ type workRun struct {
 	exited chan struct{} // closed when the work function returned
 }
 
-// send delivers an event to the loop unless it has exited.
-func (l *loop) send(ev core.Event) {
+// send delivers an input to the loop unless it has exited.
+func (l *loop) send(ev core.Input) {
 	select {
-	case l.n.events <- ev:
+	case l.n.inputs <- ev:
 	case <-l.bg.Done():
 	}
 }
@@ -244,12 +262,11 @@ func (l *loop) run(ctx context.Context) error {
 		}
 	}()
 
-	pol := core.Policy{ID: l.cfg.ID, HoldOff: l.cfg.HoldOff, CampaignRetry: min(l.cfg.HoldOff, time.Second),
-		Restart: l.cfg.Restart, Failback: l.cfg.Failback, RequireApproval: l.cfg.RequireApproval,
+	pol := core.Policy{ID: l.cfg.ID, HoldOff: l.cfg.HoldOff, CampaignRetry: l.cfg.CampaignRetry,
+		Restart:           core.RestartPolicy(l.cfg.Restart),
+		Failback:          core.FailbackPolicy(l.cfg.Failback),
+		RequireApproval:   l.cfg.RequireApproval,
 		SharedMaintenance: l.cfg.Shared != nil}
-	if pol.CampaignRetry <= 0 {
-		pol.CampaignRetry = 100 * time.Millisecond
-	}
 	for _, c := range l.cfg.Checks {
 		pol.Checks = append(pol.Checks, core.CheckPolicy{Name: c.Name, Rise: c.Rise, Fall: c.Fall})
 	}
@@ -272,9 +289,9 @@ func (l *loop) run(ctx context.Context) error {
 		return nil
 	}
 	for {
-		var ev core.Event
+		var ev core.Input
 		select {
-		case ev = <-l.n.events:
+		case ev = <-l.n.inputs:
 		case term := <-l.won:
 			// Registering the term is the loop's job, so that no map is
 			// shared between goroutines.
@@ -333,7 +350,7 @@ func (l *loop) exec(acts []core.Action) (exit bool) {
 		case core.Reply:
 			l.n.answer(a.ID, a.Err)
 		case core.Emit:
-			l.emit(a.Note)
+			l.emit(eventOfCore(a.Event))
 		case core.Exit:
 			exit = true
 		}
@@ -343,9 +360,13 @@ func (l *loop) exec(acts []core.Action) (exit bool) {
 }
 
 func (l *loop) publish() {
-	s := l.m.Status()
+	s := statusOfCore(l.m.Status())
+	var term lease.Term
+	if s.Token != 0 {
+		term = l.terms[s.Token] // nil once released: Status then says demoting
+	}
 	l.n.mu.Lock()
-	l.n.status = s
+	l.n.status, l.n.term = s, term
 	l.n.mu.Unlock()
 	if l.n.metrics != nil {
 		l.n.metrics.observe(s)
@@ -431,8 +452,9 @@ func (l *loop) startCampaign() {
 func (l *loop) startPromote(t fence.Token) {
 	ctx, cancel := l.termContext(t)
 	l.promote = cancel
+	term := l.terms[t]
 	l.spawn(func() {
-		err := l.promoteSteps(ctx, t)
+		err := l.promoteSteps(ctx, term)
 		cancel()
 		l.send(core.Promoted{Token: t, Err: err})
 	})
@@ -453,7 +475,10 @@ func (l *loop) termContext(t fence.Token) (context.Context, context.CancelFunc) 
 	return ctx, cancel
 }
 
-func (l *loop) promoteSteps(ctx context.Context, t fence.Token) error {
+// promoteSteps runs the promote delay, the pre-promote hook and the
+// switcher's Promote (PromoteTerm for a dns.TermSwitcher) for term.
+func (l *loop) promoteSteps(ctx context.Context, term lease.Term) error {
+	t := term.Token()
 	if d := l.cfg.PromoteDelay; d > 0 {
 		timer := l.clk.NewTimer(d)
 		select {
@@ -469,7 +494,7 @@ func (l *loop) promoteSteps(ctx context.Context, t fence.Token) error {
 		}
 	}
 	if l.cfg.Switcher != nil {
-		if err := l.cfg.Switcher.Promote(ctx, t); err != nil {
+		if err := dns.PromoteFor(ctx, l.cfg.Switcher, term); err != nil {
 			return fmt.Errorf("ha: promote switcher: %w", err)
 		}
 	}
@@ -483,8 +508,9 @@ func (l *loop) startWork(t fence.Token, run int) {
 	ctx, cancel := l.termContext(t)
 	w := &workRun{token: t, run: run, cancel: cancel, done: make(chan error, 1), exited: make(chan struct{})}
 	l.work = w
+	term := l.terms[t]
 	go func() {
-		err := l.cfg.Work(ctx, t)
+		err := l.cfg.Work(ctx, term)
 		if err == nil && ctx.Err() != nil {
 			err = core.ErrWorkCancelled
 		}
@@ -524,10 +550,10 @@ func (l *loop) stopWork(t fence.Token, run int) {
 
 func (l *loop) demoteSwitch(t fence.Token) {
 	if l.cfg.Switcher == nil {
-		l.spawnSend(func() core.Event { return core.SwitchDemoted{Token: t} })
+		l.spawnSend(func() core.Input { return core.SwitchDemoted{Token: t} })
 		return
 	}
-	l.spawnSend(func() core.Event {
+	l.spawnSend(func() core.Input {
 		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
 		defer cancel()
 		err := l.cfg.Switcher.Demote(ctx, t)
@@ -544,10 +570,10 @@ func (l *loop) release(t fence.Token, to string) {
 	term := l.terms[t]
 	delete(l.terms, t)
 	if term == nil {
-		l.spawnSend(func() core.Event { return core.Released{Token: t} })
+		l.spawnSend(func() core.Input { return core.Released{Token: t} })
 		return
 	}
-	l.spawnSend(func() core.Event {
+	l.spawnSend(func() core.Input {
 		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
 		defer cancel()
 		var err error
@@ -569,7 +595,7 @@ func (l *loop) release(t fence.Token, to string) {
 }
 
 // spawnSend runs f on a goroutine and sends the event it returns.
-func (l *loop) spawnSend(f func() core.Event) {
+func (l *loop) spawnSend(f func() core.Input) {
 	l.spawn(func() { l.send(f()) })
 }
 
@@ -641,7 +667,7 @@ func (l *loop) pollMaintenance() {
 }
 
 func (l *loop) writeMaintenance(a core.WriteMaintenance) {
-	l.spawnSend(func() core.Event {
+	l.spawnSend(func() core.Input {
 		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
 		defer cancel()
 		v := flagRunning

@@ -28,6 +28,8 @@ package replicate
 
 import (
 	"context"
+	"encoding/hex"
+	"log/slog"
 	"time"
 
 	"github.com/hakit/hakit/fence"
@@ -35,7 +37,17 @@ import (
 
 // Position is a place in a Source's change stream. Its bytes are defined by
 // the Source and opaque to hakit; a nil Position means "the beginning".
+// Errors and logs show positions in hexadecimal.
 type Position []byte
+
+// LogValue shows p in hexadecimal in structured logs, as errors show it
+// ("nil" for the beginning), rather than as escaped raw bytes.
+func (p Position) LogValue() slog.Value {
+	if len(p) == 0 {
+		return slog.StringValue("nil")
+	}
+	return slog.StringValue(hex.EncodeToString(p))
+}
 
 // Record is one change read from a Source.
 type Record struct {
@@ -49,6 +61,10 @@ type Checkpoint struct {
 	State []byte      // opaque Source state needed to resume there (open transactions, ...)
 	Token fence.Token // the token of the term that wrote the checkpoint
 	Time  time.Time   // when it was taken
+	// Sink is the ID of the sink the checkpoint was written for
+	// (SinkIdentity.ID), "" if the sink has none; a Run refuses a sink
+	// with another ID (ErrIdentity). The Stream fills it in.
+	Sink string
 }
 
 // Source is a change stream that can be opened at a checkpoint.

@@ -133,15 +133,12 @@ var _ dns.Switcher = (*Switcher)(nil)
 // New validates cfg and returns a Switcher. It does not contact the
 // server.
 func New(cfg Config) (*Switcher, error) {
-	cfg.Targets = slices.Clone(cfg.Targets)
-	typ, err := cfg.validate()
-	if err != nil {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cfg, typ := cfg.normalized()
 	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	return &Switcher{
 		cfg: cfg,
 		typ: typ,

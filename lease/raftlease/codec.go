@@ -65,6 +65,7 @@ type command struct {
 	member uint64 // candidate, holder
 	on     bool   // candidate
 	term   uint64 // holder
+	addr   string // holder: its advertised API address (Config.APIAddr), "" for none
 }
 
 func (c *command) encode() []byte {
@@ -93,6 +94,11 @@ func (c *command) encode() []byte {
 	case opHolder:
 		b = binary.BigEndian.AppendUint64(b, c.member)
 		b = binary.BigEndian.AppendUint64(b, c.term)
+		if c.addr != "" {
+			// Absent when empty: a record without an address keeps the
+			// encoding it had before addresses were carried.
+			b = appendString(b, c.addr)
+		}
 	}
 	return b
 }
@@ -129,6 +135,11 @@ func decodeCommand(data []byte) (command, error) {
 	case opHolder:
 		c.member = d.u64()
 		c.term = d.u64()
+		if d.err == nil && d.off < len(d.b) {
+			if c.addr = d.string(maxAddrLen); d.err == nil && c.addr == "" {
+				d.fail("empty holder address is encoded by omission")
+			}
+		}
 	default:
 		if d.err == nil {
 			d.fail(fmt.Sprintf("unknown command kind %d", byte(c.kind)))

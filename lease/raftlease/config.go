@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hakit/hakit/lease/clock"
@@ -59,6 +62,15 @@ type Config struct {
 	Join bool
 	// DataDir holds the write-ahead log and snapshots. Required.
 	DataDir string
+	// APIAddr is the address of this member's API (ha.Node's Handler) as
+	// the other members should reach it: an http or https URL, or
+	// host:port for http. It is carried in the holder record, so it is
+	// what lease.Leader.Addr reports while this member holds the lease,
+	// and where a standby's ha.Node forwards operator commands. Empty
+	// means none: Leader.Addr is then empty, and forwarding fails with an
+	// error naming this field. (Peers holds the Raft transport's
+	// addresses, which are not the API.) At most 1024 bytes.
+	APIAddr string
 
 	// TickInterval is the length of one Raft tick. Default 100 ms.
 	TickInterval time.Duration
@@ -190,6 +202,9 @@ func (c *Config) validate() error {
 	if c.DataDir == "" && c.storage == nil {
 		return configError("DataDir", "must not be empty")
 	}
+	if err := checkAPIAddr(c.APIAddr); err != nil {
+		return configError("APIAddr", "%v", err)
+	}
 	switch {
 	case c.TickInterval < time.Millisecond:
 		return configError("TickInterval", "%v is below 1ms", c.TickInterval)
@@ -207,6 +222,29 @@ func (c *Config) validate() error {
 		return configError("CompactionMargin", "%d is more than 100x SnapshotEntries %d", c.CompactionMargin, c.SnapshotEntries)
 	case c.MaxValueBytes < 0 || c.MaxValueBytes > maxValueLimit:
 		return configError("MaxValueBytes", "%d is outside [0, %d]", c.MaxValueBytes, maxValueLimit)
+	}
+	return nil
+}
+
+// checkAPIAddr accepts "", an http or https URL with a host, or host:port.
+func checkAPIAddr(a string) error {
+	switch {
+	case a == "":
+		return nil
+	case len(a) > maxAddrLen:
+		return fmt.Errorf("%d bytes exceeds %d", len(a), maxAddrLen)
+	case strings.Contains(a, "://"):
+		u, err := url.Parse(a)
+		if err != nil {
+			return fmt.Errorf("%q is not a URL: %v", a, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%q is not an http or https URL with a host", a)
+		}
+	default:
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%q is neither a URL nor host:port: %v", a, err)
+		}
 	}
 	return nil
 }

@@ -45,7 +45,9 @@
 // which leads within about one round trip. Transfer does the same towards
 // a named member. Observe reports every holder record as this member
 // applies it, in log order, and "no leader" when the holder's leadership
-// ends.
+// ends. A holder record carries the holder's Config.APIAddr, which Leader
+// and Observe report as lease.Leader.Addr: the address a standby's
+// ha.Node forwards operator commands to (not the Raft address in Peers).
 //
 // # Failover bound
 //

@@ -314,7 +314,7 @@ func (g *Group) reconcile(st raft.BasicStatus) {
 	}
 	if h := g.sm.holder; h.member != g.self || h.term != st.GetTerm() {
 		if e.holderSent != st.GetTerm() {
-			c := command{kind: opHolder, origin: g.self, nonce: g.nonce, seq: g.nextSeq(), member: g.self, term: st.GetTerm()}
+			c := command{kind: opHolder, origin: g.self, nonce: g.nonce, seq: g.nextSeq(), member: g.self, term: st.GetTerm(), addr: g.cfg.APIAddr}
 			if err := g.rn.Propose(c.encode()); err == nil {
 				e.holderSent = st.GetTerm()
 			}
@@ -423,7 +423,7 @@ func (g *Group) publishView() {
 	h := g.sm.holder
 	if g.lead != raft.None && h.member == g.lead && h.term == g.raftTerm {
 		if h.member != g.self || g.el.held != nil {
-			l = lease.Leader{ID: g.memberName(h.member), Token: fence.Token(h.term), Addr: g.memberAddr(h.member)}
+			l = lease.Leader{ID: g.memberName(h.member), Token: fence.Token(h.term), Addr: h.addr}
 		}
 	}
 	name := ""

@@ -31,7 +31,12 @@ type fsm struct {
 	members map[uint64]memberInfo
 }
 
-type holderRecord struct{ member, term uint64 }
+// holderRecord is a lease grant: member led Raft term term, and
+// advertises its API at addr (Config.APIAddr; "" for none).
+type holderRecord struct {
+	member, term uint64
+	addr         string
+}
 
 func newFSM() *fsm {
 	return &fsm{kv: map[string]storage.Item{}, candidates: map[uint64]bool{}, members: map[uint64]memberInfo{}}
@@ -78,7 +83,7 @@ func (s *fsm) apply(index uint64, c command) result {
 		}
 	case opHolder:
 		if c.term > s.holder.term {
-			s.holder = holderRecord{member: c.member, term: c.term}
+			s.holder = holderRecord{member: c.member, term: c.term, addr: c.addr}
 		}
 	}
 	return result{}
@@ -92,9 +97,10 @@ func (s *fsm) get(key string) (storage.Item, error) {
 	return storage.Item{Value: bytes.Clone(it.Value), Version: it.Version}, nil
 }
 
-// Snapshot format, version 1, all integers big endian:
+// Snapshot format, version 1 or 2, all integers big endian:
 //
 //	"HKRS" | format u8 | high u64 | holder member u64 | holder term u64 |
+//	holder address string (format 2 only) |
 //	members: uvarint n, n x (raft ID u64, ID string, address string) |
 //	candidates: uvarint n, n x raft ID u64 |
 //	entries: uvarint n, n x (key string, version u64, value bytes) |
@@ -102,17 +108,26 @@ func (s *fsm) get(key string) (storage.Item, error) {
 //
 // Strings and bytes are uvarint length + data. Members and candidates are
 // sorted by Raft ID and entries by key, so equal states encode to equal
-// bytes on every member.
+// bytes on every member. Format 2 is written exactly when the holder
+// advertises an address (non-empty), so a state without one encodes as it
+// did before addresses were carried.
 const (
 	snapshotMagic  = "HKRS"
-	snapshotFormat = 1
+	snapshotFormat = 2
 )
 
 func (s *fsm) encode() []byte {
-	b := append([]byte(snapshotMagic), snapshotFormat)
+	format := byte(1)
+	if s.holder.addr != "" {
+		format = snapshotFormat
+	}
+	b := append([]byte(snapshotMagic), format)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.high))
 	b = binary.BigEndian.AppendUint64(b, s.holder.member)
 	b = binary.BigEndian.AppendUint64(b, s.holder.term)
+	if format >= 2 {
+		b = appendString(b, s.holder.addr)
+	}
 
 	ids := make([]uint64, 0, len(s.members))
 	for id := range s.members {
@@ -166,13 +181,19 @@ func decodeFSM(data []byte) (*fsm, error) {
 		return nil, fmt.Errorf("raftlease: decode snapshot: %w: bad magic %q", ErrCorrupt, body[:4])
 	}
 	d := decoder{b: body, off: 4}
-	if f := d.byte(); f != snapshotFormat {
-		return nil, fmt.Errorf("raftlease: decode snapshot: %w: format %d, want %d", ErrCorrupt, f, snapshotFormat)
+	f := d.byte()
+	if f != 1 && f != snapshotFormat {
+		return nil, fmt.Errorf("raftlease: decode snapshot: %w: format %d, want 1 to %d", ErrCorrupt, f, snapshotFormat)
 	}
 	s := newFSM()
 	s.high = fence.Token(d.u64())
 	s.holder.member = d.u64()
 	s.holder.term = d.u64()
+	if f >= 2 {
+		if s.holder.addr = d.string(maxAddrLen); d.err == nil && s.holder.addr == "" {
+			d.fail("format 2 with an empty holder address")
+		}
+	}
 	var prev uint64
 	for i, n := 0, d.count(10); i < n && d.err == nil; i++ {
 		id := d.u64()

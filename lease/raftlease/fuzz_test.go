@@ -30,6 +30,9 @@ func sampleFSM() *fsm {
 func FuzzDecodeSnapshot(f *testing.F) {
 	good := sampleFSM().encode()
 	f.Add(good)
+	withAddr := sampleFSM()
+	withAddr.holder.addr = "http://127.0.0.1:8080"
+	f.Add(withAddr.encode())
 	f.Add(newFSM().encode())
 	f.Add(good[:len(good)-1])
 	f.Add([]byte("HKRS"))
@@ -67,6 +70,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		{kind: opDelete, token: 4, key: "k"},
 		{kind: opCandidate, member: 7, on: true},
 		{kind: opHolder, member: 7, term: 8},
+		{kind: opHolder, member: 7, term: 9, addr: "https://a.example:8443"},
 	} {
 		f.Add(c.encode())
 	}

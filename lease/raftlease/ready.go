@@ -131,7 +131,7 @@ func (g *Group) applyEntry(e *pb.Entry) error {
 			// Every member applies every holder record in log order,
 			// so observers see every term even when the next one
 			// follows too fast for the leader view to show it.
-			g.publishHolder(lease.Leader{ID: g.memberName(h.member), Token: fence.Token(h.term), Addr: g.memberAddr(h.member)})
+			g.publishHolder(lease.Leader{ID: g.memberName(h.member), Token: fence.Token(h.term), Addr: h.addr})
 		}
 		if c.origin == g.self && c.nonce == g.nonce {
 			if p, ok := g.pending[c.seq]; ok {
