@@ -104,6 +104,7 @@ type Sink struct {
 var (
 	_ replicate.ConditionalSink = (*Sink)(nil)
 	_ replicate.HeartbeatSink   = (*Sink)(nil)
+	_ replicate.IdentifiedSink  = (*Sink)(nil)
 )
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$`)
@@ -146,7 +147,9 @@ func OpenPostgres(dsn string) (*sql.DB, error) {
 }
 
 // Setup creates the position table and, unless ApplyFunc is set, the
-// record table, if they do not exist.
+// record table, if they do not exist, and adds the identity columns
+// (sink_id, stream_key) to a position table created by an earlier
+// release. Run it again after upgrading.
 func (s *Sink) Setup(ctx context.Context) error {
 	stmts := []string{`CREATE TABLE IF NOT EXISTS ` + s.posTable + ` (
 		stream text PRIMARY KEY,
@@ -154,7 +157,13 @@ func (s *Sink) Setup(ctx context.Context) error {
 		pos bytea,
 		heartbeat_at timestamptz,
 		heartbeat_pos bytea,
-		updated_at timestamptz NOT NULL DEFAULT now())`}
+		updated_at timestamptz NOT NULL DEFAULT now(),
+		sink_id text,
+		stream_key text)`,
+		// A table created by an earlier release gains the identity
+		// columns (see Identity).
+		`ALTER TABLE ` + s.posTable + ` ADD COLUMN IF NOT EXISTS sink_id text`,
+		`ALTER TABLE ` + s.posTable + ` ADD COLUMN IF NOT EXISTS stream_key text`}
 	if s.ownTable {
 		stmts = append(stmts, `CREATE TABLE IF NOT EXISTS `+s.recTable+` (
 		stream text NOT NULL,

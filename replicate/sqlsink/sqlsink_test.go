@@ -227,6 +227,8 @@ func TestPostgres(t *testing.T) {
 	t.Run("conditional apply", func(t *testing.T) { conditionalApply(t, db) })
 	t.Run("concurrent conditional applies", func(t *testing.T) { concurrentConditional(t, db) })
 
+	t.Run("identity", func(t *testing.T) { identity(t, db) })
+
 	t.Run("stream exactly once across failovers", func(t *testing.T) {
 		streamFailovers(t, db)
 	})
