@@ -346,21 +346,25 @@ func (r *run) claim(ctx context.Context) (from Checkpoint, skip Position, err er
 // IdentifiedSink is bound to this stream, another DurableSink gets an
 // empty batch, so that a batch a deposed member still has in flight is
 // refused from now on instead of landing after the position is read. It
-// returns the sink's ID ("" for a sink without one).
+// returns the sink ID the Run's checkpoints are to record: the sink's, or
+// for a sink without identity the one the checkpoint already names.
 func (r *run) bindSink(ctx context.Context, cp Checkpoint) (string, error) {
 	s, cfg := r.s, r.cfg
 	is, ok := cfg.sink.(IdentifiedSink)
 	if !ok {
 		if cp.Sink != "" {
-			return "", fmt.Errorf("%w: checkpoint %q was written for sink %s, and this stream's sink (%T) has no identity to compare; "+
-				"if the stream is to deliver to this sink on purpose, run RebuildCheckpoint with it", ErrIdentity, s.Key, cp.Sink, cfg.sink)
+			// Nothing to compare: a wrapper may hide the identity of
+			// the sink the checkpoint was written for. Say so, and
+			// keep the ID for a Run whose sink can be checked.
+			cfg.log.Warn("replicate: the sink has no identity; cannot check that the checkpoint was written for it",
+				"key", s.Key, "checkpoint_sink", cp.Sink, "sink_type", fmt.Sprintf("%T", cfg.sink))
 		}
 		if ds, ok := cfg.sink.(DurableSink); ok {
 			if err := ds.Apply(ctx, r.token, nil); err != nil {
 				return "", fmt.Errorf("replicate: stream %q: fence the sink under token %d: %w", s.Key, r.token, err)
 			}
 		}
-		return "", nil
+		return cp.Sink, nil
 	}
 	id, err := is.Identity(ctx)
 	if err != nil {
