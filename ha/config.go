@@ -125,8 +125,9 @@ type Config struct {
 	// Resume on any member reach the active member, which stores the flag
 	// under SharedKey with its token, and every member reads it every
 	// SharedPoll. Use the store the work keeps its checkpoints in (all
-	// members must see the same one). Without Shared, maintenance mode is
-	// per member.
+	// members must see the same one). A lease.TermBinder (etcdstore) is
+	// bound to the term for the write. Without Shared, maintenance mode
+	// is per member.
 	Shared storage.Store
 	// SharedKey is the key of the maintenance flag. Default
 	// DefaultSharedKey.

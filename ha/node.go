@@ -666,15 +666,26 @@ func (l *loop) pollMaintenance() {
 	}
 }
 
+// writeMaintenance stores the shared maintenance flag under the term's
+// token, through the Store bound to the term if Shared is a
+// lease.TermBinder.
 func (l *loop) writeMaintenance(a core.WriteMaintenance) {
+	store := l.cfg.Shared
+	var bindErr error
+	if tb, ok := store.(lease.TermBinder); ok && l.terms[a.Token] != nil {
+		store, bindErr = tb.ForTerm(l.terms[a.Token])
+	}
 	l.spawnSend(func() core.Input {
+		if bindErr != nil {
+			return core.MaintenanceWritten{ID: a.ID, Paused: a.Paused, Err: fmt.Errorf("ha: write maintenance flag %q: bind the store to term %d: %w", l.cfg.SharedKey, a.Token, bindErr)}
+		}
 		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
 		defer cancel()
 		v := flagRunning
 		if a.Paused {
 			v = flagPaused
 		}
-		_, err := l.cfg.Shared.Put(ctx, a.Token, l.cfg.SharedKey, v)
+		_, err := store.Put(ctx, a.Token, l.cfg.SharedKey, v)
 		if err != nil {
 			err = fmt.Errorf("ha: write maintenance flag %q: %w", l.cfg.SharedKey, err)
 		}

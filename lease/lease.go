@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/storage"
 )
 
 var (
@@ -160,4 +161,17 @@ type Transferer interface {
 	// Transfer hands the lease held by this member to the member with ID
 	// to, and returns once that member leads or ctx ends.
 	Transfer(ctx context.Context, to string) error
+}
+
+// TermBinder is implemented by a storage.Store whose writes can be bound
+// to a Term: the bound Store refuses every write once the term's lease has
+// ended, even before a successor has written anything, which fencing alone
+// cannot do (etcdstore.Store binds to the terms of lease/etcdlease).
+// replicate.Stream.RunTerm and ha.Node's shared maintenance flag bind their
+// Store this way when it is a TermBinder.
+type TermBinder interface {
+	storage.Store
+	// ForTerm returns the Store bound to term, or an error if term is
+	// not one this Store can bind to (a term of another elector).
+	ForTerm(term Term) (storage.Store, error)
 }

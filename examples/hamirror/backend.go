@@ -55,6 +55,7 @@ func openRaft(ctx context.Context, c *Config, logger *slog.Logger) (*backend, er
 		ID:            c.ID,
 		Peers:         peers,
 		DataDir:       c.Raft.DataDir,
+		APIAddr:       c.Members[c.ID].API,
 		TickInterval:  c.Raft.TickInterval.D(),
 		ElectionTicks: c.Raft.ElectionTicks,
 		DriftMargin:   c.Raft.DriftMargin.D(),
@@ -92,9 +93,11 @@ func openEtcd(c *Config, logger *slog.Logger) (*backend, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("hamirror: etcd elector: %w", err), cli.Close())
 	}
-	te := &termElector{Elector: el}
-	store := &termStore{base: etcdstore.New(cli, c.Etcd.Prefix+"store/"), el: te}
-	return &backend{elector: te, store: store, close: func() error {
+	// etcdstore.Store is a lease.TermBinder: the Stream (RunTerm) and the
+	// Node's maintenance flag bind their writes to the term, so they fail
+	// as soon as its lease is gone.
+	store := etcdstore.New(cli, c.Etcd.Prefix+"store/")
+	return &backend{elector: el, store: store, close: func() error {
 		// Closing twice is harmless: the Node closed it already after Run.
 		return errors.Join(el.Close(), cli.Close())
 	}}, nil

@@ -15,9 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hakit/hakit/dns"
-	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
-	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/filelog"
 )
@@ -95,15 +93,10 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	admin := &adminClient{http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cliTLS}}, token: token}
-	apis := map[string]string{}
-	for id, m := range c.Members {
-		apis[id] = m.API
-	}
 	node, err := ha.New(ha.Config{
 		ID:              c.ID,
 		Elector:         b.elector,
-		Work:            func(ctx context.Context, t fence.Token) error { return stream.Run(ctx, t) },
+		Work:            stream.RunTerm,
 		Switcher:        switcher,
 		PromoteDelay:    c.HA.PromoteDelay.D(),
 		StopTimeout:     c.HA.StopTimeout.D(),
@@ -112,17 +105,12 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 		RequireApproval: c.HA.RequireApproval,
 		Shared:          b.store,
 		AdminToken:      token,
-		// The Raft leader advertises its Raft address, not its API, so
-		// commands are forwarded by member ID through the config.
-		Forward: func(ctx context.Context, leader lease.Leader, command, to string) error {
-			api, ok := apis[leader.ID]
-			if !ok {
-				return fmt.Errorf("hamirror: forward %s: leader %q is not in members", command, leader.ID)
-			}
-			return admin.post(ctx, api, command, to)
-		},
-		Logger:     logger.With("component", "ha"),
-		Registerer: reg,
+		// Both electors advertise members.<ID>.api, so the Node's own
+		// Forward reaches the active member (sending the token only
+		// over https or on loopback).
+		AdminClient: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cliTLS}},
+		Logger:      logger.With("component", "ha"),
+		Registerer:  reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: ha: %v", ErrConfig, err)

@@ -117,7 +117,10 @@ type Store struct {
 	leaderRev int64
 }
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store    = (*Store)(nil)
+	_ lease.TermBinder = (*Store)(nil)
+)
 
 // New returns a Store that keeps its keys and fence record under prefix in
 // the etcd cluster that cli talks to. It does not contact etcd. The client
@@ -169,8 +172,8 @@ func (s *Store) BindTerm(term LeaderKeyHolder) *Store {
 
 // ForTerm is BindTerm for a lease.Term of any elector: a term that holds
 // an etcd leader key (etcdlease's) gives the bound Store, any other an
-// error that names its type. It makes Store a replicate.TermBinder, so
-// that replicate.Stream.RunTerm binds its checkpoint writes to the term.
+// error that names its type. It makes Store a lease.TermBinder, so that
+// replicate.Stream.RunTerm binds its checkpoint writes to the term.
 func (s *Store) ForTerm(term lease.Term) (storage.Store, error) {
 	h, ok := term.(LeaderKeyHolder)
 	if !ok {
