@@ -66,3 +66,17 @@ func TestOpenAtBeginningOfTrimmedLogIsRefused(t *testing.T) {
 		t.Fatalf("Open at the beginning: %v; want ErrTruncated naming segment 1", err)
 	}
 }
+
+// Out-of-range options are refused with ErrConfig, naming every field.
+func TestOptionsOutOfRange(t *testing.T) {
+	if _, err := filelog.OpenWriter(t.TempDir(), filelog.WriterOptions{SegmentSize: -1}); !errors.Is(err, filelog.ErrConfig) ||
+		!strings.Contains(err.Error(), "filelog: invalid config: SegmentSize: ") {
+		t.Errorf("OpenWriter with a negative SegmentSize: %v", err)
+	}
+	_, err := (&filelog.Source{Dir: t.TempDir(), PollInterval: -1, ReadSize: -1}).Open(context.Background(), replicate.Checkpoint{})
+	for _, field := range []string{"PollInterval", "ReadSize"} {
+		if !errors.Is(err, filelog.ErrConfig) || !strings.Contains(err.Error(), "filelog: invalid config: "+field+": ") {
+			t.Errorf("Open with negative options: %v; want it to name %s", err, field)
+		}
+	}
+}

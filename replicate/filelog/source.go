@@ -54,10 +54,20 @@ func (s *Source) Open(ctx context.Context, from replicate.Checkpoint) (replicate
 		read: s.ReadSize,
 		clk:  s.Clock,
 	}
-	if c.poll <= 0 {
+	var errs []error
+	if c.poll < 0 {
+		errs = append(errs, fmt.Errorf("%w: PollInterval: must not be negative, got %v", ErrConfig, c.poll))
+	}
+	if c.read < 0 {
+		errs = append(errs, fmt.Errorf("%w: ReadSize: must not be negative, got %d", ErrConfig, c.read))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if c.poll == 0 {
 		c.poll = DefaultPollInterval
 	}
-	if c.read <= 0 {
+	if c.read == 0 {
 		c.read = DefaultReadSize
 	}
 	if c.clk == nil {
