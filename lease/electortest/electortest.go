@@ -56,6 +56,8 @@ package electortest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -89,7 +91,8 @@ type Cluster interface {
 }
 
 // Timing gives the suite the backend's time source and its bounds. Zero
-// fields take the defaults named below.
+// fields take the defaults named below; a negative duration fails the
+// suite with ErrConfig.
 type Timing struct {
 	// Clock is the clock the backend's leases run on; durations below
 	// are measured on it. Default clock.Real().
@@ -118,19 +121,38 @@ func (tm Timing) withDefaults() Timing {
 	if tm.Clock == nil {
 		tm.Clock = clock.Real()
 	}
-	if tm.Handover <= 0 {
+	if tm.Handover == 0 {
 		tm.Handover = time.Second
 	}
-	if tm.Failover <= 0 {
+	if tm.Failover == 0 {
 		tm.Failover = 10 * time.Second
 	}
-	if tm.Settle <= 0 {
+	if tm.Settle == 0 {
 		tm.Settle = 50 * time.Millisecond
 	}
-	if tm.Wait <= 0 {
+	if tm.Wait == 0 {
 		tm.Wait = 30 * time.Second
 	}
 	return tm
+}
+
+// ErrConfig is wrapped by the error the suite fails with for a Timing
+// with a negative duration; the message reads "electortest: invalid
+// config: Field: rule", one per broken rule.
+var ErrConfig = errors.New("electortest: invalid config")
+
+// validate reports every negative duration of tm, joined.
+func (tm Timing) validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"Handover", tm.Handover}, {"Failover", tm.Failover}, {"Settle", tm.Settle}, {"Wait", tm.Wait}} {
+		if f.d < 0 {
+			errs = append(errs, fmt.Errorf("%w: Timing.%s: must not be negative, got %v", ErrConfig, f.name, f.d))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Run runs the conformance suite as subtests of t, one fresh Cluster each

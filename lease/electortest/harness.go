@@ -46,9 +46,13 @@ func newSuite(t *testing.T, newCluster func(*testing.T) Cluster) *suite {
 	if len(ids) > 5 {
 		ids = ids[:5]
 	}
+	tm := c.Timing().withDefaults()
+	if err := tm.validate(); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &suite{
-		t: t, c: c, tm: c.Timing().withDefaults(), ids: ids, base: ctx,
+		t: t, c: c, tm: tm, ids: ids, base: ctx,
 		electors: map[string]lease.Elector{}, isolated: map[string]bool{},
 	}
 	t.Cleanup(func() {
