@@ -15,15 +15,29 @@
 // read the sink's position. With any other Sink delivery is at least once,
 // and the span replayed after a crash is bounded by the checkpoint policy.
 //
+// Records are never skipped. A DurableSink that stands behind the
+// checkpoint (a target restored from a backup) gets the records in between
+// again, from its own position; if the Source cannot give them any more,
+// the Stream refuses to start with ErrGap. A checkpoint records the ID of
+// the sink it was written for and an IdentifiedSink the stream it belongs
+// to, so a checkpoint key reused for another target, or two streams
+// pointed at one target, are refused with ErrIdentity.
+//
 // Checkpoints are stored in a versioned, checksummed encoding
 // (EncodeCheckpoint); a damaged or unknown one stops the Stream with an
 // error naming the key and is never read as "start from the beginning".
-// RebuildCheckpoint restores a lost checkpoint from a DurableSink.
+// RebuildCheckpoint restores a lost checkpoint from a DurableSink, and
+// points a stream at a new target on purpose.
+//
+// Under ha.Node, run the Stream as the work with RunTerm: it runs under
+// the term's token and binds the checkpoint store to the term when the
+// store can (lease.TermBinder: etcdstore).
 //
 // Adapters live in subpackages, so that a program compiles only what it
 // uses: memrepl (in memory, for tests), filelog (a segment-file log Source
 // and its Writer), filesink (a transactional file DurableSink) and sqlsink
-// (a database/sql DurableSink for PostgreSQL).
+// (a database/sql DurableSink for PostgreSQL); the sinks are
+// IdentifiedSinks.
 package replicate
 
 import (
