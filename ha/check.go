@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hakit/hakit/ha/internal/core"
 )
 
 // Check is a health check that gates this member's eligibility. Func runs
@@ -111,5 +113,26 @@ func DialCheck(addr string) func(context.Context) error {
 			return fmt.Errorf("ha: dial check %s: %w", addr, err)
 		}
 		return c.Close()
+	}
+}
+
+// runCheck probes check c (index i) every Interval until the loop exits,
+// and sends each result to the loop.
+func (l *loop) runCheck(i int, c Check) {
+	ticker := l.clk.NewTicker(c.Interval)
+	defer ticker.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(l.bg, c.Timeout)
+		err := c.Func(ctx)
+		cancel()
+		if l.n.metrics != nil {
+			l.n.metrics.check(c.Name, err)
+		}
+		l.send(core.CheckResult{Index: i, Err: err})
+		select {
+		case <-ticker.C():
+		case <-l.bg.Done():
+			return
+		}
 	}
 }
