@@ -36,10 +36,11 @@ var ErrCheckpointAhead = errors.New("replicate: stored checkpoint moved ahead of
 //     the State stays valid) and the records up to the Sink's position are
 //     read but not applied again. When the Sink is behind the checkpoint
 //     (restored from a backup, or replaced by a copy), the Source is
-//     opened at the Sink's position and the records in between are
-//     delivered again; if the Source cannot be read from there any more
-//     (it was trimmed), Run stops before applying anything, with an error
-//     matching ErrGap that names both positions. Records are never
+//     opened at the Sink's position, with no State, and the records in
+//     between are delivered again; if the Source cannot be read from there
+//     any more (it was trimmed, or it needs State it does not have there,
+//     and says so by failing Open), Run stops before applying anything,
+//     with an error matching ErrGap that names both positions. Records are never
 //     skipped. With any other Sink, Run resumes from the checkpoint.
 //   - Identity: a checkpoint records the ID of the sink it was written
 //     for, and an IdentifiedSink the key of the stream it belongs to; Run
