@@ -1,9 +1,7 @@
 package raftlease
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hakit/hakit/lease/clock"
+	"github.com/hakit/hakit/lease/raftlease/internal/raftid"
 )
 
 // The defaults that Start applies to zero Config fields.
@@ -221,14 +220,7 @@ const (
 // 8 bytes, big endian, of SHA-256("hakit/raftlease/member\x00" + id), with
 // 0 (Raft's "nobody") mapped to 1. A simulated Transport uses it to route
 // messages by their To field.
-func RaftID(id string) uint64 {
-	sum := sha256.Sum256([]byte("hakit/raftlease/member\x00" + id))
-	n := binary.BigEndian.Uint64(sum[:8])
-	if n == 0 {
-		n = 1
-	}
-	return n
-}
+func RaftID(id string) uint64 { return raftid.Of(id) }
 
 // raftIDs maps every peer to its Raft number and refuses collisions.
 func raftIDs(peers map[string]string) (map[uint64]string, error) {

@@ -7,9 +7,6 @@ import (
 	"hash/crc32"
 	"testing"
 
-	pb "go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/storage"
 )
@@ -97,38 +94,6 @@ func FuzzDecodeMemberInfo(f *testing.F) {
 		}
 		if !bytes.Equal(m.encode(), data) {
 			t.Fatal("accepted member record re-encodes differently")
-		}
-	})
-}
-
-// FuzzReadFrame: the transport's frame and hello decoders never panic nor
-// allocate beyond the limit, and a decoded frame is what was framed.
-func FuzzReadFrame(f *testing.F) {
-	hello := appendFrame(nil, encodeHello(1, 2))
-	data, _ := proto.Marshal(&pb.Message{Type: pb.MsgHeartbeat.Enum(), From: new(uint64(1)), To: new(uint64(2)), Context: []byte("ctx")})
-	f.Add(append(hello, appendFrame(nil, data)...))
-	f.Add(hello)
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
-	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 7})
-	f.Fuzz(func(t *testing.T, in []byte) {
-		r := bytes.NewReader(in)
-		p, buf, err := readFrame(r, nil, helloLen)
-		if err != nil {
-			return
-		}
-		if len(p) > helloLen {
-			t.Fatalf("frame of %d bytes beyond the limit %d", len(p), helloLen)
-		}
-		decodeHello(p)
-		for {
-			p, buf, err = readFrame(r, buf, 1<<16)
-			if err != nil {
-				return
-			}
-			if len(p) > 1<<16 {
-				t.Fatalf("frame of %d bytes beyond the limit", len(p))
-			}
-			decodeMessage(p)
 		}
 	})
 }

@@ -1,7 +1,8 @@
-package raftlease
+package tcp
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -32,6 +33,12 @@ const (
 // or new member to catch up by snapshot.
 const DefaultMaxFrameBytes = 64 << 20
 
+// ErrFrame is wrapped by the errors of frames, hellos and messages that
+// cannot be decoded.
+var ErrFrame = errors.New("raftlease: corrupt frame")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // appendFrame appends payload p framed to b.
 func appendFrame(b, p []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
@@ -48,7 +55,7 @@ func readFrame(r io.Reader, buf []byte, max int) ([]byte, []byte, error) {
 	}
 	n := binary.BigEndian.Uint32(hdr[:4])
 	if n == 0 || uint64(n) > uint64(max) {
-		return nil, buf, fmt.Errorf("raftlease: frame: %w: length %d outside [1, %d]", ErrCorrupt, n, max)
+		return nil, buf, fmt.Errorf("raftlease: frame: %w: length %d outside [1, %d]", ErrFrame, n, max)
 	}
 	if cap(buf) < int(n) {
 		buf = make([]byte, n)
@@ -58,7 +65,7 @@ func readFrame(r io.Reader, buf []byte, max int) ([]byte, []byte, error) {
 		return nil, buf, fmt.Errorf("raftlease: frame of %d bytes: %w", n, err)
 	}
 	if got, want := crc32.Checksum(p, castagnoli), binary.BigEndian.Uint32(hdr[4:]); got != want {
-		return nil, buf, fmt.Errorf("raftlease: frame of %d bytes: %w: checksum %08x, header says %08x", n, ErrCorrupt, got, want)
+		return nil, buf, fmt.Errorf("raftlease: frame of %d bytes: %w: checksum %08x, header says %08x", n, ErrFrame, got, want)
 	}
 	return p, buf, nil
 }
@@ -71,14 +78,14 @@ func encodeHello(from, to uint64) []byte {
 
 func decodeHello(p []byte) (from, to uint64, err error) {
 	if len(p) != helloLen || string(p[:4]) != helloMagic {
-		return 0, 0, fmt.Errorf("raftlease: hello: %w: not a hakit raft hello (%d bytes)", ErrCorrupt, len(p))
+		return 0, 0, fmt.Errorf("raftlease: hello: %w: not a hakit raft hello (%d bytes)", ErrFrame, len(p))
 	}
 	if p[4] != helloVersion {
-		return 0, 0, fmt.Errorf("raftlease: hello: %w: version %d, want %d", ErrCorrupt, p[4], helloVersion)
+		return 0, 0, fmt.Errorf("raftlease: hello: %w: version %d, want %d", ErrFrame, p[4], helloVersion)
 	}
 	from, to = binary.BigEndian.Uint64(p[5:13]), binary.BigEndian.Uint64(p[13:21])
 	if from == 0 || to == 0 {
-		return 0, 0, fmt.Errorf("raftlease: hello: %w: member 0", ErrCorrupt)
+		return 0, 0, fmt.Errorf("raftlease: hello: %w: member 0", ErrFrame)
 	}
 	return from, to, nil
 }
@@ -86,7 +93,7 @@ func decodeHello(p []byte) (from, to uint64, err error) {
 func decodeMessage(p []byte) (*pb.Message, error) {
 	m := new(pb.Message)
 	if err := proto.Unmarshal(p, m); err != nil {
-		return nil, fmt.Errorf("raftlease: message of %d bytes: %w: %v", len(p), ErrCorrupt, err)
+		return nil, fmt.Errorf("raftlease: message of %d bytes: %w: %v", len(p), ErrFrame, err)
 	}
 	return m, nil
 }

@@ -1,8 +1,7 @@
-package raftlease
+package tcp
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,6 +19,8 @@ import (
 
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/hakit/hakit/lease/raftlease/internal/raftid"
 )
 
 // recorder is a Handler that keeps what it is given.
@@ -59,12 +60,12 @@ func (r *recorder) count() int {
 }
 
 func msg(from, to string, i uint64) *pb.Message {
-	return &pb.Message{Type: pb.MsgApp.Enum(), From: new(RaftID(from)), To: new(RaftID(to)), Index: new(i)}
+	return &pb.Message{Type: pb.MsgApp.Enum(), From: new(raftid.Of(from)), To: new(raftid.Of(to)), Index: new(i)}
 }
 
-func newTCP(t *testing.T, id string, tlsCfg *tls.Config) (*TCPTransport, *recorder) {
+func newTCP(t *testing.T, id string, tlsCfg *tls.Config) (*Transport, *recorder) {
 	t.Helper()
-	tr, err := NewTCPTransport(TCPConfig{ID: id, Addr: "127.0.0.1:0", TLS: tlsCfg, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	tr, err := New(Config{ID: id, Addr: "127.0.0.1:0", TLS: tlsCfg, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +75,23 @@ func newTCP(t *testing.T, id string, tlsCfg *tls.Config) (*TCPTransport, *record
 	}
 	t.Cleanup(func() { tr.Close() })
 	return tr, r
+}
+
+// eventually polls f until it returns nil, failing the test with f's last
+// error after d.
+func eventually(t *testing.T, d time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, d, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func waitCount(t *testing.T, r *recorder, n int) {
@@ -89,8 +107,8 @@ func waitCount(t *testing.T, r *recorder, n int) {
 func TestTCPTransportDelivers(t *testing.T) {
 	a, _ := newTCP(t, "a", nil)
 	b, rb := newTCP(t, "b", nil)
-	a.SetPeer(RaftID("b"), b.Addr().String())
-	b.SetPeer(RaftID("a"), a.Addr().String())
+	a.SetPeer(raftid.Of("b"), b.Addr().String())
+	b.SetPeer(raftid.Of("a"), a.Addr().String())
 	for i := range 100 {
 		a.Send(msg("a", "b", uint64(i)))
 	}
@@ -110,8 +128,8 @@ func TestTCPTransportReconnects(t *testing.T) {
 	a, ra := newTCP(t, "a", nil)
 	b, rb := newTCP(t, "b", nil)
 	addr := b.Addr().String()
-	a.SetPeer(RaftID("b"), addr)
-	b.SetPeer(RaftID("a"), a.Addr().String())
+	a.SetPeer(raftid.Of("b"), addr)
+	b.SetPeer(raftid.Of("a"), a.Addr().String())
 	a.Send(msg("a", "b", 1))
 	waitCount(t, rb, 1)
 	b.Close()
@@ -119,7 +137,7 @@ func TestTCPTransportReconnects(t *testing.T) {
 		a.Send(msg("a", "b", 2))
 		ra.mu.Lock()
 		defer ra.mu.Unlock()
-		if ra.unreachable[RaftID("b")] == 0 {
+		if ra.unreachable[raftid.Of("b")] == 0 {
 			return errors.New("not reported")
 		}
 		return nil
@@ -128,13 +146,13 @@ func TestTCPTransportReconnects(t *testing.T) {
 	if err != nil {
 		t.Skipf("cannot listen on %s again: %v", addr, err)
 	}
-	b2, err := NewTCPTransport(TCPConfig{ID: "b", Listener: ln})
+	b2, err := New(Config{ID: "b", Listener: ln})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b2.Close()
 	rb2 := newRecorder()
-	b2.SetPeer(RaftID("a"), a.Addr().String())
+	b2.SetPeer(raftid.Of("a"), a.Addr().String())
 	b2.Start(rb2)
 	eventually(t, 10*time.Second, "delivery after reconnect", func() error {
 		a.Send(msg("a", "b", 3))
@@ -162,13 +180,13 @@ func TestTCPTransportSlowPeer(t *testing.T) {
 			defer c.Close() // accepted, never read
 		}
 	}()
-	tr, err := NewTCPTransport(TCPConfig{ID: "a", Addr: "127.0.0.1:0", QueueLen: 16, WriteTimeout: time.Hour})
+	tr, err := New(Config{ID: "a", Addr: "127.0.0.1:0", QueueLen: 16, WriteTimeout: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
 	tr.Start(newRecorder())
-	tr.SetPeer(RaftID("slow"), ln.Addr().String())
+	tr.SetPeer(raftid.Of("slow"), ln.Addr().String())
 	big := bytes.Repeat([]byte("x"), 64<<10)
 	done := make(chan struct{})
 	go func() {
@@ -186,8 +204,8 @@ func TestTCPTransportSlowPeer(t *testing.T) {
 	}
 	// Other peers are served meanwhile.
 	b, rb := newTCP(t, "b", nil)
-	tr.SetPeer(RaftID("b"), b.Addr().String())
-	b.SetPeer(RaftID("a"), "127.0.0.1:1")
+	tr.SetPeer(raftid.Of("b"), b.Addr().String())
+	b.SetPeer(raftid.Of("a"), "127.0.0.1:1")
 	tr.Send(msg("a", "b", 1))
 	waitCount(t, rb, 1)
 }
@@ -196,15 +214,15 @@ func TestTCPTransportSlowPeer(t *testing.T) {
 // another member, or whose messages claim another sender, is closed.
 func TestTCPTransportRejectsMisrouted(t *testing.T) {
 	b, rb := newTCP(t, "b", nil)
-	b.SetPeer(RaftID("a"), "127.0.0.1:1")
+	b.SetPeer(raftid.Of("a"), "127.0.0.1:1")
 	for _, tc := range []struct {
 		name  string
 		hello []byte
 		m     *pb.Message
 	}{
-		{"wrong recipient", encodeHello(RaftID("a"), RaftID("c")), msg("a", "b", 1)},
-		{"forged sender", encodeHello(RaftID("a"), RaftID("b")), msg("x", "b", 1)},
-		{"unknown member", encodeHello(RaftID("x"), RaftID("b")), msg("x", "b", 1)},
+		{"wrong recipient", encodeHello(raftid.Of("a"), raftid.Of("c")), msg("a", "b", 1)},
+		{"forged sender", encodeHello(raftid.Of("a"), raftid.Of("b")), msg("x", "b", 1)},
+		{"unknown member", encodeHello(raftid.Of("x"), raftid.Of("b")), msg("x", "b", 1)},
 		{"not a hello", []byte("GET / HTTP/1.1\r\n\r\n"), msg("a", "b", 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -232,8 +250,8 @@ func TestTCPTransportHugeFrame(t *testing.T) {
 	var hdr [8]byte
 	binary.BigEndian.PutUint32(hdr[:], 0xffffffff)
 	_, _, err := readFrame(bytes.NewReader(hdr[:]), nil, DefaultMaxFrameBytes)
-	if !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("readFrame of a 4 GiB length: %v, want ErrCorrupt", err)
+	if !errors.Is(err, ErrFrame) {
+		t.Fatalf("readFrame of a 4 GiB length: %v, want ErrFrame", err)
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -250,21 +268,21 @@ func TestTCPTransportTLS(t *testing.T) {
 	ca := newTestCA(t)
 	a, _ := newTCP(t, "a", ca.config(t, "a"))
 	b, rb := newTCP(t, "b", ca.config(t, "b"))
-	a.SetPeer(RaftID("b"), b.Addr().String())
-	b.SetPeer(RaftID("a"), a.Addr().String())
-	b.SetPeer(RaftID("x"), "127.0.0.1:1") // known, but with a certificate b does not trust
+	a.SetPeer(raftid.Of("b"), b.Addr().String())
+	b.SetPeer(raftid.Of("a"), a.Addr().String())
+	b.SetPeer(raftid.Of("x"), "127.0.0.1:1") // known, but with a certificate b does not trust
 	a.Send(msg("a", "b", 1))
 	waitCount(t, rb, 1)
 
 	// A client with a certificate from another CA is refused.
 	other := newTestCA(t)
 	x, rx := newTCP(t, "x", other.config(t, "x"))
-	x.SetPeer(RaftID("b"), b.Addr().String())
+	x.SetPeer(raftid.Of("b"), b.Addr().String())
 	eventually(t, 10*time.Second, "the untrusted peer to be refused", func() error {
 		x.Send(msg("x", "b", 1))
 		rx.mu.Lock()
 		defer rx.mu.Unlock()
-		if rx.unreachable[RaftID("b")] == 0 {
+		if rx.unreachable[raftid.Of("b")] == 0 {
 			return errors.New("not refused yet")
 		}
 		return nil
@@ -279,7 +297,7 @@ func TestTCPTransportTLS(t *testing.T) {
 	}
 	defer c.Close()
 	data, _ := proto.Marshal(msg("a", "b", 2))
-	c.Write(appendFrame(appendFrame(nil, encodeHello(RaftID("a"), RaftID("b"))), data))
+	c.Write(appendFrame(appendFrame(nil, encodeHello(raftid.Of("a"), raftid.Of("b"))), data))
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 512)
 	for {
@@ -289,37 +307,6 @@ func TestTCPTransportTLS(t *testing.T) {
 	}
 	if rb.count() != 1 {
 		t.Fatalf("a plain-text message was delivered over the TLS listener")
-	}
-}
-
-// TestGroupTLS runs a group whose members authenticate each other with
-// certificates made here.
-func TestGroupTLS(t *testing.T) {
-	ca := newTestCA(t)
-	c := &cluster{t: t, peers: map[string]string{}, dirs: map[string]string{}, lns: map[string]net.Listener{},
-		nets: map[string]*partTransport{}, groups: map[string]*Group{}}
-	t.Cleanup(c.closeAll)
-	for _, id := range []string{"a", "b", "c"} {
-		c.addSlot(id)
-		c.lns[id].Close() // the group listens itself
-	}
-	for _, id := range c.ids {
-		cfg := c.config(id)
-		cfg.TLS = ca.config(t, id)
-		g, err := Start(context.Background(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.groups[id] = g
-	}
-	ctx := testCtx(t, 20*time.Second)
-	term, err := c.groups["b"].Campaign(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acked := writeKeys(t, c.groups["b"], term.Token(), "tls", 5)
-	for _, g := range c.groups {
-		checkKeys(t, g, acked)
 	}
 }
 
