@@ -34,9 +34,9 @@ const (
 )
 
 // Config configures one member of a Raft group. The zero value of every
-// field except ID, Peers (unless Join) and DataDir (unless Storage is
-// overridden for tests) selects the documented default; Start validates the
-// result and names the field and the rule it breaks.
+// field except ID, Peers (unless Join) and DataDir selects the documented
+// default; Start validates the result and names the field and the rule it
+// breaks.
 type Config struct {
 	// ID is this member's name, unique in the group. It is what
 	// lease.Leader.ID reports. Raft numbers members with uint64: the
@@ -101,9 +101,6 @@ type Config struct {
 	Clock clock.Clock
 	// Logger receives the group's logs. Nil discards them.
 	Logger *slog.Logger
-
-	// storage overrides the durable log; tests use it to run in memory.
-	storage logStore
 }
 
 // ErrConfig is wrapped by every validation error of Start.
@@ -186,7 +183,7 @@ func (c *Config) validate() error {
 			return configError("Peers", "member %q: ID or address too long", id)
 		}
 	}
-	if c.DataDir == "" && c.storage == nil {
+	if c.DataDir == "" {
 		return configError("DataDir", "must not be empty")
 	}
 	switch {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -96,7 +95,11 @@ type proposal struct {
 // directory holds a log restarts from it; otherwise a new group is
 // bootstrapped from Peers (or, with Join, the member waits to be given
 // the log by the leader). ctx bounds only the start.
-func Start(ctx context.Context, cfg Config) (*Group, error) {
+func Start(ctx context.Context, cfg Config) (*Group, error) { return start(ctx, cfg, nil) }
+
+// start is Start on the durable log db, or on the log in cfg.DataDir if db
+// is nil; tests pass a log kept in memory.
+func start(ctx context.Context, cfg Config, db logStore) (*Group, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -125,7 +128,6 @@ func Start(ctx context.Context, cfg Config) (*Group, error) {
 	g.el.init()
 	g.hb.self, g.hb.window = g.self, cfg.fenceWindow()
 
-	db := cfg.storage
 	if db == nil {
 		var err error
 		if db, err = openLog(cfg.DataDir, g.log); err != nil {
@@ -308,175 +310,6 @@ func (g *Group) ID() string { return g.cfg.ID }
 // Config returns the member's configuration with defaults filled in.
 func (g *Group) Config() Config { return g.cfg }
 
-// do runs f on the run loop and waits for it to return.
-func (g *Group) do(ctx context.Context, f func()) error {
-	done := make(chan struct{})
-	wrapped := func() { f(); close(done) }
-	select {
-	case g.actc <- wrapped:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-g.donec:
-		return g.stoppedErr()
-	}
-	select {
-	case <-done:
-		return nil
-	case <-g.donec:
-		// The loop may have run f just before stopping.
-		select {
-		case <-done:
-			return nil
-		default:
-		}
-		return g.stoppedErr()
-	}
-}
-
-func (g *Group) stoppedErr() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.stopErr != nil {
-		return g.stopErr
-	}
-	return lease.ErrClosed
-}
-
-type handler struct{ g *Group }
-
-func (h handler) Receive(m *pb.Message) {
-	if m.GetType() == pb.MsgHeartbeatResp {
-		h.g.hb.receive(m, h.g.clk.Now())
-	}
-	select {
-	case h.g.recvc <- m:
-	default: // as if the network lost it
-	}
-}
-
-func (h handler) Unreachable(id uint64) {
-	h.g.post(func() { h.g.rn.ReportUnreachable(id) })
-}
-
-func (h handler) SnapshotDone(id uint64, ok bool) {
-	st := raft.SnapshotFinish
-	if !ok {
-		st = raft.SnapshotFailure
-	}
-	h.g.post(func() { h.g.rn.ReportSnapshot(id, st) })
-}
-
-// post queues f for the run loop without waiting; it is dropped if the
-// loop is overwhelmed or gone (the reports it carries are hints).
-func (g *Group) post(f func()) {
-	select {
-	case g.actc <- f:
-	default:
-	}
-}
-
-// run is the only goroutine that touches the Raft node and the state
-// machine.
-//
-// Ticks come from a timer rather than a ticker so that a follower can
-// re-phase them: each heartbeat from its leader restarts the tick timer
-// (see step), with a random delay of up to half a tick. Followers of one
-// leader then count election ticks from nearly the same instant, the last
-// heartbeat, so the first to time out usually finds the others out of
-// their lease too, instead of being refused by one whose tick fell a
-// little later and waiting another full timeout; the random part breaks
-// ties between followers that drew the same timeout, which would
-// otherwise split the vote. A follower's lease still lasts at least
-// ElectionTicks-1 ticks after the heartbeat, as the fence assumes.
-func (g *Group) run() {
-	g.tick = g.clk.NewTimer(g.cfg.TickInterval)
-	defer g.tick.Stop()
-	var err error
-	for err == nil {
-		select {
-		case <-g.tick.C():
-			g.tick.Reset(g.cfg.TickInterval)
-			g.rn.Tick()
-			g.onTick()
-		case m := <-g.recvc:
-			g.step(m)
-		case f := <-g.actc:
-			f()
-		case <-g.stopc:
-			g.shutdown(lease.ErrClosed)
-			return
-		}
-		// Take what else is waiting, so that one disk sync covers many
-		// proposals.
-	more:
-		for i := 0; i < 128; i++ {
-			select {
-			case m := <-g.recvc:
-				g.step(m)
-			case f := <-g.actc:
-				f()
-			default:
-				break more
-			}
-		}
-		err = g.processReady()
-	}
-	g.log.Error("raftlease: stopping", "err", err)
-	g.shutdown(fmt.Errorf("%w (%w): member %q: %w", ErrStopped, lease.ErrClosed, g.cfg.ID, err))
-}
-
-// shutdown ends everything that waits on the loop with err.
-func (g *Group) shutdown(err error) {
-	g.mu.Lock()
-	g.stopErr = err
-	g.mu.Unlock()
-	if t := g.el.held; t != nil {
-		t.end(fmt.Errorf("%w: member %q stopped: %w", lease.ErrLost, g.cfg.ID, err))
-		g.setHeld(nil)
-	}
-	for id, ch := range g.confWaiters {
-		ch <- err
-		delete(g.confWaiters, id)
-	}
-	for id, p := range g.pending {
-		p.ch <- result{err: err}
-		delete(g.pending, id)
-	}
-	for id, r := range g.reads {
-		r.ch <- readResult{err: err}
-		delete(g.reads, id)
-	}
-	g.el.failWaiters(err)
-	g.publish(lease.Leader{}, "")
-	close(g.donec)
-	g.closeObservers()
-}
-
-// step hands an incoming message to Raft, after the group's own checks.
-func (g *Group) step(m *pb.Message) {
-	switch m.GetType() {
-	case pb.MsgVote, pb.MsgPreVote:
-		// A restarted member does not know how recently the leader was
-		// heard from, so it could vote a rival in while the leader's
-		// lease still runs; it stays out of elections for one election
-		// timeout. A leadership transfer is let through: the leader
-		// asked for it.
-		if string(m.GetContext()) != campaignTransferCtx && g.clk.Now().Before(g.quietUntil) {
-			return
-		}
-	case pb.MsgHeartbeat:
-		// Re-phase ticks to the leader's heartbeat (see run). Raft
-		// resets the election counter on this message, so the ticks a
-		// follower skips this way count for nothing.
-		if g.role == raft.StateFollower && m.GetFrom() == g.lead {
-			g.tick.Reset(g.cfg.TickInterval + rand.N(g.cfg.TickInterval/2))
-		}
-	}
-	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
-		g.log.Debug("raftlease: step", "type", m.GetType().String(), "from", fmt.Sprintf("%x", m.GetFrom()), "err", err)
-	}
-}
-
 func (g *Group) notLeaderErr(what string) error {
 	if g.lead == raft.None {
 		return fmt.Errorf("%w: member %q: %s: no leader known", ErrNotLeader, g.cfg.ID, what)
@@ -501,11 +334,6 @@ func (g *Group) memberAddr(id uint64) string {
 		return m.Addr
 	}
 	return g.cfg.Peers[g.memberName(id)]
-}
-
-// onTick runs the group's own timers: re-issued reads, the lease.
-func (g *Group) onTick() {
-	g.el.tick(g)
 }
 
 // sortedVoters returns the voters of the incoming and outgoing

@@ -63,11 +63,11 @@ func TestSimulatedClock(t *testing.T) {
 	peers := map[string]string{"a": "", "b": "", "c": ""}
 	groups := map[string]*Group{}
 	for _, id := range []string{"a", "b", "c"} {
-		g, err := Start(context.Background(), Config{
+		// The log in memory: nothing here is about disks.
+		g, err := start(context.Background(), Config{
 			ID: id, Peers: peers, Clock: fake, Transport: net.transport(id),
-			Logger:  testLogger(t).With("m", id),
-			storage: newMemLog(), // the log in memory: nothing here is about disks
-		})
+			Logger: testLogger(t).With("m", id), DataDir: "unused",
+		}, newMemLog())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,10 +143,10 @@ func TestSelfFenceDeadline(t *testing.T) {
 	peers := map[string]string{"a": "", "b": "", "c": ""}
 	groups := map[string]*Group{}
 	for _, id := range []string{"a", "b", "c"} {
-		g, err := Start(context.Background(), Config{
+		g, err := start(context.Background(), Config{
 			ID: id, Peers: peers, Clock: fake, Transport: net.transport(id),
-			Logger: testLogger(t).With("m", id), storage: newMemLog(),
-		})
+			Logger: testLogger(t).With("m", id), DataDir: "unused",
+		}, newMemLog())
 		if err != nil {
 			t.Fatal(err)
 		}

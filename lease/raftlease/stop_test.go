@@ -33,10 +33,10 @@ func (f *failingLog) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot)
 func TestDiskFailureStops(t *testing.T) {
 	db := &failingLog{memLog: newMemLog()}
 	net := &memNet{nodes: map[uint64]Handler{}, cut: map[uint64]bool{}}
-	g, err := Start(context.Background(), Config{
+	g, err := start(context.Background(), Config{
 		ID: "a", Peers: map[string]string{"a": ""}, Transport: net.transport("a"),
-		TickInterval: 10 * time.Millisecond, storage: db, Logger: testLogger(t),
-	})
+		TickInterval: 10 * time.Millisecond, DataDir: "unused", Logger: testLogger(t),
+	}, db)
 	if err != nil {
 		t.Fatal(err)
 	}

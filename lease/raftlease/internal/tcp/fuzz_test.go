@@ -39,4 +39,3 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
-

@@ -3,7 +3,6 @@ package raftlease
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -11,103 +10,6 @@ import (
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/lease"
 )
-
-// campaignTransferCtx is the context go.etcd.io/raft puts on the votes of
-// a leadership transfer.
-const campaignTransferCtx = "CampaignTransfer"
-
-// processReady runs the Ready cycle in the order Raft requires: persist
-// the snapshot, entries and HardState (synced), then send messages, then
-// apply committed entries, then Advance.
-func (g *Group) processReady() error {
-	for g.rn.HasReady() {
-		rd := g.rn.Ready()
-		if !raft.IsEmptySnap(rd.Snapshot) || len(rd.Entries) > 0 || !raft.IsEmptyHardState(rd.HardState) {
-			if err := g.db.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
-				return fmt.Errorf("persist Raft state: %w", err)
-			}
-		}
-		if !raft.IsEmptySnap(rd.Snapshot) {
-			if err := g.restore(rd.Snapshot); err != nil {
-				return err
-			}
-		}
-		g.hb.beginBatch()
-		for _, m := range rd.Messages {
-			if m.GetType() == pb.MsgHeartbeat {
-				g.hb.stamp(g.clk.Now(), m)
-			}
-			g.tr.Send(m)
-		}
-		becameLeader := false
-		if rd.SoftState != nil {
-			becameLeader = rd.SoftState.RaftState == raft.StateLeader && g.role != raft.StateLeader
-			g.lead, g.role = rd.SoftState.Lead, rd.SoftState.RaftState
-		}
-		for _, e := range rd.CommittedEntries {
-			if err := g.applyEntry(e); err != nil {
-				return err
-			}
-		}
-		for _, rs := range rd.ReadStates {
-			g.readIndexReady(rs)
-		}
-		g.rn.Advance(rd)
-		if becameLeader {
-			// A new leader's first heartbeats would leave at the next
-			// tick; an extra tick sends them now, so the quorum
-			// acknowledgement that a Term needs arrives a round trip
-			// after the election instead of up to a tick later.
-			g.rn.Tick()
-		}
-		if err := g.maybeSnapshot(); err != nil {
-			return err
-		}
-	}
-	g.afterReady()
-	return nil
-}
-
-// afterReady reacts to what the cycle changed: leadership, the term, the
-// lease, pending reads.
-func (g *Group) afterReady() {
-	st := g.rn.BasicStatus()
-	termChanged := st.GetTerm() != g.raftTerm
-	g.raftTerm, g.lead, g.role = st.GetTerm(), st.Lead, st.RaftState
-	if termChanged || st.RaftState != raft.StateLeader {
-		g.hb.reset()
-		g.failPending(st)
-	}
-	if g.campaignAt != 0 && g.applied >= g.campaignAt {
-		g.campaignAt = 0
-		if st.Lead == raft.None {
-			_ = g.rn.Campaign()
-		}
-	}
-	g.serveReads()
-	g.retryReads()
-	g.reconcile(st)
-	g.publishView()
-}
-
-// failPending fails the proposals of earlier terms, or all of them once
-// this member is not the leader: their outcome is unknown to the caller.
-func (g *Group) failPending(st raft.BasicStatus) {
-	for id, p := range g.pending {
-		if !p.keep && (st.RaftState != raft.StateLeader || p.term != st.GetTerm()) {
-			p.ch <- result{err: g.notLeaderErr("write")}
-			delete(g.pending, id)
-		}
-	}
-	if st.Lead == raft.None {
-		// Unanswered reads go to the next leader (see retryReads).
-		for _, r := range g.reads {
-			if r.index == 0 {
-				r.issued = time.Time{}
-			}
-		}
-	}
-}
 
 // applyEntry applies one committed entry to the state machine and hands
 // the result to the member's waiting proposer, if any.
