@@ -17,6 +17,7 @@ import (
 
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
+	"github.com/hakit/hakit/lease/raftlease/internal/elect"
 )
 
 var (
@@ -125,7 +126,7 @@ func start(ctx context.Context, cfg Config, db logStore) (*Group, error) {
 	var nb [8]byte
 	_, _ = crand.Read(nb[:])
 	g.nonce = binary.BigEndian.Uint64(nb[:])
-	g.el.init()
+	g.el.init(elect.Params{Self: g.self, FenceWindow: cfg.fenceWindow(), Resend: cfg.electionTimeout() / 2})
 	g.hb.self, g.hb.window = g.self, cfg.fenceWindow()
 
 	if db == nil {
@@ -282,7 +283,7 @@ func (g *Group) withdraw() {
 	defer cancel()
 	if g.do(ctx, func() {
 		g.el.failWaiters(lease.ErrClosed)
-		if !g.sm.candidates[g.self] || g.lead == raft.None {
+		if len(g.el.dec.Withdraw(g.electionView(g.rn.BasicStatus()))) == 0 {
 			ch <- result{}
 			return
 		}
@@ -294,7 +295,6 @@ func (g *Group) withdraw() {
 		// Kept when leadership moves: a follower's proposal is
 		// forwarded, and Close waits for it to be applied.
 		g.pending[c.seq] = &proposal{ch: ch, term: g.raftTerm, keep: true}
-		g.el.candidateSent = g.clk.Now()
 	}) != nil {
 		return
 	}
