@@ -4,17 +4,24 @@
 // file sink while this member is active, and the Node's HTTP interface
 // tells a load balancer which member that is. The README quotes run.
 //
-// Start one member per host, with the same -peers everywhere:
+// Start one member per host, with the same -peers everywhere and each
+// member's own certificate (package raftcert; "hamirror certs" writes a
+// set):
 //
 //	embed -id a -peers a=10.0.0.1:7400,b=10.0.0.2:7400,c=10.0.0.3:7400 \
+//	      -ca raft-ca.crt -cert a.crt -key a.key \
 //	      -data /var/lib/embed -source /srv/changes -sink /mnt/target/changes.log
 //
-// A single member (-peers naming only itself) runs alone, for a try on one
-// machine. hamirror, next to this directory, is the full daemon.
+// -insecure instead of the certificates runs the members over plain TCP:
+// trusted, isolated networks only. A single member (-peers naming only
+// itself) runs alone, for a try on one machine. hamirror, next to this
+// directory, is the full daemon.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"log"
@@ -39,16 +46,27 @@ func main() {
 	source := flag.String("source", "changes", "file log directory to replicate")
 	target := flag.String("sink", "target.log", "transactional file sink")
 	listen := flag.String("listen", "127.0.0.1:8080", "HTTP address of /health, /primary, /status")
+	ca := flag.String("ca", "", "PEM file of the CA that signs the members' certificates")
+	cert := flag.String("cert", "", "PEM file of this member's certificate (URI SAN hakit://member/<id>)")
+	key := flag.String("key", "", "PEM file of this member's key")
+	insecure := flag.Bool("insecure", false, "plain TCP between members: trusted, isolated networks only")
 	flag.Parse()
+	cfg := raftlease.Config{ID: *id, Peers: parsePeers(*peers), DataDir: *data, Insecure: *insecure}
+	if *cert != "" {
+		var err error
+		if cfg.TLS, err = memberTLS(*ca, *cert, *key); err != nil {
+			log.Fatal(err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, *id, parsePeers(*peers), *data, *source, *target, *listen); err != nil {
+	if err := run(ctx, cfg, *source, *target, *listen); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, id string, peers map[string]string, data, source, target, listen string) error {
-	group, err := raftlease.Start(ctx, raftlease.Config{ID: id, Peers: peers, DataDir: data})
+func run(ctx context.Context, cfg raftlease.Config, source, target, listen string) error {
+	group, err := raftlease.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -65,7 +83,7 @@ func run(ctx context.Context, id string, peers map[string]string, data, source, 
 		Key:    "embed/checkpoint",
 	}
 	node, err := ha.New(ha.Config{
-		ID:       id,
+		ID:       cfg.ID,
 		Elector:  group, // closed by Run when it returns
 		Switcher: &dns.Health{},
 		Work:     stream.Run, // runs while active, with the term's fencing token
@@ -78,6 +96,23 @@ func run(ctx context.Context, id string, peers map[string]string, data, source, 
 	go func() { _ = srv.ListenAndServe() }()
 	defer srv.Close()
 	return node.Run(ctx) // until SIGTERM: drain, final checkpoint, resign
+}
+
+// memberTLS loads this member's certificate and the members' CA.
+func memberTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("embed: member certificate: %w", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("embed: -ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("embed: -ca: %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS13}, nil
 }
 
 func parsePeers(s string) map[string]string {

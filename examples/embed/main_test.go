@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/hakit/hakit/lease/raftlease"
 )
 
 func freeAddr(t *testing.T) string {
@@ -27,8 +29,8 @@ func TestRunSingleMember(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, "a", map[string]string{"a": freeAddr(t)}, filepath.Join(dir, "raft"),
-			filepath.Join(dir, "changes"), filepath.Join(dir, "target.log"), listen)
+		cfg := raftlease.Config{ID: "a", Peers: map[string]string{"a": freeAddr(t)}, DataDir: filepath.Join(dir, "raft")}
+		done <- run(ctx, cfg, filepath.Join(dir, "changes"), filepath.Join(dir, "target.log"), listen)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

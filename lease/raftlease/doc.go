@@ -121,14 +121,39 @@
 // Change one member at a time, on a healthy group: until a new member has
 // caught up, the group needs a quorum of the enlarged membership.
 //
-// # Transport
+// # Transport and member identity
 //
 // Raft messages travel over a Transport. The default, NewTCPTransport,
-// keeps one connection per peer with length-prefixed, checksummed frames
-// (a length above MaxFrameBytes closes the connection before anything is
-// allocated), optional mutual TLS, reconnection with exponential backoff,
-// and a bounded queue per peer: when it is full messages are dropped, so a
-// slow or dead peer never stalls the leader, and unreachable peers are
-// reported to Raft. Tests and ha/hatest plug in their own Transport and a
-// clock.Fake to run the group on a simulated network in virtual time.
+// keeps one connection per peer with length-prefixed, checksummed frames,
+// reconnection with exponential backoff, and a bounded queue per peer:
+// when it is full messages are dropped, so a slow or dead peer never
+// stalls the leader, and unreachable peers are reported to Raft.
+//
+// Members prove who they are with mutual TLS (Config.TLS). A member's
+// certificate names it with the URI SAN hakit://member/<ID> (package
+// raftcert issues such certificates and documents the rule;
+// Config.PeerIdentity replaces it). An accepted connection's hello must
+// claim the member its certificate names; a dialled peer's certificate
+// must name the member that was dialled; a mismatch closes the connection
+// and logs both names. A certificate from the same CA that names no
+// member (another service's) is refused in the handshake. Give the Raft
+// links a CA of their own all the same.
+//
+// Plain TCP between members is refused for a group of more than one
+// member unless Config.Insecure is set: trusted, isolated networks and
+// tests only, since over plain TCP the hello's claim is taken at its
+// word.
+//
+// What a peer can make a member hold is bounded: connections before
+// their hello (TCPConfig.MaxPending, each for HandshakeTimeout, 5 s), one
+// connection per member after it (a newer one replaces the older),
+// frame buffers that grow only as bytes arrive, up to MaxFrameBytes
+// (DefaultMaxFrameBytes, 16 MiB, which the store's snapshot must fit in),
+// a frame's payload within FrameTimeout (30 s) of its header, and no
+// connection kept without a frame for IdleTimeout (2 min). The accept
+// loop backs off on errors (EMFILE and the like, as net/http does) and
+// returns only on Close.
+//
+// Tests and ha/hatest plug in their own Transport and a clock.Fake to run
+// the group on a simulated network in virtual time.
 package raftlease

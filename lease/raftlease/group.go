@@ -142,7 +142,9 @@ func start(ctx context.Context, cfg Config, db logStore) (*Group, error) {
 	}
 	tr := cfg.Transport
 	if tr == nil {
-		t, err := NewTCPTransport(TCPConfig{ID: cfg.ID, Addr: cfg.Peers[cfg.ID], TLS: cfg.TLS, Logger: cfg.Logger})
+		ic := cfg.tcpConfig()
+		ic.Name = g.peerName
+		t, err := newTCP(ic)
 		if err != nil {
 			db.Close()
 			return nil, err
@@ -302,6 +304,18 @@ func (g *Group) withdraw() {
 	case <-ch:
 	case <-ctx.Done():
 	}
+}
+
+// peerName names a member for the transport's logs from Config.Peers
+// (the transport runs outside the loop, which owns the applied
+// membership).
+func (g *Group) peerName(id uint64) string {
+	for name := range g.cfg.Peers {
+		if RaftID(name) == id {
+			return name
+		}
+	}
+	return ""
 }
 
 // ID returns this member's ID.

@@ -127,7 +127,7 @@ func (c *cluster) transport(id string) *partTransport {
 			c.t.Fatalf("listen again on %s: %v", c.peers[id], err)
 		}
 	}
-	tr, err := NewTCPTransport(TCPConfig{ID: id, Listener: ln, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: testLogger(c.t).With("m", id)})
+	tr, err := NewTCPTransport(TCPConfig{ID: id, Listener: ln, Insecure: true, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: testLogger(c.t).With("m", id)})
 	if err != nil {
 		c.t.Fatal(err)
 	}

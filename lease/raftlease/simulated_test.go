@@ -26,6 +26,8 @@ type memTransport struct {
 	self uint64
 }
 
+func newMemNet() *memNet { return &memNet{nodes: map[uint64]Handler{}, cut: map[uint64]bool{}} }
+
 func (n *memNet) transport(id string) *memTransport { return &memTransport{n: n, self: RaftID(id)} }
 
 func (t *memTransport) Start(h Handler) error {
@@ -59,7 +61,7 @@ func (t *memTransport) Close() error {
 // virtual time.
 func TestSimulatedClock(t *testing.T) {
 	fake := clock.NewFake(time.Unix(1e9, 0))
-	net := &memNet{nodes: map[uint64]Handler{}, cut: map[uint64]bool{}}
+	net := newMemNet()
 	peers := map[string]string{"a": "", "b": "", "c": ""}
 	groups := map[string]*Group{}
 	for _, id := range []string{"a", "b", "c"} {
@@ -139,7 +141,7 @@ func TestSimulatedClock(t *testing.T) {
 // at most the fence window after the last acknowledgement, and no later.
 func TestSelfFenceDeadline(t *testing.T) {
 	fake := clock.NewFake(time.Unix(1e9, 0))
-	net := &memNet{nodes: map[uint64]Handler{}, cut: map[uint64]bool{}}
+	net := newMemNet()
 	peers := map[string]string{"a": "", "b": "", "c": ""}
 	groups := map[string]*Group{}
 	for _, id := range []string{"a", "b", "c"} {

@@ -32,7 +32,7 @@ func (f *failingLog) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot)
 // term ends, and every call fails with an error naming the cause.
 func TestDiskFailureStops(t *testing.T) {
 	db := &failingLog{memLog: newMemLog()}
-	net := &memNet{nodes: map[uint64]Handler{}, cut: map[uint64]bool{}}
+	net := newMemNet()
 	g, err := start(context.Background(), Config{
 		ID: "a", Peers: map[string]string{"a": ""}, Transport: net.transport("a"),
 		TickInterval: 10 * time.Millisecond, DataDir: "unused", Logger: testLogger(t),

@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -36,6 +37,33 @@ func FuzzReadFrame(f *testing.F) {
 				t.Fatalf("frame of %d bytes beyond the limit", len(p))
 			}
 			decodeMessage(p)
+		}
+	})
+}
+
+// FuzzHello: the hello decoder never panics, accepts only a hello that
+// names two different, non-zero members, and what it accepts encodes
+// back to the same bytes.
+func FuzzHello(f *testing.F) {
+	f.Add(encodeHello(1, 2))
+	f.Add(encodeHello(2, 2))
+	f.Add(encodeHello(0, 2))
+	f.Add([]byte("HKRL"))
+	f.Add(append([]byte("HKRL\x02"), make([]byte, 16)...))
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		from, to, err := decodeHello(p)
+		if err != nil {
+			if !errors.Is(err, ErrFrame) {
+				t.Fatalf("error %v does not wrap ErrFrame", err)
+			}
+			return
+		}
+		if from == 0 || to == 0 || from == to {
+			t.Fatalf("accepted a hello from %x to %x", from, to)
+		}
+		if !bytes.Equal(encodeHello(from, to), p) {
+			t.Fatalf("accepted hello %x re-encodes differently", p)
 		}
 	})
 }

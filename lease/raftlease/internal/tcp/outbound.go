@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/hakit/hakit/lease/raftlease/internal/raftid"
 )
 
 // runPeer writes the queue of one peer to its connection, dialing as
@@ -65,7 +67,7 @@ func (t *Transport) runPeer(p *peer) {
 				continue
 			}
 			conn, bw, backoff = c, bufio.NewWriterSize(c, 64<<10), t.cfg.MinBackoff
-			dead = watchClose(c)
+			dead = watchClose(c, p.stop)
 		}
 		// Batch what is queued already into one flush.
 	drain:
@@ -79,16 +81,24 @@ func (t *Transport) runPeer(p *peer) {
 		}
 		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
 		var err error
+		sent := batch[:0]
 		for _, m := range batch {
-			var data []byte
-			if data, err = proto.Marshal(m); err != nil {
+			if frame, err = appendMessageFrame(frame[:0], m); err != nil {
 				break
 			}
-			frame = appendFrame(frame[:0], data)
+			if len(frame)-frameHeaderLen > t.cfg.MaxFrameBytes {
+				t.tooLarge(p, m, len(frame)-frameHeaderLen)
+				continue
+			}
 			if _, err = bw.Write(frame); err != nil {
 				break
 			}
+			sent = append(sent, m)
 		}
+		if cap(frame) > keepBuffer {
+			frame = nil // do not hold a snapshot's encoding between batches
+		}
+		batch = sent
 		if err == nil {
 			err = bw.Flush()
 		}
@@ -103,11 +113,23 @@ func (t *Transport) runPeer(p *peer) {
 	}
 }
 
+// tooLarge drops m, whose encoding of n bytes the peer would refuse, and
+// says so: the fix is to raise MaxFrameBytes on every member.
+func (t *Transport) tooLarge(p *peer, m *pb.Message, n int) {
+	t.oversize.Add(1)
+	t.log.Error("raftlease: message too large for MaxFrameBytes; dropped (raise TCPConfig.MaxFrameBytes on every member)",
+		"peer", t.name(p.id), "type", m.GetType().String(), "bytes", n, "max", t.cfg.MaxFrameBytes)
+	if m.GetType() == pb.MsgSnap {
+		t.h.SnapshotDone(p.id, false)
+	}
+}
+
 // watchClose returns a channel closed once c's peer closes it or c fails.
 // The connection carries nothing back, so any read ending means the other
 // side is gone; a writer that has been idle would otherwise only learn it
-// by losing its next batch.
-func watchClose(c net.Conn) <-chan struct{} {
+// by losing its next batch. It also closes c when stop closes, so that a
+// write blocked on a peer that does not read cannot hold up Close.
+func watchClose(c net.Conn, stop <-chan struct{}) <-chan struct{} {
 	dead := make(chan struct{})
 	go func() {
 		defer close(dead)
@@ -116,6 +138,13 @@ func watchClose(c net.Conn) <-chan struct{} {
 			if _, err := c.Read(b[:]); err != nil {
 				return
 			}
+		}
+	}()
+	go func() {
+		select {
+		case <-stop:
+			c.Close()
+		case <-dead:
 		}
 	}()
 	return dead
@@ -168,15 +197,13 @@ func (t *Transport) dial(p *peer) (net.Conn, error) {
 	}
 	c := raw
 	if t.cfg.TLS != nil {
-		cfg := t.cfg.TLS.Clone()
-		if cfg.ServerName == "" {
-			if host, _, err := net.SplitHostPort(addr); err == nil {
-				cfg.ServerName = host
-			}
-		}
+		cfg := clientTLS(t.cfg.TLS, p.id, t.name(p.id), t.cfg.PeerIdentity, raftid.Of)
 		tc := tls.Client(raw, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
+			if errors.Is(err, ErrIdentity) {
+				t.log.Warn("raftlease: the member at this address is not the one dialled", "peer", t.name(p.id), "addr", addr, "err", err)
+			}
 			return nil, fmt.Errorf("raftlease: TLS handshake with %s: %w", addr, err)
 		}
 		c = tc

@@ -1,22 +1,26 @@
 // Package tcp is raftlease's TCP transport: framed Raft messages over one
-// outgoing connection per peer, with optional mutual TLS. Users reach it
-// through raftlease.NewTCPTransport, which documents the behaviour; it is
-// internal so that its configuration has one public face.
+// outgoing connection per peer, mutual TLS that binds every link to a
+// member's certificate, and bounds on everything a peer can make it hold.
+// Users reach it through raftlease.NewTCPTransport, which documents the
+// behaviour; it is internal so that its configuration has one public
+// face.
 package tcp
 
 import (
-	"bufio"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"github.com/hakit/hakit/lease/raftlease/internal/raftid"
+	"github.com/hakit/hakit/lease/raftlease/raftcert"
 )
 
 // Handler receives what the transport delivers; raftlease.Handler has the
@@ -27,62 +31,166 @@ type Handler interface {
 	SnapshotDone(id uint64, ok bool)
 }
 
-// Config configures a TCP transport. Zero fields take the documented
-// defaults.
+// Defaults of Config's zero fields; raftlease.TCPConfig documents them.
+const (
+	DefaultQueueLen         = 1024
+	DefaultDialTimeout      = time.Second
+	DefaultWriteTimeout     = 5 * time.Second
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultFrameTimeout     = 30 * time.Second
+	DefaultIdleTimeout      = 2 * time.Minute
+	DefaultMaxPending       = 64
+	DefaultMinBackoff       = 20 * time.Millisecond
+	DefaultMaxBackoff       = time.Second
+)
+
+// Config configures a transport; raftlease.TCPConfig documents each field.
 type Config struct {
-	// ID is the member this transport serves (its name, as Config.ID).
-	ID string
-	// Listener, if set, is where the transport accepts connections;
-	// otherwise it listens on Addr. The transport closes it on Close.
-	Listener net.Listener
-	// Addr is the TCP address to listen on when Listener is nil.
-	Addr string
-	// TLS, if set, secures every connection: accepted ones with
-	// tls.Server, dialed ones with tls.Client (ServerName defaults to the
-	// peer's host). For mutual TLS set ClientAuth and ClientCAs as well as
-	// Certificates and RootCAs. TLS proves that a peer holds a trusted
-	// certificate, not which member it is: give the group's members a CA
-	// of their own, or check names in VerifyPeerCertificate.
-	TLS *tls.Config
-	// QueueLen bounds the messages queued for one peer; beyond it they
-	// are dropped. Default 1024.
-	QueueLen int
-	// MaxFrameBytes bounds one incoming message. Default 64 MiB.
-	MaxFrameBytes int
-	// DialTimeout bounds one connection attempt, handshake included.
-	// Default 1 s.
-	DialTimeout time.Duration
-	// WriteTimeout bounds one write to a peer. Default 5 s.
-	WriteTimeout time.Duration
-	// MinBackoff and MaxBackoff bound the wait between connection
-	// attempts to an unreachable peer, which doubles from the first to the
-	// second. Defaults 20 ms and 1 s.
-	MinBackoff, MaxBackoff time.Duration
-	// Logger receives connection errors. Nil discards them.
-	Logger *slog.Logger
+	ID               string
+	Listener         net.Listener
+	Addr             string
+	TLS              *tls.Config
+	Insecure         bool
+	PeerIdentity     func(*x509.Certificate) (string, error)
+	QueueLen         int
+	MaxFrameBytes    int
+	DialTimeout      time.Duration
+	WriteTimeout     time.Duration
+	HandshakeTimeout time.Duration
+	FrameTimeout     time.Duration
+	IdleTimeout      time.Duration
+	MaxPending       int
+	MinBackoff       time.Duration
+	MaxBackoff       time.Duration
+	Logger           *slog.Logger
+	// Name returns a member's name for logs, "" if unknown.
+	Name func(id uint64) string
 }
 
-// Transport is the real Transport: one outgoing TCP connection per
-// peer, fed by a bounded queue and a writer goroutine, so a slow or dead
-// peer only loses its own messages; incoming connections are read by a
-// goroutine each. Connections are re-dialed with exponential backoff.
-//
-// An incoming connection must name a known peer (SetPeer) and this member
-// in its first frame, and every message on it must be from that peer to
-// this member; anything else closes it. Without TLS that is no
-// authentication: anyone who can reach the port can speak Raft to the
-// member, so use mutual TLS wherever the network is not trusted.
+// WithDefaults returns c with its zero fields set to the defaults.
+func (c Config) WithDefaults() Config {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.QueueLen == 0 {
+		c.QueueLen = DefaultQueueLen
+	}
+	if c.MaxFrameBytes == 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	set(&c.DialTimeout, DefaultDialTimeout)
+	set(&c.WriteTimeout, DefaultWriteTimeout)
+	set(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	set(&c.FrameTimeout, DefaultFrameTimeout)
+	set(&c.IdleTimeout, DefaultIdleTimeout)
+	set(&c.MinBackoff, DefaultMinBackoff)
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.MinBackoff)
+	}
+	if c.PeerIdentity == nil {
+		c.PeerIdentity = raftcert.MemberID
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Name == nil {
+		c.Name = func(uint64) string { return "" }
+	}
+	return c
+}
+
+// Problem is one broken rule of a Config: the field (as raftlease's
+// TCPConfig names it) and the rule.
+type Problem struct{ Field, Rule string }
+
+// Problems returns every rule c breaks; none for a valid config. It does
+// not change c.
+func (c Config) Problems() []Problem {
+	var ps []Problem
+	bad := func(field, rule string, args ...any) {
+		ps = append(ps, Problem{field, fmt.Sprintf(rule, args...)})
+	}
+	if c.ID == "" {
+		bad("ID", "must not be empty")
+	}
+	if c.Listener == nil && c.Addr == "" {
+		bad("Addr", "must not be empty without a Listener")
+	}
+	switch {
+	case c.TLS == nil && !c.Insecure:
+		bad("TLS", "plain TCP between members is refused: set TLS (mutual TLS with member certificates naming hakit://member/<ID>) "+
+			"or, on a trusted isolated network or in tests only, Insecure")
+	case c.TLS != nil && c.Insecure:
+		bad("Insecure", "must not be set together with TLS")
+	case c.TLS != nil:
+		if len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetClientCertificate == nil {
+			bad("TLS.Certificates", "must hold this member's certificate")
+		}
+		if c.TLS.RootCAs == nil {
+			bad("TLS.RootCAs", "must hold the CA that signs member certificates (system roots never sign them)")
+		}
+		if a := c.TLS.ClientAuth; a != tls.NoClientCert && a != tls.RequireAndVerifyClientCert {
+			bad("TLS.ClientAuth", "%v would accept members without a verified certificate; leave it zero or set RequireAndVerifyClientCert", a)
+		}
+	}
+	for _, d := range []struct {
+		f string
+		v time.Duration
+	}{{"DialTimeout", c.DialTimeout}, {"WriteTimeout", c.WriteTimeout}, {"HandshakeTimeout", c.HandshakeTimeout},
+		{"FrameTimeout", c.FrameTimeout}, {"IdleTimeout", c.IdleTimeout}, {"MinBackoff", c.MinBackoff}} {
+		if d.v < 0 {
+			bad(d.f, "%v is negative", d.v)
+		}
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		bad("MaxBackoff", "%v is below MinBackoff %v", c.MaxBackoff, c.MinBackoff)
+	}
+	if c.QueueLen < 0 {
+		bad("QueueLen", "%d is negative", c.QueueLen)
+	}
+	if c.MaxPending < 0 {
+		bad("MaxPending", "%d is negative", c.MaxPending)
+	}
+	if c.MaxFrameBytes < 0 || c.MaxFrameBytes > 1<<30 {
+		bad("MaxFrameBytes", "%d is outside [0, 1 GiB]", c.MaxFrameBytes)
+	}
+	return ps
+}
+
+// Stats counts what the transport refused or gave up.
+type Stats struct {
+	Refused        uint64 // connections closed before the hello was accepted: identity, hello, too many pending
+	BadFrames      uint64 // connections closed for a frame that was too large, damaged or misrouted
+	Idle           uint64 // connections closed after IdleTimeout without a frame
+	Replaced       uint64 // connections closed because the same peer connected again
+	AcceptErrors   uint64 // errors of the listener's Accept (the loop backs off and goes on)
+	Oversize       uint64 // outgoing messages dropped for exceeding MaxFrameBytes
+	ActiveInbound  int    // inbound connections past their hello
+	PendingInbound int    // inbound connections before their hello
+}
+
+// Transport is the TCP transport; see raftlease.TCPTransport.
 type Transport struct {
 	cfg  Config
 	self uint64
 	ln   net.Listener
 	log  *slog.Logger
+	srv  *tls.Config // nil without TLS
 
 	mu      sync.Mutex
 	h       Handler
 	peers   map[uint64]*peer
-	inbound map[net.Conn]struct{}
+	inbound map[net.Conn]uint64 // every accepted connection -> its peer, 0 before the hello
+	byPeer  map[uint64]net.Conn // the one connection past its hello per peer
+	pending int
 	closed  bool
+
+	refused, badFrames, idle, replaced, acceptErrs, oversize atomic.Uint64
 
 	wg   sync.WaitGroup
 	done chan struct{}
@@ -103,31 +211,12 @@ func (p *peer) address() string {
 	return p.addr
 }
 
-// New listens and returns a transport ready to Start.
+// New applies cfg's defaults, checks its rules (reporting the first one
+// broken; raftlease reports them all) and listens.
 func New(cfg Config) (*Transport, error) {
-	if cfg.ID == "" {
-		return nil, errors.New("raftlease: invalid config: TCPConfig.ID: must not be empty")
-	}
-	if cfg.QueueLen <= 0 {
-		cfg.QueueLen = 1024
-	}
-	if cfg.MaxFrameBytes <= 0 {
-		cfg.MaxFrameBytes = DefaultMaxFrameBytes
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = time.Second
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 5 * time.Second
-	}
-	if cfg.MinBackoff <= 0 {
-		cfg.MinBackoff = 20 * time.Millisecond
-	}
-	if cfg.MaxBackoff < cfg.MinBackoff {
-		cfg.MaxBackoff = max(time.Second, cfg.MinBackoff)
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg = cfg.WithDefaults()
+	if ps := cfg.Problems(); len(ps) > 0 {
+		return nil, fmt.Errorf("raftlease: invalid config: TCPConfig.%s: %s", ps[0].Field, ps[0].Rule)
 	}
 	ln := cfg.Listener
 	if ln == nil {
@@ -136,13 +225,18 @@ func New(cfg Config) (*Transport, error) {
 			return nil, fmt.Errorf("raftlease: listen on %q: %w", cfg.Addr, err)
 		}
 	}
-	return &Transport{
+	t := &Transport{
 		cfg: cfg, self: raftid.Of(cfg.ID), ln: ln,
 		log:     cfg.Logger.With("member", cfg.ID),
 		peers:   map[uint64]*peer{},
-		inbound: map[net.Conn]struct{}{},
+		inbound: map[net.Conn]uint64{},
+		byPeer:  map[uint64]net.Conn{},
 		done:    make(chan struct{}),
-	}, nil
+	}
+	if cfg.TLS != nil {
+		t.srv = serverTLS(cfg.TLS, cfg.PeerIdentity)
+	}
+	return t, nil
 }
 
 // Addr returns the address the transport listens on.
@@ -203,13 +297,16 @@ func (t *Transport) known(id uint64) bool {
 	return ok
 }
 
-// RemovePeer forgets member id.
+// RemovePeer forgets member id and closes its inbound connection.
 func (t *Transport) RemovePeer(id uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if p, ok := t.peers[id]; ok {
 		delete(t.peers, id)
 		close(p.stop)
+	}
+	if c, ok := t.byPeer[id]; ok {
+		c.Close()
 	}
 }
 
@@ -227,6 +324,17 @@ func (t *Transport) Send(m *pb.Message) {
 		if m.GetType() == pb.MsgSnap && h != nil {
 			h.SnapshotDone(p.id, false)
 		}
+	}
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() Stats {
+	t.mu.Lock()
+	active, pending := len(t.byPeer), t.pending
+	t.mu.Unlock()
+	return Stats{
+		Refused: t.refused.Load(), BadFrames: t.badFrames.Load(), Idle: t.idle.Load(), Replaced: t.replaced.Load(),
+		AcceptErrors: t.acceptErrs.Load(), Oversize: t.oversize.Load(), ActiveInbound: active, PendingInbound: pending,
 	}
 }
 
@@ -252,93 +360,10 @@ func (t *Transport) Close() error {
 	return err
 }
 
-func (t *Transport) accept() {
-	defer t.wg.Done()
-	for {
-		c, err := t.ln.Accept()
-		if err != nil {
-			select {
-			case <-t.done:
-				return
-			default:
-			}
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue
-			}
-			t.log.Warn("raftlease: accept failed", "err", err)
-			return
-		}
-		t.mu.Lock()
-		if t.closed {
-			t.mu.Unlock()
-			c.Close()
-			return
-		}
-		t.inbound[c] = struct{}{}
-		t.wg.Add(1)
-		t.mu.Unlock()
-		go t.serve(c)
+// name returns member id's name for logs.
+func (t *Transport) name(id uint64) string {
+	if n := t.cfg.Name(id); n != "" {
+		return n
 	}
-}
-
-// serve reads the frames of one incoming connection until it fails.
-func (t *Transport) serve(raw net.Conn) {
-	defer t.wg.Done()
-	defer func() {
-		t.mu.Lock()
-		delete(t.inbound, raw)
-		t.mu.Unlock()
-		raw.Close()
-	}()
-	var c net.Conn = raw
-	_ = raw.SetDeadline(time.Now().Add(t.cfg.DialTimeout + time.Second))
-	if t.cfg.TLS != nil {
-		tc := tls.Server(raw, t.cfg.TLS)
-		if err := tc.Handshake(); err != nil {
-			t.log.Warn("raftlease: TLS handshake with incoming peer failed", "remote", raw.RemoteAddr().String(), "err", err)
-			return
-		}
-		c = tc
-	}
-	r := bufio.NewReaderSize(c, 64<<10)
-	p, buf, err := readFrame(r, nil, helloLen)
-	if err == nil {
-		var from, to uint64
-		if from, to, err = decodeHello(p); err == nil && to != t.self {
-			err = fmt.Errorf("raftlease: peer %x at %s meant to reach member %x, this is %x", from, raw.RemoteAddr(), to, t.self)
-		}
-		if err == nil && !t.known(from) {
-			err = fmt.Errorf("raftlease: connection from %s claims to be %x, not a known member", raw.RemoteAddr(), from)
-		}
-		if err == nil {
-			_ = raw.SetDeadline(time.Time{})
-			err = t.readMessages(r, buf, from)
-		}
-	}
-	select {
-	case <-t.done:
-	default:
-		t.log.Debug("raftlease: incoming connection closed", "remote", raw.RemoteAddr().String(), "err", err)
-	}
-}
-
-func (t *Transport) readMessages(r *bufio.Reader, buf []byte, from uint64) error {
-	t.mu.Lock()
-	h := t.h
-	t.mu.Unlock()
-	for {
-		p, nbuf, err := readFrame(r, buf, t.cfg.MaxFrameBytes)
-		if err != nil {
-			return err
-		}
-		buf = nbuf
-		m, err := decodeMessage(p)
-		if err != nil {
-			return err
-		}
-		if m.GetFrom() != from || m.GetTo() != t.self {
-			return fmt.Errorf("raftlease: message from %x to %x on the connection of %x to %x", m.GetFrom(), m.GetTo(), from, t.self)
-		}
-		h.Receive(m)
-	}
+	return fmt.Sprintf("%x", id)
 }

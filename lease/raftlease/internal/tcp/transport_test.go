@@ -2,15 +2,9 @@ package tcp
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
-	"math/big"
 	"net"
 	"runtime"
 	"sync"
@@ -65,7 +59,19 @@ func msg(from, to string, i uint64) *pb.Message {
 
 func newTCP(t *testing.T, id string, tlsCfg *tls.Config) (*Transport, *recorder) {
 	t.Helper()
-	tr, err := New(Config{ID: id, Addr: "127.0.0.1:0", TLS: tlsCfg, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	return newTCPWith(t, Config{ID: id, TLS: tlsCfg})
+}
+
+// newTCPWith starts a transport on a loopback port with cfg; without TLS
+// it runs Insecure.
+func newTCPWith(t *testing.T, cfg Config) (*Transport, *recorder) {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Insecure = cfg.TLS == nil
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 20*time.Millisecond
+	}
+	tr, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +152,7 @@ func TestTCPTransportReconnects(t *testing.T) {
 	if err != nil {
 		t.Skipf("cannot listen on %s again: %v", addr, err)
 	}
-	b2, err := New(Config{ID: "b", Listener: ln})
+	b2, err := New(Config{ID: "b", Listener: ln, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +186,7 @@ func TestTCPTransportSlowPeer(t *testing.T) {
 			defer c.Close() // accepted, never read
 		}
 	}()
-	tr, err := New(Config{ID: "a", Addr: "127.0.0.1:0", QueueLen: 16, WriteTimeout: time.Hour})
+	tr, err := New(Config{ID: "a", Addr: "127.0.0.1:0", Insecure: true, QueueLen: 16, WriteTimeout: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,104 +267,5 @@ func TestTCPTransportHugeFrame(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if d := after.TotalAlloc - before.TotalAlloc; d > 1<<20 {
 		t.Fatalf("%d bytes allocated for 10 refused frames", d)
-	}
-}
-
-func TestTCPTransportTLS(t *testing.T) {
-	ca := newTestCA(t)
-	a, _ := newTCP(t, "a", ca.config(t, "a"))
-	b, rb := newTCP(t, "b", ca.config(t, "b"))
-	a.SetPeer(raftid.Of("b"), b.Addr().String())
-	b.SetPeer(raftid.Of("a"), a.Addr().String())
-	b.SetPeer(raftid.Of("x"), "127.0.0.1:1") // known, but with a certificate b does not trust
-	a.Send(msg("a", "b", 1))
-	waitCount(t, rb, 1)
-
-	// A client with a certificate from another CA is refused.
-	other := newTestCA(t)
-	x, rx := newTCP(t, "x", other.config(t, "x"))
-	x.SetPeer(raftid.Of("b"), b.Addr().String())
-	eventually(t, 10*time.Second, "the untrusted peer to be refused", func() error {
-		x.Send(msg("x", "b", 1))
-		rx.mu.Lock()
-		defer rx.mu.Unlock()
-		if rx.unreachable[raftid.Of("b")] == 0 {
-			return errors.New("not refused yet")
-		}
-		return nil
-	})
-	if rb.count() != 1 {
-		t.Fatalf("the untrusted peer's message was delivered")
-	}
-	// A plain TCP client is refused too.
-	c, err := net.Dial("tcp", b.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	data, _ := proto.Marshal(msg("a", "b", 2))
-	c.Write(appendFrame(appendFrame(nil, encodeHello(raftid.Of("a"), raftid.Of("b"))), data))
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 512)
-	for {
-		if _, err := c.Read(buf); err != nil {
-			break
-		}
-	}
-	if rb.count() != 1 {
-		t.Fatalf("a plain-text message was delivered over the TLS listener")
-	}
-}
-
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hakit test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// config returns a mutual-TLS config for member id: a certificate for
-// 127.0.0.1 usable as server and client, trusting only this CA.
-func (ca *testCA) config(t *testing.T, id string) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: id},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		RootCAs:      ca.pool, ClientCAs: ca.pool, ClientAuth: tls.RequireAndVerifyClientCert,
-		MinVersion: tls.VersionTLS13,
 	}
 }
