@@ -59,6 +59,7 @@ func openRaft(ctx context.Context, c *Config, logger *slog.Logger) (*backend, er
 		ElectionTicks: c.Raft.ElectionTicks,
 		DriftMargin:   c.Raft.DriftMargin.D(),
 		TLS:           tlsc,
+		Insecure:      c.Raft.Insecure,
 		Logger:        logger.With("component", "raft"),
 	})
 	if err != nil {

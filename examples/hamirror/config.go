@@ -131,6 +131,11 @@ type RaftConfig struct {
 	ElectionTicks int       `json:"election_ticks"` // 0: 10
 	DriftMargin   Duration  `json:"drift_margin"`   // 0: 100ms
 	TLS           *TLSFiles `json:"tls"`            // mutual TLS: cert, key and ca all required
+	// Insecure runs the members over plain TCP, without tls: trusted,
+	// isolated networks and tests only (anyone who reaches a member's
+	// Raft port can speak as any member). A group of more than one
+	// member needs tls or insecure.
+	Insecure bool `json:"insecure"`
 }
 
 // EtcdConfig configures the etcd backend.

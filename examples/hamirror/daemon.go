@@ -44,6 +44,9 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 	if token == "" {
 		logger.Warn("no admin token (admin_token_file or $" + EnvAdminToken + "): switchover, pause, resume and approve are refused")
 	}
+	for _, w := range c.warnings() {
+		logger.Warn("hamirror: " + w)
+	}
 	srvTLS, err := serverTLS("tls", c.TLS)
 	if err != nil {
 		return nil, err
@@ -137,6 +140,26 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 	return &daemon{cfg: c, logger: logger, node: node, stream: stream, target: tgt, backend: b, handler: mux, tls: srvTLS}, nil
 }
 
+// Limits of the HTTP API's server: a client that sends slowly, reads
+// slowly, idles or sends huge headers cannot hold a connection or memory
+// for long. No handler streams, and the slowest (a forwarded admin
+// command, which waits for the active member) is bounded by the admin
+// client's 30 s, below WriteTimeout.
+const (
+	httpReadHeaderTimeout = 10 * time.Second
+	httpReadTimeout       = 30 * time.Second
+	httpWriteTimeout      = 60 * time.Second
+	httpIdleTimeout       = 2 * time.Minute
+	httpMaxHeaderBytes    = 64 << 10
+)
+
+// newHTTPServer returns the API's server with the limits above.
+func newHTTPServer(h http.Handler, tlsc *tls.Config, logger *slog.Logger) *http.Server {
+	return &http.Server{Handler: h, TLSConfig: tlsc, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: httpReadTimeout, WriteTimeout: httpWriteTimeout,
+		IdleTimeout: httpIdleTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
+}
+
 // run serves the API and runs the Node until ctx ends, then shuts down in
 // order: the Node drains the work (the Stream writes its final
 // checkpoint), demotes the switchers and resigns, so a successor takes
@@ -148,8 +171,7 @@ func (d *daemon) run(ctx context.Context) error {
 		_ = d.close()
 		return fmt.Errorf("hamirror: listen: %w", err)
 	}
-	srv := &http.Server{Handler: d.handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: d.tls,
-		ErrorLog: slog.NewLogLogger(d.logger.Handler(), slog.LevelWarn)}
+	srv := newHTTPServer(d.handler, d.tls, d.logger)
 	srvErr := make(chan error, 1)
 	go func() {
 		if d.tls != nil {
