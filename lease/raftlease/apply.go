@@ -83,10 +83,17 @@ func (g *Group) maybeSnapshot() error {
 // restore replaces the state machine with a snapshot received from the
 // leader.
 func (g *Group) restore(snap *pb.Snapshot) error {
-	sm, err := decodeFSM(snap.GetData())
-	if err != nil {
-		return fmt.Errorf("snapshot at index %d from the leader: %w", snap.GetMetadata().GetIndex(), err)
+	md := snap.GetMetadata()
+	var sm *fsm
+	if r := g.received; r != nil && r.index == md.GetIndex() && r.term == md.GetTerm() {
+		sm = r.sm // decoded when the message was checked
+	} else {
+		var err error
+		if sm, err = decodeFSM(snap.GetData()); err != nil {
+			return fmt.Errorf("snapshot at index %d from the leader: %w", md.GetIndex(), err)
+		}
 	}
+	g.received = nil
 	g.sm = sm
 	g.applied = snap.GetMetadata().GetIndex()
 	g.snapIndex = g.applied

@@ -68,6 +68,8 @@ type Group struct {
 	confWaiters map[uint64]chan error
 	hb          heartbeatTracker
 	el          electorState
+	received    *receivedSnap // a snapshot checked before Step, decoded
+	guard       guard
 
 	mu          sync.Mutex
 	stopErr     error // set before donec closes
@@ -316,6 +318,27 @@ func (g *Group) peerName(id uint64) string {
 		}
 	}
 	return ""
+}
+
+// Stats are a member's counters of what it refused.
+type Stats struct {
+	// Dropped counts the messages from peers dropped before Raft saw
+	// them because they cannot be legitimate, by reason (the Drop
+	// constants). Each reason is also logged, at most once a second.
+	Dropped map[string]uint64
+	// Transport holds the TCP transport's counters when the transport is
+	// a TCPTransport (or wraps one); nil otherwise.
+	Transport *TCPStats
+}
+
+// Stats returns the member's counters.
+func (g *Group) Stats() Stats {
+	s := Stats{Dropped: g.guard.snapshot()}
+	if t, ok := g.tr.(interface{ Stats() TCPStats }); ok {
+		ts := t.Stats()
+		s.Transport = &ts
+	}
+	return s
 }
 
 // ID returns this member's ID.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime/debug"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -50,12 +51,15 @@ func (g *Group) stoppedErr() error {
 type handler struct{ g *Group }
 
 func (h handler) Receive(m *pb.Message) {
-	if m.GetType() == pb.MsgHeartbeatResp {
-		h.g.hb.receive(m, h.g.clk.Now())
+	g := h.g
+	if m.GetType() == pb.MsgHeartbeatResp && !g.hb.receive(m, g.clk.Now()) {
+		g.guard.drop(g, DropAck, m, "no stamp of this leader's current term")
+		return
 	}
 	select {
-	case h.g.recvc <- m:
+	case g.recvc <- m:
 	default: // as if the network lost it
+		g.guard.drop(g, DropOverwhelmed, m, "the run loop's queue is full")
 	}
 }
 
@@ -96,20 +100,39 @@ func (g *Group) post(f func()) {
 func (g *Group) run() {
 	g.tick = g.clk.NewTimer(g.cfg.TickInterval)
 	defer g.tick.Stop()
-	var err error
-	for err == nil {
+	err := g.loop()
+	if err == nil {
+		g.shutdown(lease.ErrClosed)
+		return
+	}
+	g.log.Error("raftlease: stopping", "err", err)
+	g.shutdown(fmt.Errorf("%w (%w): member %q: %w", ErrStopped, lease.ErrClosed, g.cfg.ID, err))
+}
+
+// loop runs until Close (it returns nil) or an error. A panic in it, in
+// go.etcd.io/raft, the store or the log, is returned as an error with its
+// stack: the member stops, its Term ends, and the rest of the process
+// goes on.
+func (g *Group) loop() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	for {
 		select {
 		case <-g.tick.C():
 			g.tick.Reset(g.cfg.TickInterval)
 			g.rn.Tick()
 			g.onTick()
 		case m := <-g.recvc:
-			g.step(m)
+			if err := g.step(m); err != nil {
+				return err
+			}
 		case f := <-g.actc:
 			f()
 		case <-g.stopc:
-			g.shutdown(lease.ErrClosed)
-			return
+			return nil
 		}
 		// Take what else is waiting, so that one disk sync covers many
 		// proposals.
@@ -117,17 +140,36 @@ func (g *Group) run() {
 		for i := 0; i < 128; i++ {
 			select {
 			case m := <-g.recvc:
-				g.step(m)
+				if err := g.step(m); err != nil {
+					return err
+				}
 			case f := <-g.actc:
 				f()
 			default:
 				break more
 			}
 		}
-		err = g.processReady()
+		if err := g.processReady(); err != nil {
+			return err
+		}
 	}
-	g.log.Error("raftlease: stopping", "err", err)
-	g.shutdown(fmt.Errorf("%w (%w): member %q: %w", ErrStopped, lease.ErrClosed, g.cfg.ID, err))
+}
+
+// PanicError is the cause a Group stops with (wrapped in ErrStopped) when
+// its run loop panics: Value is what was passed to panic, Stack where.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("raftlease: panic in the run loop: %v\n%s", e.Value, e.Stack)
+}
+
+// Unwrap returns the panic value if it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
 }
 
 // shutdown ends everything that waits on the loop with err.
@@ -157,8 +199,22 @@ func (g *Group) shutdown(err error) {
 	g.closeObservers()
 }
 
-// step hands an incoming message to Raft, after the group's own checks.
-func (g *Group) step(m *pb.Message) {
+// step hands an incoming message to Raft, after the group's own checks
+// (see check): a message that cannot be legitimate is dropped, counted
+// and logged. It fails only if it had to persist a Ready first and that
+// failed.
+func (g *Group) step(m *pb.Message) error {
+	if m.GetType() == pb.MsgHeartbeat && g.rn.HasReady() {
+		// The commit check compares with the durable log, which must
+		// hold what this batch's messages appended.
+		if err := g.processReady(); err != nil {
+			return err
+		}
+	}
+	if reason, detail := g.check(m); reason != "" {
+		g.guard.drop(g, reason, m, detail)
+		return nil
+	}
 	switch m.GetType() {
 	case pb.MsgVote, pb.MsgPreVote:
 		// A restarted member does not know how recently the leader was
@@ -167,7 +223,7 @@ func (g *Group) step(m *pb.Message) {
 		// timeout. A leadership transfer is let through: the leader
 		// asked for it.
 		if string(m.GetContext()) != campaignTransferCtx && g.clk.Now().Before(g.quietUntil) {
-			return
+			return nil
 		}
 	case pb.MsgHeartbeat:
 		// Re-phase ticks to the leader's heartbeat (see run). Raft
@@ -180,6 +236,7 @@ func (g *Group) step(m *pb.Message) {
 	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 		g.log.Debug("raftlease: step", "type", m.GetType().String(), "from", fmt.Sprintf("%x", m.GetFrom()), "err", err)
 	}
+	return nil
 }
 
 // onTick runs the group's own timers: re-issued reads, the lease.
@@ -249,8 +306,13 @@ func (g *Group) afterReady() {
 	st := g.rn.BasicStatus()
 	termChanged := st.GetTerm() != g.raftTerm
 	g.raftTerm, g.lead, g.role = st.GetTerm(), st.Lead, st.RaftState
+	g.received = nil // restored by now if Raft took it
+	if st.RaftState == raft.StateLeader {
+		g.hb.lead(st.GetTerm())
+	} else {
+		g.hb.lead(0)
+	}
 	if termChanged || st.RaftState != raft.StateLeader {
-		g.hb.reset()
 		g.failPending(st)
 	}
 	if g.campaignAt != 0 && g.applied >= g.campaignAt {
