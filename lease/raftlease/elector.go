@@ -133,14 +133,6 @@ func (g *Group) campaignErr(err error) error {
 	return err
 }
 
-func (g *Group) currentTerm() *Term {
-	var t *Term
-	if g.do(context.Background(), func() { t = g.el.held }) != nil {
-		return nil
-	}
-	return t
-}
-
 // reconcile runs the election's step function (package elect) after
 // every Ready and carries out what it decides.
 func (g *Group) reconcile(st raft.BasicStatus) {

@@ -252,7 +252,16 @@ func (g *Group) peerAddrs() map[uint64]string {
 	return out
 }
 
-// Close resigns any held Term, stops the run loop and the transport and
+// CloseTimeout bounds what Close spends handing over before it stops the
+// member: ending the held Term, withdrawing the member's candidacy and
+// moving Raft leadership away. A member cut off from the others returns
+// after it, plus any disk sync in progress.
+const CloseTimeout = 100 * time.Millisecond
+
+// Close ends any held Term (its Done closes first, with Err wrapping
+// lease.ErrResigned), withdraws this member's candidacy and, if it leads,
+// hands Raft leadership to the best other member, waiting for both at
+// most CloseTimeout; then it stops the run loop and the transport and
 // closes the log. It does not remove the member from the group.
 func (g *Group) Close() error {
 	g.mu.Lock()
@@ -263,12 +272,9 @@ func (g *Group) Close() error {
 	}
 	g.closing = true
 	g.mu.Unlock()
-	g.withdraw()
-	if t := g.currentTerm(); t != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.electionTimeout())
-		_ = t.Resign(ctx)
-		cancel()
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), CloseTimeout)
+	g.handOff(ctx)
+	cancel()
 	close(g.stopc)
 	<-g.donec
 	err := g.tr.Close()
@@ -278,34 +284,53 @@ func (g *Group) Close() error {
 	return err
 }
 
-// withdraw fails waiting Campaigns with lease.ErrClosed and takes this
-// member's candidacy out of the log, so that no leader hands leadership
-// to a member that is going away. It waits at most an election timeout.
-func (g *Group) withdraw() {
-	ch := make(chan result, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.electionTimeout())
-	defer cancel()
+// handOff ends the held Term, fails waiting Campaigns with
+// lease.ErrClosed, takes this member's candidacy out of the log (so that
+// no leader hands leadership to a member that is going away) and moves
+// Raft leadership away; it waits for the withdrawal to apply and the
+// leadership to move until ctx ends.
+func (g *Group) handOff(ctx context.Context) {
+	withdrawn := make(chan result, 1)
+	moving := false
 	if g.do(ctx, func() {
+		if t := g.el.held; t != nil {
+			t.end(fmt.Errorf("%w: member %q is closing; it resigned the term with token %d", lease.ErrResigned, g.cfg.ID, t.raftTerm))
+			g.setHeld(nil)
+		}
 		g.el.failWaiters(lease.ErrClosed)
-		if len(g.el.dec.Withdraw(g.electionView(g.rn.BasicStatus()))) == 0 {
-			ch <- result{}
-			return
-		}
-		c := command{kind: opCandidate, origin: g.self, nonce: g.nonce, seq: g.nextSeq(), member: g.self}
-		if g.rn.Propose(c.encode()) != nil {
-			ch <- result{}
-			return
-		}
-		// Kept when leadership moves: a follower's proposal is
-		// forwarded, and Close waits for it to be applied.
-		g.pending[c.seq] = &proposal{ch: ch, term: g.raftTerm, keep: true}
+		// The withdrawal first: a leader refuses proposals while it
+		// transfers leadership.
+		g.withdraw(withdrawn)
+		moving = g.transferAway()
 	}) != nil {
 		return
 	}
 	select {
-	case <-ch:
+	case <-withdrawn:
 	case <-ctx.Done():
+		return
 	}
+	if moving {
+		_ = g.waitLead(ctx, func(lead uint64) bool { return lead != g.self }, 0)
+	}
+}
+
+// withdraw proposes this member's candidacy flag off, if the log shows it
+// on; done receives the outcome once it is applied (at once if there is
+// nothing to withdraw). It runs on the loop.
+func (g *Group) withdraw(done chan result) {
+	if len(g.el.dec.Withdraw(g.electionView(g.rn.BasicStatus()))) == 0 {
+		done <- result{}
+		return
+	}
+	c := command{kind: opCandidate, origin: g.self, nonce: g.nonce, seq: g.nextSeq(), member: g.self}
+	if g.rn.Propose(c.encode()) != nil {
+		done <- result{}
+		return
+	}
+	// Kept when leadership moves: a follower's proposal is forwarded,
+	// and Close waits for it to be applied.
+	g.pending[c.seq] = &proposal{ch: done, term: g.raftTerm, keep: true}
 }
 
 // peerName names a member for the transport's logs from Config.Peers
