@@ -56,9 +56,12 @@ type Config struct {
 	// replicated log (see AddMember and RemoveMember) and a member's entry
 	// here only supplies its address if the log does not know it.
 	Peers map[string]string
-	// Join starts a member that was added to a running group with
-	// AddMember: it bootstraps nothing and learns the membership from the
-	// leader. Peers must still name at least one reachable member.
+	// Join says this member must never bootstrap a new group: it was
+	// added to a running group with AddMember and learns the membership
+	// from the leader. A member with an empty data directory asks its
+	// peers before it bootstraps anything (see the package doc), so Join
+	// matters only where the peers it lists could all be new as well.
+	// Peers must name at least one reachable member besides this one.
 	Join bool
 	// DataDir holds the write-ahead log and snapshots. Required.
 	DataDir string
@@ -207,8 +210,8 @@ func (c Config) peerProblems() []error {
 		if _, ok := c.Peers[c.ID]; !ok && c.ID != "" {
 			bad("Peers", "must include this member's ID %q", c.ID)
 		}
-	} else if len(c.Peers) == 0 {
-		bad("Peers", "a joining member needs at least one peer")
+	} else if _, self := c.Peers[c.ID]; len(c.Peers) == 0 || (len(c.Peers) == 1 && self) {
+		bad("Peers", "a joining member needs at least one peer besides itself")
 	} else if _, ok := c.Peers[c.ID]; !ok && c.Transport == nil {
 		bad("Peers", "must include this member's ID %q: the default transport listens on that address", c.ID)
 	}

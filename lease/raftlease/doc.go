@@ -115,11 +115,58 @@
 // Member IDs are strings; Raft numbers them with RaftID, a fixed hash.
 // Start refuses Peers whose IDs collide, and AddMember an ID whose number
 // is taken. To grow the group, call AddMember on the leader with the new
-// member's ID and address, then start the new member with Join set and
-// Peers naming the existing members; it receives the log or a snapshot
-// from the leader. RemoveMember takes a member out; close it afterwards.
-// Change one member at a time, on a healthy group: until a new member has
-// caught up, the group needs a quorum of the enlarged membership.
+// member's ID and address, then start the new member with Peers naming
+// the existing members and itself (set Join to say it must never
+// bootstrap); it receives the log or a snapshot from the leader.
+// RemoveMember takes a member out; close it afterwards. Change one member
+// at a time, on a healthy group: until a new member has caught up, the
+// group needs a quorum of the enlarged membership.
+//
+// # Starting with an empty data directory
+//
+// A member whose data directory is empty cannot tell from its disk
+// whether it belongs to a new group or is one whose disk was wiped or
+// replaced, and the second must never bootstrap a second log nor act as
+// the voter it was: it forgot what it acknowledged and whom it voted for.
+// So before it takes any part it asks its peers (Config.Peers):
+//
+//   - A new group is bootstrapped from Peers only once every member in
+//     Peers has answered that it is new too (no log, or only the
+//     bootstrap's entries). Start all the members of a new group; until
+//     all have started, those running wait, and log whom they wait for.
+//   - Otherwise the member waits for the Raft leader's answer. If the
+//     leader has it as a voter known to have held a log (the group
+//     records each member the first time a leader sees it acknowledge an
+//     entry), the member stops: Err and every call return ErrStopped
+//     wrapping ErrWipedMember, whose message names the procedure below.
+//     If not (it is new, or was removed and added again), it joins: it
+//     receives the log or a snapshot from the leader, bootstrapping
+//     nothing.
+//
+// The answers come from members authenticated by their certificates
+// (under Insecure, from whoever answers). A disk lost in the first moment
+// after the member first joined, before a leader recorded that it holds a
+// log, is not detected.
+//
+// # Replacing a member's disk
+//
+// When a member's data directory is lost (a replaced disk, a wiped
+// volume, a restore that left it empty), bring it back as a new member:
+//
+//  1. Make sure the other members are healthy: until step 3 the group
+//     needs a quorum of the remaining members.
+//  2. On the leader, RemoveMember(id). (A member started with the empty
+//     directory before this step stops with ErrWipedMember; that is
+//     expected and harmless.)
+//  3. Empty the member's data directory, if it is not empty already.
+//  4. On the leader, AddMember(id, address).
+//  5. Start the member (Join set or not). It receives a snapshot and the
+//     log from the leader and is a full voter again with every
+//     acknowledged write.
+//
+// A member whose directory holds a damaged log refuses to start with an
+// error wrapping ErrCorrupt (see Persistence); if it cannot be repaired,
+// replace it the same way.
 //
 // # Transport and member identity
 //

@@ -29,12 +29,18 @@ type fsm struct {
 	// members maps the Raft ID of every member added through the log to
 	// its name and address.
 	members map[uint64]memberInfo
+	// logged are the members known to hold a log: a leader saw them
+	// acknowledge an entry. A member that starts with an empty data
+	// directory while it is in this set lost a log the group counted on,
+	// and must be removed and added again (see replace.go). Removing a
+	// member takes it out.
+	logged map[uint64]bool
 }
 
 type holderRecord struct{ member, term uint64 }
 
 func newFSM() *fsm {
-	return &fsm{kv: map[string]storage.Item{}, candidates: map[uint64]bool{}, members: map[uint64]memberInfo{}}
+	return &fsm{kv: map[string]storage.Item{}, candidates: map[uint64]bool{}, members: map[uint64]memberInfo{}, logged: map[uint64]bool{}}
 }
 
 // result is what applying one command gives its proposer.
@@ -80,6 +86,8 @@ func (s *fsm) apply(index uint64, c command) result {
 		if c.term > s.holder.term {
 			s.holder = holderRecord{member: c.member, term: c.term}
 		}
+	case opLogged:
+		s.logged[c.member] = true
 	}
 	return result{}
 }
@@ -92,20 +100,22 @@ func (s *fsm) get(key string) (storage.Item, error) {
 	return storage.Item{Value: bytes.Clone(it.Value), Version: it.Version}, nil
 }
 
-// Snapshot format, version 1, all integers big endian:
+// Snapshot format, version 2, all integers big endian:
 //
 //	"HKRS" | format u8 | high u64 | holder member u64 | holder term u64 |
 //	members: uvarint n, n x (raft ID u64, ID string, address string) |
 //	candidates: uvarint n, n x raft ID u64 |
+//	logged: uvarint n, n x raft ID u64 |
 //	entries: uvarint n, n x (key string, version u64, value bytes) |
 //	CRC-32C of everything before it, u32
 //
-// Strings and bytes are uvarint length + data. Members and candidates are
-// sorted by Raft ID and entries by key, so equal states encode to equal
-// bytes on every member.
+// Version 1, which decodes too, has no logged set. Strings and bytes are
+// uvarint length + data. Members, candidates and logged are sorted by
+// Raft ID and entries by key, so equal states encode to equal bytes on
+// every member.
 const (
 	snapshotMagic  = "HKRS"
-	snapshotFormat = 1
+	snapshotFormat = 2
 )
 
 func (s *fsm) encode() []byte {
@@ -126,15 +136,8 @@ func (s *fsm) encode() []byte {
 		b = appendString(b, s.members[id].Addr)
 	}
 
-	ids = ids[:0]
-	for id := range s.candidates {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	b = binary.AppendUvarint(b, uint64(len(ids)))
-	for _, id := range ids {
-		b = binary.BigEndian.AppendUint64(b, id)
-	}
+	b = appendIDSet(b, s.candidates)
+	b = appendIDSet(b, s.logged)
 
 	keys := make([]string, 0, len(s.kv))
 	for k := range s.kv {
@@ -166,8 +169,9 @@ func decodeFSM(data []byte) (*fsm, error) {
 		return nil, fmt.Errorf("raftlease: decode snapshot: %w: bad magic %q", ErrCorrupt, body[:4])
 	}
 	d := decoder{b: body, off: 4}
-	if f := d.byte(); f != snapshotFormat {
-		return nil, fmt.Errorf("raftlease: decode snapshot: %w: format %d, want %d", ErrCorrupt, f, snapshotFormat)
+	f := d.byte()
+	if f != 1 && f != snapshotFormat {
+		return nil, fmt.Errorf("raftlease: decode snapshot: %w: format %d, want 1 or %d", ErrCorrupt, f, snapshotFormat)
 	}
 	s := newFSM()
 	s.high = fence.Token(d.u64())
@@ -182,13 +186,9 @@ func decodeFSM(data []byte) (*fsm, error) {
 		}
 		s.members[id], prev = m, id
 	}
-	prev = 0
-	for i, n := 0, d.count(8); i < n && d.err == nil; i++ {
-		id := d.u64()
-		if d.err == nil && id <= prev {
-			d.fail("candidates not sorted or duplicated")
-		}
-		s.candidates[id], prev = true, id
+	d.idSet(s.candidates, "candidates")
+	if f >= 2 {
+		d.idSet(s.logged, "logged members")
 	}
 	var prevKey string
 	for i, n := 0, d.count(10); i < n && d.err == nil; i++ {
@@ -204,4 +204,30 @@ func decodeFSM(data []byte) (*fsm, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// appendIDSet appends the members of set, sorted.
+func appendIDSet(b []byte, set map[uint64]bool) []byte {
+	ids := make([]uint64, 0, len(set))
+	for id := range set {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		b = binary.BigEndian.AppendUint64(b, id)
+	}
+	return b
+}
+
+// idSet reads a set written by appendIDSet into set.
+func (d *decoder) idSet(set map[uint64]bool, what string) {
+	var prev uint64
+	for i, n := 0, d.count(8); i < n && d.err == nil; i++ {
+		id := d.u64()
+		if d.err == nil && id <= prev {
+			d.fail(what + " not sorted or duplicated")
+		}
+		set[id], prev = true, id
+	}
 }

@@ -17,6 +17,8 @@ func sampleFSM() *fsm {
 	s.apply(6, command{kind: opPut, token: 4, key: "b/ü", value: nil})
 	s.apply(7, command{kind: opCandidate, member: 9, on: true})
 	s.apply(8, command{kind: opHolder, member: 9, term: 4})
+	s.apply(9, command{kind: opLogged, member: 9})
+	s.apply(10, command{kind: opLogged, member: 3})
 	s.members[9] = memberInfo{ID: "m9", Addr: "127.0.0.1:1"}
 	s.members[3] = memberInfo{ID: "m3"}
 	return s
@@ -33,6 +35,7 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	bad := bytes.Clone(good)
 	bad[10] ^= 1
 	f.Add(bad)
+	f.Add(encodeV1(sampleFSM()))
 	check := func(t *testing.T, data []byte) {
 		s, err := decodeFSM(data)
 		if err != nil {
@@ -41,7 +44,13 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			}
 			return
 		}
-		if again := s.encode(); !bytes.Equal(again, data) {
+		again := s.encode()
+		if data[4] == 1 {
+			// Format 1 is read, format 2 written: compare through it.
+			data = encodeV1(s)
+			again = encodeV1(s)
+		}
+		if !bytes.Equal(again, data) {
 			t.Fatalf("accepted snapshot re-encodes differently")
 		}
 	}
@@ -64,6 +73,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		{kind: opDelete, token: 4, key: "k"},
 		{kind: opCandidate, member: 7, on: true},
 		{kind: opHolder, member: 7, term: 8},
+		{kind: opLogged, member: 7},
 	} {
 		f.Add(c.encode())
 	}
@@ -121,5 +131,41 @@ func TestFSMApplyRule(t *testing.T) {
 	}
 	if s.high != 6 {
 		t.Fatalf("high = %d, want 6 (a failed compare-and-swap admits nothing)", s.high)
+	}
+}
+
+// encodeV1 writes s in snapshot format 1 (no logged set), as releases
+// before format 2 did.
+func encodeV1(s *fsm) []byte {
+	// Format 2 is format 1 with the logged set after the candidates:
+	// encode without members in it and cut out its empty count.
+	v1 := *s
+	v1.logged = map[uint64]bool{}
+	enc := v1.encode()
+	enc = enc[:len(enc)-4]
+	d := decoder{b: enc, off: len(snapshotMagic) + 1 + 24}
+	for i, n := 0, d.count(10); i < n; i++ {
+		d.u64()
+		d.string(maxMemberIDLen)
+		d.string(maxAddrLen)
+	}
+	for i, n := 0, d.count(8); i < n; i++ {
+		d.u64()
+	}
+	out := append(append([]byte(nil), enc[:d.off]...), enc[d.off+1:]...)
+	out[4] = 1
+	return binary.BigEndian.AppendUint32(out, crc32.Checksum(out, castagnoli))
+}
+
+// TestDecodeSnapshotFormat1: a snapshot written before the logged set
+// existed decodes, with an empty set.
+func TestDecodeSnapshotFormat1(t *testing.T) {
+	s := sampleFSM()
+	got, err := decodeFSM(encodeV1(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.logged) != 0 || len(got.kv) != len(s.kv) || got.holder != s.holder || len(got.members) != len(s.members) {
+		t.Fatalf("format 1 decoded to %+v", got)
 	}
 }

@@ -69,6 +69,8 @@ type Group struct {
 	hb          heartbeatTracker
 	el          electorState
 	received    *receivedSnap // a snapshot checked before Step, decoded
+	probe       *prober           // non-nil while an empty member asks its peers (replace.go)
+	loggedSent  map[uint64]uint64 // member -> Raft term its logged record was proposed in
 	guard       guard
 
 	mu          sync.Mutex
@@ -95,9 +97,10 @@ type proposal struct {
 // Start validates cfg, opens the data directory, starts the transport and
 // the run loop, and returns the running member. It returns once the
 // member runs, not once the group has a leader. A member whose data
-// directory holds a log restarts from it; otherwise a new group is
-// bootstrapped from Peers (or, with Join, the member waits to be given
-// the log by the leader). ctx bounds only the start.
+// directory holds a log restarts from it; one whose directory is empty
+// asks its peers whether to bootstrap a new group, join the existing one,
+// or stop with ErrWipedMember (see the package doc). ctx bounds only the
+// start.
 func Start(ctx context.Context, cfg Config) (*Group, error) { return start(ctx, cfg, nil) }
 
 // start is Start on the durable log db, or on the log in cfg.DataDir if db
@@ -210,14 +213,24 @@ func (g *Group) open() error {
 	if err != nil {
 		return fmt.Errorf("raftlease: member %q: %w", g.cfg.ID, err)
 	}
-	if !fresh || g.cfg.Join {
+	if !fresh {
 		// A member that restarts has forgotten when it last heard from
-		// the leader, and one that joins never heard from it; neither
-		// may vote for a rival before the leader's lease can have run
-		// out (see step).
+		// the leader; it may not vote for a rival before the leader's
+		// lease can have run out (see step). One that joins waits the
+		// same once it knows it may (see onProbe).
 		g.quietUntil = g.clk.Now().Add(time.Duration(g.cfg.ElectionTicks) * g.cfg.TickInterval)
 		return nil
 	}
+	if !g.cfg.Join && len(g.probePeers()) == 0 {
+		return g.bootstrap() // a group of one
+	}
+	// An empty data directory: ask the peers first (see replace.go).
+	g.probe = &prober{answers: map[uint64]probeAnswer{}, since: g.clk.Now()}
+	return nil
+}
+
+// bootstrap starts a new group of Config.Peers.
+func (g *Group) bootstrap() error {
 	ids, _ := raftIDs(g.cfg.Peers)
 	peers := make([]raft.Peer, 0, len(ids))
 	for id, name := range ids {
@@ -227,6 +240,7 @@ func (g *Group) open() error {
 	if err := g.rn.Bootstrap(peers); err != nil {
 		return fmt.Errorf("raftlease: member %q: bootstrap: %w", g.cfg.ID, err)
 	}
+	g.log.Info("raftlease: bootstrapped a new group", "members", len(peers))
 	// On a new group nobody can hold a lease yet, so the member with the
 	// lowest Raft ID starts the first election at once instead of after
 	// a timeout.
@@ -343,6 +357,22 @@ func (g *Group) peerName(id uint64) string {
 		}
 	}
 	return ""
+}
+
+// Stopped returns a channel that is closed once the member has stopped:
+// after Close, or when it stopped on its own (see Err).
+func (g *Group) Stopped() <-chan struct{} { return g.donec }
+
+// Err returns nil while the member runs and after Close; once it stopped
+// on its own, the reason, wrapping ErrStopped (a failed disk, a panic in
+// its run loop, ErrWipedMember).
+func (g *Group) Err() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopErr == nil || errors.Is(g.stopErr, ErrStopped) {
+		return g.stopErr
+	}
+	return nil
 }
 
 // Stats are a member's counters of what it refused.

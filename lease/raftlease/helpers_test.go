@@ -85,7 +85,9 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func newCluster(t *testing.T, n int, tweak func(*Config)) *cluster {
+// newCluster makes a group of n members "a", "b", ... and starts them, or
+// only those named in only.
+func newCluster(t *testing.T, n int, tweak func(*Config), only ...string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, peers: map[string]string{}, dirs: map[string]string{}, lns: map[string]net.Listener{},
 		nets: map[string]*partTransport{}, groups: map[string]*Group{}, tweak: tweak}
@@ -94,7 +96,9 @@ func newCluster(t *testing.T, n int, tweak func(*Config)) *cluster {
 		c.addSlot(id)
 	}
 	for _, id := range c.ids {
-		c.start(id)
+		if len(only) == 0 || contains(only, id) {
+			c.start(id)
+		}
 	}
 	t.Cleanup(c.closeAll)
 	return c

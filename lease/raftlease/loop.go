@@ -52,7 +52,7 @@ type handler struct{ g *Group }
 
 func (h handler) Receive(m *pb.Message) {
 	g := h.g
-	if m.GetType() == pb.MsgHeartbeatResp && !g.hb.receive(m, g.clk.Now()) {
+	if m.GetType() == pb.MsgHeartbeatResp && !isProbe(m) && !g.hb.receive(m, g.clk.Now()) {
 		g.guard.drop(g, DropAck, m, "no stamp of this leader's current term")
 		return
 	}
@@ -204,6 +204,16 @@ func (g *Group) shutdown(err error) {
 // and logged. It fails only if it had to persist a Ready first and that
 // failed.
 func (g *Group) step(m *pb.Message) error {
+	if isProbe(m) {
+		if m.GetTo() != g.self || m.GetFrom() == raft.None || m.GetFrom() == g.self {
+			g.guard.drop(g, DropMisrouted, m, "start-up probe")
+			return nil
+		}
+		return g.onProbe(m)
+	}
+	if g.probe != nil {
+		return nil // this member does not take part until it knows it may
+	}
 	if m.GetType() == pb.MsgHeartbeat && g.rn.HasReady() {
 		// The commit check compares with the durable log, which must
 		// hold what this batch's messages appended.
@@ -241,6 +251,10 @@ func (g *Group) step(m *pb.Message) error {
 
 // onTick runs the group's own timers: re-issued reads, the lease.
 func (g *Group) onTick() {
+	if g.probe != nil {
+		g.askPeers()
+		return
+	}
 	g.el.tick(g)
 }
 
@@ -324,6 +338,7 @@ func (g *Group) afterReady() {
 	g.serveReads()
 	g.retryReads()
 	g.reconcile(st)
+	g.markLogged()
 	g.publishView()
 }
 

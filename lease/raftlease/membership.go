@@ -144,6 +144,7 @@ func (g *Group) applyConfChange(index uint64, cc *pb.ConfChange) {
 	case pb.ConfChangeRemoveNode:
 		delete(g.sm.members, id)
 		delete(g.sm.candidates, id)
+		delete(g.sm.logged, id)
 		if id != g.self {
 			g.tr.RemovePeer(id)
 		} else {
