@@ -137,6 +137,9 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("GET /replication", replicationHandler(node, stream, tgt.token))
 	mux.Handle("/lb", health)
+	if g, ok := b.elector.(raftMembers); ok {
+		mux.Handle("/raft/", membershipHandler(g, token))
+	}
 	return &daemon{cfg: c, logger: logger, node: node, stream: stream, target: tgt, backend: b, handler: mux, tls: srvTLS}, nil
 }
 
@@ -194,6 +197,12 @@ func (d *daemon) run(ctx context.Context) error {
 		// The API is the load balancer's view of this member: without
 		// it, step down rather than run unseen.
 		runErr = fmt.Errorf("hamirror: http server: %w", err)
+		cancel()
+		<-nodeErr
+	case <-d.backend.stopped: // nil (never ready) for etcd
+		// The Raft member stopped on its own (a failed disk, a wiped
+		// data directory): say why and exit rather than campaign on.
+		runErr = d.backend.stopErr()
 		cancel()
 		<-nodeErr
 	}

@@ -15,6 +15,7 @@
 //	hamirror resume     [conn flags]   maintenance mode off
 //	hamirror approve    [conn flags] -member ID
 //	hamirror certs      -dir DIR -members a=10.0.0.1,b=10.0.0.2,c=10.0.0.3
+//	hamirror member     remove -id ID | add -id ID -raft HOST:PORT [conn flags]
 //
 // The configuration file is JSON; see Config and hamirror.json in this
 // directory. The operator commands read the members' API addresses and
@@ -51,6 +52,7 @@ commands:
   resume      maintenance mode off
   approve     let a member configured with require_approval take over once (-member ID)
   certs       write a Raft CA and member certificates for raft.tls (-dir DIR -members a=HOST,b=HOST,...)
+  member      change the Raft membership: "member remove -id ID", "member add -id ID -raft HOST:PORT"
 
 "hamirror <command> -h" lists the command's flags.
 `
@@ -73,6 +75,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdAdmin(ctx, cmd, rest, stdout, stderr)
 	case "certs":
 		err = cmdCerts(rest, stdout, stderr)
+	case "member":
+		err = cmdMember(ctx, rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
