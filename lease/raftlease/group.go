@@ -68,7 +68,7 @@ type Group struct {
 	confWaiters map[uint64]chan error
 	hb          heartbeatTracker
 	el          electorState
-	received    *receivedSnap // a snapshot checked before Step, decoded
+	received    *receivedSnap     // a snapshot checked before Step, decoded
 	probe       *prober           // non-nil while an empty member asks its peers (replace.go)
 	loggedSent  map[uint64]uint64 // member -> Raft term its logged record was proposed in
 	guard       guard

@@ -15,20 +15,23 @@ import (
 // Reasons a message from a peer is dropped before Raft sees it; the keys
 // of Stats.Dropped.
 const (
-	DropMisrouted    = "misrouted"     // not addressed to this member, or from itself or nobody
-	DropNotMember    = "not-a-member"  // the sender is not in the configuration this member applied
-	DropType         = "type"          // a type peers never send (local, transfer requests, unknown)
-	DropTerm         = "term"          // a term that cannot go with the type (0 where one is needed, or the reverse)
-	DropNotLeader    = "not-leader"    // a leader's message from a member that does not lead this term
-	DropCommit       = "commit"        // a heartbeat's commit index beyond this member's log
-	DropEntries      = "entries"       // entries that do not follow the message's index and term
-	DropIndex        = "index"         // an acknowledged index beyond this leader's log
-	DropSnapshot     = "snapshot"      // a snapshot whose metadata, configuration or data cannot be used
-	DropProposal     = "proposal"      // a forwarded proposal that is not the sender's own candidacy flag
-	DropAck          = "ack"           // a heartbeat response without this term's stamp (forged, replayed or stale)
-	DropOverwhelmed  = "overwhelmed"   // the run loop's queue was full
-	dropLogInterval  = time.Second     // at most one log line per reason per interval
-	maxEntriesPerMsg = 1 << 16         // more entries than Raft ever sends in one message
+	DropMisrouted   = "misrouted"    // not addressed to this member, or from itself or nobody
+	DropNotMember   = "not-a-member" // the sender is not in the configuration this member applied
+	DropType        = "type"         // a type peers never send (local, transfer requests, unknown)
+	DropTerm        = "term"         // a term that cannot go with the type (0 where one is needed, or the reverse)
+	DropNotLeader   = "not-leader"   // a leader's message from a member that does not lead this term
+	DropCommit      = "commit"       // a heartbeat's commit index beyond this member's log
+	DropEntries     = "entries"      // entries that do not follow the message's index and term
+	DropIndex       = "index"        // an acknowledged index beyond this leader's log
+	DropSnapshot    = "snapshot"     // a snapshot whose metadata, configuration or data cannot be used
+	DropProposal    = "proposal"     // a forwarded proposal that is not the sender's own candidacy flag
+	DropAck         = "ack"          // a heartbeat response without this term's stamp (forged, replayed or stale)
+	DropOverwhelmed = "overwhelmed"  // the run loop's queue was full
+)
+
+const (
+	dropLogInterval  = time.Second // at most one log line per reason per interval
+	maxEntriesPerMsg = 1 << 16     // more entries than Raft ever sends in one message
 )
 
 // guard counts and logs the messages dropped before Step. Counting is
