@@ -51,11 +51,18 @@ func (g *Group) applyEntry(e *pb.Entry) error {
 		return fmt.Errorf("apply entry %d: %w: entry type %v", idx, ErrCorrupt, e.GetType())
 	}
 	g.applied = idx
+	g.logBytes += len(e.GetData())
 	return nil
 }
 
 // maybeSnapshot snapshots the state machine and compacts the log once
-// SnapshotEntries entries were applied since the last snapshot.
+// SnapshotEntries entries were applied since the last snapshot, or once
+// the entries applied since hold a quarter of the store's bytes (and at
+// least minSnapshotLogBytes): the log held in memory between two
+// snapshots then stays below a quarter of the store plus
+// CompactionMargin entries, which keeps the member's memory near twice
+// the bytes it stores and its peak near its steady state, at the cost of
+// writing the store once for every quarter of it written to the log.
 //
 // A configuration change forces a snapshot once a first one exists: a
 // member added after the log was compacted is sent the latest snapshot,
@@ -64,21 +71,29 @@ func (g *Group) applyEntry(e *pb.Entry) error {
 func (g *Group) maybeSnapshot() error {
 	force := g.confChanged && g.snapIndex > 0 && g.applied > g.snapIndex
 	g.confChanged = false
-	if !force && g.applied < g.snapIndex+g.cfg.SnapshotEntries {
+	since := g.applied - g.snapIndex
+	bySize := g.logBytes >= minSnapshotLogBytes && 4*g.logBytes >= g.sm.bytes
+	if !force && !bySize && since < g.cfg.SnapshotEntries {
 		return nil
 	}
-	if err := g.db.CreateSnapshot(g.applied, g.confState, g.sm.encode()); err != nil {
+	size, write := g.sm.snapshot()
+	if err := g.db.CreateSnapshotFrom(g.applied, g.confState, size, write); err != nil {
 		return fmt.Errorf("snapshot at index %d: %w", g.applied, err)
 	}
-	g.snapIndex = g.applied
+	g.snapIndex, g.logBytes = g.applied, 0
 	if g.applied > g.cfg.CompactionMargin {
 		if err := g.db.Compact(g.applied - g.cfg.CompactionMargin); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			return fmt.Errorf("compact log to index %d: %w", g.applied-g.cfg.CompactionMargin, err)
 		}
 	}
-	g.log.Debug("raftlease: snapshot", "index", g.applied)
+	g.log.Debug("raftlease: snapshot", "index", g.applied, "bytes", size)
 	return nil
 }
+
+// minSnapshotLogBytes is the least log, in bytes, between two snapshots
+// taken for the log's size (see maybeSnapshot): a small store is not
+// written out for every few writes.
+const minSnapshotLogBytes = 64 << 10
 
 // restore replaces the state machine with a snapshot received from the
 // leader.
@@ -96,7 +111,7 @@ func (g *Group) restore(snap *pb.Snapshot) error {
 	g.received = nil
 	g.sm = sm
 	g.applied = snap.GetMetadata().GetIndex()
-	g.snapIndex = g.applied
+	g.snapIndex, g.logBytes = g.applied, 0
 	g.setConfState(snap.GetMetadata().GetConfState())
 	for id, addr := range g.peerAddrs() {
 		g.tr.SetPeer(id, addr)

@@ -32,7 +32,7 @@ const (
 	DefaultSnapshotEntries = 10000
 	// DefaultCompactionMargin is how many entries before a snapshot stay
 	// in the log.
-	DefaultCompactionMargin = 1000
+	DefaultCompactionMargin = 500
 	// DefaultMaxValueBytes bounds one stored value.
 	DefaultMaxValueBytes = 1 << 20
 )
@@ -84,11 +84,15 @@ type Config struct {
 	DriftMargin time.Duration
 
 	// SnapshotEntries is how many applied entries trigger a snapshot of
-	// the store and a compaction of the log. Default 10000.
+	// the store and a compaction of the log. Default 10000. A snapshot is
+	// taken sooner once the entries applied since the last one hold a
+	// quarter of the store's bytes (and 64 KiB at least), so that the log
+	// held in memory stays small next to the store.
 	SnapshotEntries uint64
 	// CompactionMargin is how many entries before a snapshot stay in the
 	// log so that a slightly lagging follower catches up from the log
-	// rather than by snapshot. Default 1000.
+	// rather than by snapshot. Default 500: they are held in memory, and
+	// the store they would spare sending is small.
 	CompactionMargin uint64
 	// MaxValueBytes bounds the size of one stored value. Default 1 MiB.
 	MaxValueBytes int

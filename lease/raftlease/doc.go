@@ -103,9 +103,16 @@
 //
 // Each member keeps a write-ahead log and snapshots in DataDir (package
 // raftlog). Entries and HardState are synced before any message that
-// depends on them is sent. Every SnapshotEntries applied entries the store
-// is snapshotted (a versioned, checksummed, deterministic encoding) and
-// the log compacted, keeping CompactionMargin entries. A torn write at the
+// depends on them is sent. Every SnapshotEntries applied entries, or
+// sooner once the entries applied since the last snapshot hold a quarter
+// of the store's bytes, the store is snapshotted (a versioned,
+// checksummed, deterministic encoding, written to the file as it is
+// encoded) and the log compacted, keeping CompactionMargin entries. The
+// log after the snapshot is held in memory; the snapshot is not (it is
+// read from its file to be sent). On loopback with 10000 distinct
+// 256-byte values (BenchmarkMemory) a member's live heap measured 4.8
+// MiB, twice the bytes stored, and its peak during the writes and
+// snapshots no more. A torn write at the
 // end of the log (a crash mid-write) is cut off and logged; damage before
 // the tail makes Start fail with an error wrapping ErrCorrupt that names
 // the file and offset. Nothing damaged is ever read as empty.

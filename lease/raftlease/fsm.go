@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"maps"
+	"math/bits"
 	"slices"
-	"sort"
 
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/storage"
@@ -29,6 +31,9 @@ type fsm struct {
 	// members maps the Raft ID of every member added through the log to
 	// its name and address.
 	members map[uint64]memberInfo
+	// bytes is the size of the keys and values stored, which the
+	// snapshot policy weighs the log against.
+	bytes int
 	// logged are the members known to hold a log: a leader saw them
 	// acknowledge an entry. A member that starts with an empty data
 	// directory while it is in this set lost a log the group counted on,
@@ -67,6 +72,9 @@ func (s *fsm) apply(index uint64, c command) result {
 			return result{err: fmt.Errorf("raftlease: compare-and-swap %q: %w: stored version %d, expected %d", c.key, storage.ErrConflict, cur.Version, c.old)}
 		}
 		s.high = c.token
+		if exists {
+			s.bytes -= len(c.key) + len(cur.Value)
+		}
 		if c.kind == opDelete {
 			if exists {
 				delete(s.kv, c.key)
@@ -75,6 +83,7 @@ func (s *fsm) apply(index uint64, c command) result {
 		}
 		v := storage.Version(index)
 		s.kv[c.key] = storage.Item{Value: c.value, Version: v}
+		s.bytes += len(c.key) + len(c.value)
 		return result{version: v}
 	case opCandidate:
 		if c.on {
@@ -118,40 +127,69 @@ const (
 	snapshotFormat = 2
 )
 
+// encode returns the snapshot encoding of s.
 func (s *fsm) encode() []byte {
-	b := append([]byte(snapshotMagic), snapshotFormat)
-	b = binary.BigEndian.AppendUint64(b, uint64(s.high))
-	b = binary.BigEndian.AppendUint64(b, s.holder.member)
-	b = binary.BigEndian.AppendUint64(b, s.holder.term)
-
-	ids := make([]uint64, 0, len(s.members))
-	for id := range s.members {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	b = binary.AppendUvarint(b, uint64(len(ids)))
-	for _, id := range ids {
-		b = binary.BigEndian.AppendUint64(b, id)
-		b = appendString(b, s.members[id].ID)
-		b = appendString(b, s.members[id].Addr)
-	}
-
-	b = appendIDSet(b, s.candidates)
-	b = appendIDSet(b, s.logged)
-
-	keys := make([]string, 0, len(s.kv))
-	for k := range s.kv {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	b = binary.AppendUvarint(b, uint64(len(keys)))
-	for _, k := range keys {
-		b = appendString(b, k)
-		b = binary.BigEndian.AppendUint64(b, uint64(s.kv[k].Version))
-		b = appendBytes(b, s.kv[k].Value)
-	}
-	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	size, write := s.snapshot()
+	b := bytes.NewBuffer(make([]byte, 0, size))
+	_ = write(b) // a bytes.Buffer does not fail
+	return b.Bytes()
 }
+
+// snapshot returns the size of s's snapshot encoding and a function that
+// writes it, streaming the entries through a small buffer so that the
+// encoding is never held whole: a snapshot costs the sorted keys and 64
+// KiB, not a second copy of the store. s must not change until write
+// returns (the run loop calls both).
+func (s *fsm) snapshot() (int, func(io.Writer) error) {
+	head := append([]byte(snapshotMagic), snapshotFormat)
+	head = binary.BigEndian.AppendUint64(head, uint64(s.high))
+	head = binary.BigEndian.AppendUint64(head, s.holder.member)
+	head = binary.BigEndian.AppendUint64(head, s.holder.term)
+	ids := slices.Sorted(maps.Keys(s.members))
+	head = binary.AppendUvarint(head, uint64(len(ids)))
+	for _, id := range ids {
+		head = binary.BigEndian.AppendUint64(head, id)
+		head = appendString(head, s.members[id].ID)
+		head = appendString(head, s.members[id].Addr)
+	}
+	head = appendIDSet(head, s.candidates)
+	head = appendIDSet(head, s.logged)
+
+	keys := slices.Sorted(maps.Keys(s.kv))
+	head = binary.AppendUvarint(head, uint64(len(keys)))
+	size := len(head) + 4
+	for _, k := range keys {
+		v := s.kv[k].Value
+		size += uvarintLen(len(k)) + len(k) + 8 + uvarintLen(len(v)) + len(v)
+	}
+	return size, func(w io.Writer) error {
+		crc := crc32.Update(0, castagnoli, head)
+		buf := append(make([]byte, 0, 64<<10), head...)
+		flush := func() error {
+			_, err := w.Write(buf)
+			buf = buf[:0]
+			return err
+		}
+		for _, k := range keys {
+			it := s.kv[k]
+			start := len(buf)
+			buf = appendString(buf, k)
+			buf = binary.BigEndian.AppendUint64(buf, uint64(it.Version))
+			buf = appendBytes(buf, it.Value)
+			crc = crc32.Update(crc, castagnoli, buf[start:])
+			if len(buf) >= 60<<10 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		buf = binary.BigEndian.AppendUint32(buf, crc)
+		return flush()
+	}
+}
+
+// uvarintLen is the length of n's uvarint encoding.
+func uvarintLen(n int) int { return (bits.Len64(uint64(n)|1) + 6) / 7 }
 
 // decodeFSM reads a snapshot written by encode. It checks the checksum
 // before parsing and refuses anything else: a snapshot that cannot be
@@ -199,6 +237,7 @@ func decodeFSM(data []byte) (*fsm, error) {
 			d.fail(fmt.Sprintf("entry %q out of order, invalid or with version 0", k))
 		}
 		s.kv[k], prevKey = storage.Item{Value: val, Version: v}, k
+		s.bytes += len(k) + len(val)
 	}
 	if err := d.finish("snapshot"); err != nil {
 		return nil, err

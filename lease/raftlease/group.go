@@ -55,6 +55,7 @@ type Group struct {
 	confState   *pb.ConfState
 	applied     uint64
 	snapIndex   uint64
+	logBytes    int // bytes of the entries applied since the last snapshot
 	nonce, seq  uint64
 	quietUntil  time.Time // votes are ignored before this (see step)
 	campaignAt  uint64    // campaign once this index is applied (new group)

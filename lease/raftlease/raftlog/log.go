@@ -3,6 +3,7 @@ package raftlog
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,7 +17,8 @@ import (
 
 // Log is the durable log of one Raft node: a write-ahead log of entries and
 // HardState plus snapshot files in one directory, mirrored in a
-// raft.MemoryStorage that serves reads.
+// raft.MemoryStorage that serves reads (snapshot data excepted: it stays
+// on disk).
 //
 // Log implements raft.Storage, so it can be passed as raft.Config.Storage.
 // Reads (Entries, Term, ...) never touch the disk. Save, CreateSnapshot and
@@ -70,8 +72,32 @@ func (l *Log) LastIndex() (uint64, error) { return l.mem.LastIndex() }
 // FirstIndex implements raft.Storage.
 func (l *Log) FirstIndex() (uint64, error) { return l.mem.FirstIndex() }
 
-// Snapshot implements raft.Storage: the newest durable snapshot.
-func (l *Log) Snapshot() (*raftpb.Snapshot, error) { return l.mem.Snapshot() }
+// Snapshot implements raft.Storage: the newest durable snapshot. Its
+// data is read from the snapshot file on each call (go.etcd.io/raft
+// calls it to send a snapshot to a lagging follower): the Log keeps no
+// snapshot data in memory. If the file cannot be read it logs why and
+// returns raft.ErrSnapshotTemporarilyUnavailable, on which Raft tries
+// again later.
+func (l *Log) Snapshot() (*raftpb.Snapshot, error) {
+	s, err := l.mem.Snapshot()
+	if err != nil || raft.IsEmptySnap(s) {
+		return s, err
+	}
+	md := s.GetMetadata()
+	path := filepath.Join(l.dir, snapshotName(md.GetIndex(), md.GetTerm()))
+	full, err := readSnapshotFile(path, md.GetIndex(), md.GetTerm())
+	if err != nil {
+		l.logger.Error("raftlog: cannot read the newest snapshot", "file", path, "err", err)
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	full.Metadata = md
+	return full, nil
+}
+
+// metadataOnly returns snap without its data, for the in-memory log.
+func metadataOnly(snap *raftpb.Snapshot) *raftpb.Snapshot {
+	return &raftpb.Snapshot{Metadata: snap.GetMetadata()}
+}
 
 // Recovered reports what Open found and repaired.
 func (l *Log) Recovered() Recovery { return l.recovery }
@@ -199,7 +225,7 @@ func (l *Log) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 
 	// Durable; now make it visible to raft.
 	if hasSnap {
-		if err := l.mem.ApplySnapshot(snap); err != nil {
+		if err := l.mem.ApplySnapshot(metadataOnly(snap)); err != nil {
 			return l.fail(fmt.Errorf("raftlog: apply snapshot in memory: %w", err))
 		}
 		l.snapIndex, l.snapTerm = snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
@@ -290,11 +316,22 @@ func (l *Log) rotate() error {
 // written crash-safely (temporary file, fsync, rename, directory fsync) and
 // then recorded in the WAL; a crash in between leaves an orphan file that
 // Open deletes. When it returns nil the snapshot is durable and Snapshot
-// returns it. It does not discard entries: call Compact.
+// returns it. It does not discard entries: call Compact. The Log keeps no
+// reference to data.
 //
 // It returns an error wrapping raft.ErrSnapOutOfDate if index is not newer
 // than the current snapshot and ErrInvalid if index is beyond the log.
 func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) error {
+	return l.CreateSnapshotFrom(index, cs, len(data), func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// CreateSnapshotFrom is CreateSnapshot with the data streamed by write,
+// which must write exactly size bytes: a large state machine is written
+// to the file as it is encoded, never held whole in memory.
+func (l *Log) CreateSnapshotFrom(index uint64, cs *raftpb.ConfState, size int, write func(io.Writer) error) error {
 	cur, _ := l.mem.Snapshot()
 	if index <= cur.GetMetadata().GetIndex() {
 		return fmt.Errorf("raftlog: snapshot at index %d is not newer than the one at %d: %w",
@@ -308,13 +345,10 @@ func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) er
 		cs = cur.GetMetadata().GetConfState()
 	}
 	cs = raftpb.EnsureConfState(proto.Clone(cs).(*raftpb.ConfState))
-	snap := &raftpb.Snapshot{
-		Data:     data,
-		Metadata: &raftpb.SnapshotMetadata{ConfState: cs, Index: new(index), Term: new(term)},
-	}
+	md := &raftpb.SnapshotMetadata{ConfState: cs, Index: new(index), Term: new(term)}
 	// Write the body outside the lock: it may be large and Save should not
 	// wait for it.
-	tmp, final, err := writeSnapshotTemp(l.dir, snap)
+	tmp, final, err := writeSnapshotStream(l.dir, md, size, write)
 	if err != nil {
 		return err
 	}
@@ -345,7 +379,7 @@ func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) er
 	if err := l.appendBatch([]pendingRecord{{recSnapshotLocal, p}}); err != nil {
 		return err
 	}
-	if _, err := l.mem.CreateSnapshot(index, cs, data); err != nil {
+	if _, err := l.mem.CreateSnapshot(index, cs, nil); err != nil {
 		return l.fail(fmt.Errorf("raftlog: snapshot in memory: %w", err))
 	}
 	l.snapIndex, l.snapTerm = index, term

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -357,4 +358,56 @@ func TestSegmentRotationRestart(t *testing.T) {
 		t.Fatalf("Recovered = %+v", r)
 	}
 	diffState(t, stateOf(t, l2), want)
+}
+
+// TestSnapshotDataStaysOnDisk: the Log keeps a snapshot's metadata in
+// memory and reads its data from the file when asked, for a snapshot it
+// created (streamed) and for one it received; a stream that writes
+// another size than announced is refused and leaves nothing behind.
+func TestSnapshotDataStaysOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir)
+	cs := &raftpb.ConfState{Voters: []uint64{1, 2, 3}}
+	mustSave(t, l, hardState(1, 1, 20), ents(1, 20, 1), nil)
+	data := bytes.Repeat([]byte("state "), 10000)
+	if err := l.CreateSnapshotFrom(10, cs, len(data), func(w io.Writer) error {
+		for off := 0; off < len(data); off += 4096 {
+			if _, err := w.Write(data[off:min(off+4096, len(data))]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := l.mem.Snapshot(); len(in.GetData()) != 0 {
+		t.Fatalf("the in-memory log holds %d bytes of snapshot data", len(in.GetData()))
+	}
+	got, err := l.Snapshot()
+	if err != nil || !bytes.Equal(got.GetData(), data) || got.GetMetadata().GetIndex() != 10 {
+		t.Fatalf("Snapshot = %d bytes at index %d, %v", len(got.GetData()), got.GetMetadata().GetIndex(), err)
+	}
+	err = l.CreateSnapshotFrom(15, cs, 100, func(w io.Writer) error { _, err := w.Write([]byte("short")); return err })
+	if err == nil {
+		t.Fatal("a stream of 5 bytes announced as 100 was accepted")
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(tmp) != 0 {
+		t.Fatalf("temporary files left: %v", tmp)
+	}
+	recv := &raftpb.Snapshot{Data: []byte("received state"), Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(30)), Term: new(uint64(2)), ConfState: cs}}
+	mustSave(t, l, hardState(2, 1, 30), nil, recv)
+	if in, _ := l.mem.Snapshot(); len(in.GetData()) != 0 {
+		t.Fatalf("the in-memory log holds %d bytes of a received snapshot", len(in.GetData()))
+	}
+	if got, err := l.Snapshot(); err != nil || string(got.GetData()) != "received state" {
+		t.Fatalf("Snapshot after Save = %q, %v", got.GetData(), err)
+	}
+	l.Close()
+	l2 := openT(t, dir)
+	if in, _ := l2.mem.Snapshot(); len(in.GetData()) != 0 {
+		t.Fatal("the recovered in-memory log holds snapshot data")
+	}
+	if got, err := l2.Snapshot(); err != nil || string(got.GetData()) != "received state" {
+		t.Fatalf("Snapshot after Open = %q, %v", got.GetData(), err)
+	}
 }

@@ -277,7 +277,7 @@ func (l *Log) repair(temps []string, orphans []SkippedFile, torn *TornTail) erro
 // in-memory log that serves raft.Storage.
 func (l *Log) install(snap *raftpb.Snapshot, rp *replay, hs *raftpb.HardState) error {
 	if rp.snapIndex > 0 {
-		if err := l.mem.ApplySnapshot(snap); err != nil {
+		if err := l.mem.ApplySnapshot(metadataOnly(snap)); err != nil {
 			return fmt.Errorf("raftlog: apply snapshot in memory: %w", err)
 		}
 	}
