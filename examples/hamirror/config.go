@@ -177,10 +177,14 @@ type SwitchersConfig struct {
 }
 
 // ExecConfig runs hook commands (argument vectors, not shell strings).
+// A hook's environment is PATH, HAKIT_TOKEN, HAKIT_ROLE, HAKIT_MEMBER and
+// what Env lists ("NAME=value", or "NAME" to pass the daemon's value
+// on): never the admin token or anything else of the daemon's.
 type ExecConfig struct {
 	Promote [][]string `json:"promote"`
 	Demote  [][]string `json:"demote"`
 	Timeout Duration   `json:"timeout"`
+	Env     []string   `json:"env"`
 }
 
 // RFC2136Config points a DNS name at the active member.
