@@ -411,3 +411,49 @@ func TestSnapshotDataStaysOnDisk(t *testing.T) {
 		t.Fatalf("Snapshot after Open = %q, %v", got.GetData(), err)
 	}
 }
+
+// TestTempFilesNotFollowed: a symbolic link planted at the name of the
+// next segment's temporary file is replaced, not written through, and
+// the log's files are not readable by others.
+func TestTempFilesNotFollowed(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := openT(t, dir, WithSegmentSize(4096))
+	// Fill the first segment; the next Save starts segment 1 after the
+	// last index, under a temporary name planted as a link first.
+	last := uint64(0)
+	for l.size < l.segSize {
+		es := ents(last+1, last+10, 1)
+		for _, e := range es {
+			e.Data = bytes.Repeat(e.Data, 20)
+		}
+		mustSave(t, l, hardState(1, 1, last+10), es, nil)
+		last += 10
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, segmentName(1, last)+".tmp")); err != nil {
+		t.Fatal(err)
+	}
+	mustSave(t, l, hardState(1, 1, last+1), ents(last+1, last+1, 1), nil)
+	if len(l.segs) != 2 {
+		t.Fatalf("%d segments, want a rotation", len(l.segs))
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "precious" {
+		t.Fatalf("the file the link pointed to now holds %q (%v)", b, err)
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		fi, err := os.Lstat(filepath.Join(dir, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode()&os.ModeSymlink == 0 && fi.Mode().Perm()&0o027 != 0 {
+			t.Errorf("%s has mode %04o, want 0640 or tighter", de.Name(), fi.Mode().Perm())
+		}
+	}
+}
