@@ -208,6 +208,29 @@
 // loop backs off on errors (EMFILE and the like, as net/http does) and
 // returns only on Close.
 //
+// # What a peer cannot do
+//
+// go.etcd.io/raft trusts its peers: some messages no member would send
+// make it panic (a heartbeat whose commit index is beyond the receiver's
+// log) or break its invariants (a forwarded proposal carrying a term, an
+// acknowledgement of entries never sent). A Group checks every message
+// before Raft sees it and drops, counts (Stats) and logs what cannot be
+// legitimate; the rules are in guard.go. Heartbeat responses count
+// towards the self-fence deadline only with the random stamp this leader
+// sent in its current term (see the lease above), so they cannot be
+// forged or replayed to keep a cut-off leader's term alive.
+//
+// A panic in the run loop all the same (in go.etcd.io/raft, the store or
+// the log) stops the Group, not the process: its Term's Done closes
+// first, and every call then fails with ErrStopped wrapping a PanicError
+// with the value and stack. Stopped and Err tell an embedder that the
+// member stopped on its own.
+//
+// Close ends the held Term, withdraws the member's candidacy and hands
+// Raft leadership on, waiting for that at most CloseTimeout (100 ms); a
+// member cut off from the others returns after that, plus any disk sync
+// in progress.
+//
 // Tests and ha/hatest plug in their own Transport and a clock.Fake to run
 // the group on a simulated network in virtual time.
 package raftlease

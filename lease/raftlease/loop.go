@@ -162,6 +162,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error gives the panic value and the stack.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("raftlease: panic in the run loop: %v\n%s", e.Value, e.Stack)
 }
