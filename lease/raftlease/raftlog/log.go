@@ -135,78 +135,16 @@ func (l *Log) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 	if err := l.usable(); err != nil {
 		return err
 	}
-
-	first, _ := l.mem.FirstIndex()
-	last, _ := l.mem.LastIndex()
 	hasSnap := snap != nil && !raft.IsEmptySnap(snap)
-	if hasSnap {
-		m := snap.GetMetadata()
-		if m.GetIndex() <= l.snapIndex {
-			return fmt.Errorf("raftlog: snapshot at index %d is not newer than the one at %d: %w",
-				m.GetIndex(), l.snapIndex, raft.ErrSnapOutOfDate)
-		}
-		if m.GetTerm() == 0 {
-			return fmt.Errorf("%w: snapshot at index %d has term 0", ErrInvalid, m.GetIndex())
-		}
-		first, last = m.GetIndex()+1, m.GetIndex()
+	ents, writeHS, err := l.checkSave(hs, ents, snap, hasSnap)
+	if err != nil || (!hasSnap && len(ents) == 0 && !writeHS) {
+		return err
 	}
-	for len(ents) > 0 && ents[0].GetIndex() < first {
-		if ents[0].GetIndex() == 0 {
-			return fmt.Errorf("%w: entry with index 0", ErrInvalid)
-		}
-		ents = ents[1:]
-	}
-	newLast := last
-	if len(ents) > 0 {
-		if i := ents[0].GetIndex(); i > last+1 {
-			return fmt.Errorf("%w: entry %d would leave a gap after last index %d", ErrInvalid, i, last)
-		}
-		for k, e := range ents {
-			if e.GetIndex() != ents[0].GetIndex()+uint64(k) {
-				return fmt.Errorf("%w: entry %d follows entry %d", ErrInvalid, e.GetIndex(), ents[0].GetIndex()+uint64(k)-1)
-			}
-			if e.GetTerm() == 0 {
-				return fmt.Errorf("%w: entry %d has term 0", ErrInvalid, e.GetIndex())
-			}
-		}
-		newLast = ents[len(ents)-1].GetIndex()
-	}
-	writeHS := hs != nil && !raft.IsEmptyHardState(hs) && !sameHardState(hs, l.hs)
-	if writeHS && hs.GetCommit() > newLast {
-		return fmt.Errorf("%w: hard state commit %d is beyond last index %d", ErrInvalid, hs.GetCommit(), newLast)
-	}
-	if !hasSnap && len(ents) == 0 && !writeHS {
-		return nil
-	}
-
 	// Marshal before touching the disk, so that a bad entry writes nothing.
-	var recs []pendingRecord
-	if hasSnap {
-		m := snap.GetMetadata()
-		p, err := marshalOpts.Marshal(&raftpb.SnapshotMetadata{Index: new(m.GetIndex()), Term: new(m.GetTerm())})
-		if err != nil {
-			return fmt.Errorf("raftlog: marshal snapshot metadata: %w", err)
-		}
-		recs = append(recs, pendingRecord{recSnapshotReset, p})
+	recs, err := saveRecords(hs, ents, snap, hasSnap, writeHS)
+	if err != nil {
+		return err
 	}
-	for _, e := range ents {
-		p, err := marshalOpts.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("raftlog: marshal entry %d: %w", e.GetIndex(), err)
-		}
-		if len(p) > MaxRecordSize {
-			return fmt.Errorf("%w: entry %d is %d bytes, above MaxRecordSize", ErrInvalid, e.GetIndex(), len(p))
-		}
-		recs = append(recs, pendingRecord{recEntry, p})
-	}
-	if writeHS {
-		p, err := marshalOpts.Marshal(hs)
-		if err != nil {
-			return fmt.Errorf("raftlog: marshal hard state: %w", err)
-		}
-		recs = append(recs, pendingRecord{recHardState, p})
-	}
-
 	if hasSnap {
 		tmp, final, err := writeSnapshotTemp(l.dir, snap)
 		if err != nil {
@@ -222,8 +160,89 @@ func (l *Log) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 	if err := l.appendBatch(recs); err != nil {
 		return err
 	}
+	return l.applySaved(hs, ents, snap, hasSnap, writeHS)
+}
 
-	// Durable; now make it visible to raft.
+// checkSave checks a Save's arguments against the log and returns the
+// entries to write (those below the first index dropped) and whether the
+// HardState changed.
+func (l *Log) checkSave(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, hasSnap bool) ([]*raftpb.Entry, bool, error) {
+	first, _ := l.mem.FirstIndex()
+	last, _ := l.mem.LastIndex()
+	if hasSnap {
+		m := snap.GetMetadata()
+		if m.GetIndex() <= l.snapIndex {
+			return nil, false, fmt.Errorf("raftlog: snapshot at index %d is not newer than the one at %d: %w",
+				m.GetIndex(), l.snapIndex, raft.ErrSnapOutOfDate)
+		}
+		if m.GetTerm() == 0 {
+			return nil, false, fmt.Errorf("%w: snapshot at index %d has term 0", ErrInvalid, m.GetIndex())
+		}
+		first, last = m.GetIndex()+1, m.GetIndex()
+	}
+	for len(ents) > 0 && ents[0].GetIndex() < first {
+		if ents[0].GetIndex() == 0 {
+			return nil, false, fmt.Errorf("%w: entry with index 0", ErrInvalid)
+		}
+		ents = ents[1:]
+	}
+	newLast := last
+	if len(ents) > 0 {
+		if i := ents[0].GetIndex(); i > last+1 {
+			return nil, false, fmt.Errorf("%w: entry %d would leave a gap after last index %d", ErrInvalid, i, last)
+		}
+		for k, e := range ents {
+			if e.GetIndex() != ents[0].GetIndex()+uint64(k) {
+				return nil, false, fmt.Errorf("%w: entry %d follows entry %d", ErrInvalid, e.GetIndex(), ents[0].GetIndex()+uint64(k)-1)
+			}
+			if e.GetTerm() == 0 {
+				return nil, false, fmt.Errorf("%w: entry %d has term 0", ErrInvalid, e.GetIndex())
+			}
+		}
+		newLast = ents[len(ents)-1].GetIndex()
+	}
+	writeHS := hs != nil && !raft.IsEmptyHardState(hs) && !sameHardState(hs, l.hs)
+	if writeHS && hs.GetCommit() > newLast {
+		return nil, false, fmt.Errorf("%w: hard state commit %d is beyond last index %d", ErrInvalid, hs.GetCommit(), newLast)
+	}
+	return ents, writeHS, nil
+}
+
+// saveRecords encodes a Save's WAL records: the snapshot marker, the
+// entries, the HardState.
+func saveRecords(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, hasSnap, writeHS bool) ([]pendingRecord, error) {
+	var recs []pendingRecord
+	if hasSnap {
+		m := snap.GetMetadata()
+		p, err := marshalOpts.Marshal(&raftpb.SnapshotMetadata{Index: new(m.GetIndex()), Term: new(m.GetTerm())})
+		if err != nil {
+			return nil, fmt.Errorf("raftlog: marshal snapshot metadata: %w", err)
+		}
+		recs = append(recs, pendingRecord{recSnapshotReset, p})
+	}
+	for _, e := range ents {
+		p, err := marshalOpts.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("raftlog: marshal entry %d: %w", e.GetIndex(), err)
+		}
+		if len(p) > MaxRecordSize {
+			return nil, fmt.Errorf("%w: entry %d is %d bytes, above MaxRecordSize", ErrInvalid, e.GetIndex(), len(p))
+		}
+		recs = append(recs, pendingRecord{recEntry, p})
+	}
+	if writeHS {
+		p, err := marshalOpts.Marshal(hs)
+		if err != nil {
+			return nil, fmt.Errorf("raftlog: marshal hard state: %w", err)
+		}
+		recs = append(recs, pendingRecord{recHardState, p})
+	}
+	return recs, nil
+}
+
+// applySaved makes a durable Save visible to Raft through the in-memory
+// log.
+func (l *Log) applySaved(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, hasSnap, writeHS bool) error {
 	if hasSnap {
 		if err := l.mem.ApplySnapshot(metadataOnly(snap)); err != nil {
 			return l.fail(fmt.Errorf("raftlog: apply snapshot in memory: %w", err))

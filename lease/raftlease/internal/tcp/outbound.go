@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hakit/hakit/lease/raftlease/internal/raftid"
 )
@@ -20,97 +21,129 @@ import (
 func (t *Transport) runPeer(p *peer) {
 	defer t.wg.Done()
 	var (
-		conn    net.Conn
-		bw      *bufio.Writer
+		oc      *outConn
 		backoff = t.cfg.MinBackoff
-		frame   []byte
 		batch   []*pb.Message
-		dead    <-chan struct{} // closed when the peer closes conn
 	)
 	defer func() {
-		if conn != nil {
-			conn.Close()
+		if oc != nil {
+			oc.c.Close()
 		}
 	}()
 	for {
-		var m *pb.Message
 		select {
 		case <-p.stop:
 			return
-		case m = <-p.q:
+		case m := <-p.q:
+			batch = append(batch[:0], m)
 		}
-		batch = append(batch[:0], m)
-		if conn != nil {
-			select {
-			case <-dead:
-				// The peer closed the connection (it restarted, say)
-				// while there was nothing to send: dial afresh rather
-				// than lose this batch in a dead socket.
-				conn.Close()
-				conn = nil
-			default:
-			}
+		if oc != nil && oc.closed() {
+			// The peer closed the connection (it restarted, say) while
+			// there was nothing to send: dial afresh rather than lose
+			// this batch in a dead socket.
+			oc.c.Close()
+			oc = nil
 		}
-		if conn == nil {
+		if oc == nil {
 			c, err := t.dial(p)
 			if err != nil {
-				t.log.Debug("raftlease: cannot reach peer", "peer", fmt.Sprintf("%x", p.id), "addr", p.address(), "err", err)
+				t.log.Debug("raftlease: cannot reach peer", "peer", t.name(p.id), "addr", p.address(), "err", err)
 				t.dropQueued(p, batch)
-				timer := time.NewTimer(backoff)
-				select {
-				case <-p.stop:
-					timer.Stop()
+				if !sleep(p.stop, backoff) {
 					return
-				case <-timer.C:
 				}
 				backoff = min(2*backoff, t.cfg.MaxBackoff)
 				continue
 			}
-			conn, bw, backoff = c, bufio.NewWriterSize(c, 64<<10), t.cfg.MinBackoff
-			dead = watchClose(c, p.stop)
+			oc, backoff = &outConn{c: c, bw: bufio.NewWriterSize(c, 64<<10), dead: watchClose(c, p.stop)}, t.cfg.MinBackoff
 		}
-		// Batch what is queued already into one flush.
-	drain:
-		for len(batch) < 256 {
-			select {
-			case m := <-p.q:
-				batch = append(batch, m)
-			default:
-				break drain
-			}
-		}
-		_ = conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
-		var err error
-		sent := batch[:0]
-		for _, m := range batch {
-			if frame, err = appendMessageFrame(frame[:0], m); err != nil {
-				break
-			}
-			if len(frame)-frameHeaderLen > t.cfg.MaxFrameBytes {
-				t.tooLarge(p, m, len(frame)-frameHeaderLen)
-				continue
-			}
-			if _, err = bw.Write(frame); err != nil {
-				break
-			}
-			sent = append(sent, m)
-		}
-		if cap(frame) > keepBuffer {
-			frame = nil // do not hold a snapshot's encoding between batches
-		}
-		batch = sent
-		if err == nil {
-			err = bw.Flush()
-		}
-		if err != nil {
-			t.log.Debug("raftlease: write to peer failed", "peer", fmt.Sprintf("%x", p.id), "err", err)
-			conn.Close()
-			conn = nil
+		batch = t.fitting(p, drain(p.q, batch))
+		if err := t.writeBatch(oc, batch); err != nil {
+			t.log.Debug("raftlease: write to peer failed", "peer", t.name(p.id), "err", err)
+			oc.c.Close()
+			oc = nil
 			t.dropQueued(p, batch)
 			continue
 		}
 		t.reportSnapshots(p.id, batch, true)
 	}
+}
+
+// outConn is an outgoing connection with its buffers.
+type outConn struct {
+	c     net.Conn
+	bw    *bufio.Writer
+	dead  <-chan struct{} // closed when the peer closes c
+	frame []byte
+}
+
+func (oc *outConn) closed() bool {
+	select {
+	case <-oc.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d unless stop closes first; it reports whether d passed.
+func sleep(stop <-chan struct{}, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-stop:
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// drain adds what is queued already to batch, so that one flush covers
+// it.
+func drain(q chan *pb.Message, batch []*pb.Message) []*pb.Message {
+	for len(batch) < 256 {
+		select {
+		case m := <-q:
+			batch = append(batch, m)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// fitting drops (see tooLarge) the messages of batch that exceed
+// MaxFrameBytes and returns the others.
+func (t *Transport) fitting(p *peer, batch []*pb.Message) []*pb.Message {
+	out := batch[:0]
+	for _, m := range batch {
+		if n := proto.Size(m); n > t.cfg.MaxFrameBytes {
+			t.tooLarge(p, m, n)
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// writeBatch writes batch to oc and flushes, within WriteTimeout.
+func (t *Transport) writeBatch(oc *outConn, batch []*pb.Message) error {
+	_ = oc.c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
+	defer func() {
+		if cap(oc.frame) > keepBuffer {
+			oc.frame = nil // do not hold a snapshot's encoding between batches
+		}
+	}()
+	for _, m := range batch {
+		var err error
+		if oc.frame, err = appendMessageFrame(oc.frame[:0], m); err != nil {
+			return err
+		}
+		if _, err := oc.bw.Write(oc.frame); err != nil {
+			return err
+		}
+	}
+	return oc.bw.Flush()
 }
 
 // tooLarge drops m, whose encoding of n bytes the peer would refuse, and
