@@ -28,8 +28,9 @@ var (
 	ErrNotLeader = errors.New("raftlease: not the leader")
 
 	// ErrStopped is wrapped by every call on a Group whose run loop
-	// stopped on an error (a failed disk write, an undecodable entry);
-	// the error names the cause and also wraps lease.ErrClosed.
+	// stopped on its own: a failed disk write, an undecodable entry, a
+	// panic (PanicError), a wiped data directory (ErrWipedMember). The
+	// error names the cause and also wraps lease.ErrClosed.
 	ErrStopped = errors.New("raftlease: group stopped")
 )
 
@@ -72,7 +73,8 @@ type Group struct {
 	received    *receivedSnap     // a snapshot checked before Step, decoded
 	probe       *prober           // non-nil while an empty member asks its peers (replace.go)
 	loggedSent  map[uint64]uint64 // member -> Raft term its logged record was proposed in
-	guard       guard
+
+	guard guard // counts dropped messages from any goroutine (its own lock)
 
 	mu          sync.Mutex
 	stopErr     error // set before donec closes
