@@ -272,22 +272,6 @@ func readSnapshotFile(path string, index, term uint64) (*raftpb.Snapshot, error)
 	return s, nil
 }
 
-// writeSync writes data to f, fsyncs and closes it.
-func writeSync(f *os.File, data []byte) error {
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("raftlog: write %s: %w", f.Name(), err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("raftlog: sync %s: %w", f.Name(), err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("raftlog: close %s: %w", f.Name(), err)
-	}
-	return nil
-}
-
 // syncDir makes renames, creations and removals in dir durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
