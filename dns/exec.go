@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
 	"strconv"
 	"time"
@@ -48,8 +47,11 @@ type ExecConfig struct {
 	// KillGrace is how long a command may take to exit after SIGTERM
 	// (and how long Exec waits for its output to close); 0 means 5s.
 	KillGrace time.Duration
-	// Env is the environment of every command, before the HAKIT_
-	// variables are added; nil means this process's environment.
+	// Env lists what a command's environment holds besides PATH and the
+	// HAKIT_ variables: "NAME=value", or "NAME" to pass this process's
+	// value on. Nothing else of this process's environment reaches a
+	// command (it may hold the admin token or cloud credentials). PATH is
+	// this process's, or DefaultExecPath; an entry here replaces it.
 	Env []string
 	// Dir is the working directory of every command; "" means this
 	// process's.
@@ -60,10 +62,10 @@ type ExecConfig struct {
 }
 
 // Exec is a Switcher that runs hook commands: the start/stop scripts of a
-// classic cluster manager. Each command gets the token, the role and the
-// member ID in its environment (EnvToken, EnvRole, EnvMember) and runs
-// with a timeout; whatever it writes to stdout and stderr goes to the
-// logger one line at a time.
+// classic cluster manager. Each command runs with a minimal environment:
+// PATH, what ExecConfig.Env lists, and the token, the role and the member
+// ID (EnvToken, EnvRole, EnvMember); it runs with a timeout, and whatever
+// it writes to stdout and stderr goes to the logger one line at a time.
 //
 // Calls are synchronous and ordered: a call waits (as long as its context
 // allows) for the call before it to finish, and never cuts a running
@@ -177,12 +179,7 @@ func (e *Exec) runOne(ctx context.Context, t fence.Token, role string, argv []st
 	ctx, cancel := context.WithTimeoutCause(ctx, e.cfg.Timeout, errTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	env := e.cfg.Env
-	if env == nil {
-		env = os.Environ()
-	}
-	cmd.Env = append(append([]string(nil), env...),
-		EnvToken+"="+t.String(), EnvRole+"="+role, EnvMember+"="+e.cfg.Member)
+	cmd.Env = hookEnv(e.cfg.Env, EnvToken+"="+t.String(), EnvRole+"="+role, EnvMember+"="+e.cfg.Member)
 	cmd.Dir = e.cfg.Dir
 	setProcessGroup(cmd)
 	cmd.Cancel = func() error { return terminate(cmd) }

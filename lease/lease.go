@@ -144,8 +144,11 @@ type Elector interface {
 	Leader(ctx context.Context) (Leader, error)
 	// Observe returns a channel that receives the current leader at once
 	// and then every change, in order, with the zero Leader for "no
-	// leader". Changes are queued for a slow reader, never dropped. The
-	// channel is closed when ctx ends or the Elector is closed.
+	// leader". Changes are queued for a slow reader, in order; an elector
+	// may bound the queue by coalescing a long backlog to the newest
+	// holder (raftlease does past 64 changes), so a reader that falls far
+	// behind can miss intermediate holders but always sees the latest.
+	// The channel is closed when ctx ends or the Elector is closed.
 	Observe(ctx context.Context) <-chan Leader
 	// Close resigns any Term this member holds (its Err then wraps
 	// ErrResigned), ends a Campaign in progress with ErrClosed, closes the

@@ -5,14 +5,17 @@
 // tells a load balancer which member that is (GET /primary) and takes
 // operator commands (POST /switchover). The README quotes run.
 //
-// Start one member per host, with the same -peers everywhere and the same
-// admin token in $EMBED_ADMIN_TOKEN:
+// Start one member per host, with the same -peers everywhere, each member's
+// own certificate (package raftcert; "hamirror certs" writes a set) and the
+// same admin token in $EMBED_ADMIN_TOKEN:
 //
 //	embed -id a -peers a=10.0.0.1:7400,b=10.0.0.2:7400,c=10.0.0.3:7400 \
+//	      -ca raft-ca.crt -cert a.crt -key a.key \
 //	      -listen 10.0.0.1:8080 -data /var/lib/embed \
 //	      -source /srv/changes -sink /mnt/target/changes.log
 //
-// Each member advertises its API (-api, default http://<listen>) in the
+// -insecure instead of the certificates runs the members over plain TCP:
+// trusted, isolated networks only. Each member advertises its API (-api, default http://<listen>) in the
 // Raft group, so a switchover asked of a standby is forwarded to the active
 // member. The admin token is sent only over https or to a loopback address:
 // between hosts, serve the API with TLS and advertise an https URL. A
@@ -22,6 +25,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"log"
@@ -44,6 +49,8 @@ type options struct {
 	peers              map[string]string
 	data, source, sink string
 	token              string // the admin bearer token; "" refuses admin requests
+	ca, cert, key      string // member TLS (PEM files)
+	insecure           bool   // plain TCP between members
 }
 
 func main() {
@@ -55,6 +62,10 @@ func main() {
 	flag.StringVar(&o.sink, "sink", "target.log", "transactional file sink")
 	flag.StringVar(&o.listen, "listen", "127.0.0.1:8080", "host:port of the HTTP API (/primary, /status, POST /switchover)")
 	flag.StringVar(&o.api, "api", "", "the API's URL as the other members reach it (default http://<listen>)")
+	flag.StringVar(&o.ca, "ca", "", "PEM file of the CA that signs the members' certificates")
+	flag.StringVar(&o.cert, "cert", "", "PEM file of this member's certificate (URI SAN hakit://member/<id>)")
+	flag.StringVar(&o.key, "key", "", "PEM file of this member's key")
+	flag.BoolVar(&o.insecure, "insecure", false, "plain TCP between members: trusted, isolated networks only")
 	flag.Parse()
 	o.peers = parsePeers(*peers)
 	o.token = os.Getenv("EMBED_ADMIN_TOKEN")
@@ -69,7 +80,14 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	group, err := raftlease.Start(ctx, raftlease.Config{ID: o.id, Peers: o.peers, DataDir: o.data, APIAddr: o.api})
+	cfg := raftlease.Config{ID: o.id, Peers: o.peers, DataDir: o.data, APIAddr: o.api, Insecure: o.insecure}
+	if o.cert != "" {
+		var err error
+		if cfg.TLS, err = memberTLS(o.ca, o.cert, o.key); err != nil {
+			return err
+		}
+	}
+	group, err := raftlease.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -99,6 +117,23 @@ func run(ctx context.Context, o options) error {
 	go func() { _ = srv.ListenAndServe() }()
 	defer srv.Close()
 	return node.Run(ctx) // until SIGTERM: drain, final checkpoint, resign
+}
+
+// memberTLS loads this member's certificate and the members' CA.
+func memberTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("embed: member certificate: %w", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("embed: -ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("embed: -ca: %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS13}, nil
 }
 
 func parsePeers(s string) map[string]string {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hakit/hakit/lease/raftlease/raftcert"
 	"github.com/hakit/hakit/replicate/filelog"
 	"github.com/hakit/hakit/replicate/filesink"
 )
@@ -45,18 +46,22 @@ func TestMain(m *testing.M) {
 // The options travel as JSON; their fields are unexported.
 func (o options) MarshalJSON() ([]byte, error) {
 	return json.Marshal(map[string]any{"id": o.id, "listen": o.listen, "api": o.api, "peers": o.peers,
-		"data": o.data, "source": o.source, "sink": o.sink, "token": o.token})
+		"data": o.data, "source": o.source, "sink": o.sink, "token": o.token,
+		"ca": o.ca, "cert": o.cert, "key": o.key, "insecure": o.insecure})
 }
 
 func (o *options) UnmarshalJSON(b []byte) error {
 	var m struct {
 		ID, Listen, API, Data, Source, Sink, Token string
+		CA, Cert, Key                              string
+		Insecure                                   bool
 		Peers                                      map[string]string
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		return err
 	}
-	*o = options{id: m.ID, listen: m.Listen, api: m.API, peers: m.Peers, data: m.Data, source: m.Source, sink: m.Sink, token: m.Token}
+	*o = options{id: m.ID, listen: m.Listen, api: m.API, peers: m.Peers, data: m.Data, source: m.Source, sink: m.Sink, token: m.Token,
+		ca: m.CA, cert: m.Cert, key: m.Key, insecure: m.Insecure}
 	return nil
 }
 
@@ -151,9 +156,11 @@ func TestThreeProcessesForwardSwitchover(t *testing.T) {
 		peers[id], listen[id] = freeAddr(t), freeAddr(t)
 	}
 	const token = "test-admin-token"
+	caFile := writeMemberCerts(t, dir, ids)
 	for _, id := range ids {
 		o := options{id: id, peers: peers, listen: listen[id], api: "http://" + listen[id], token: token,
-			data: filepath.Join(dir, "raft-"+id), source: source, sink: filepath.Join(dir, "target.log")}
+			data: filepath.Join(dir, "raft-"+id), source: source, sink: filepath.Join(dir, "target.log"),
+			ca: caFile, cert: filepath.Join(dir, id+".crt"), key: filepath.Join(dir, id+".key")}
 		spec, err := json.Marshal(o)
 		if err != nil {
 			t.Fatal(err)
@@ -246,4 +253,35 @@ func TestThreeProcessesForwardSwitchover(t *testing.T) {
 			t.Fatalf("record %d: target %q, source %q", i, got[i], want[i])
 		}
 	}
+}
+
+// writeMemberCerts writes a CA and a certificate naming each member into
+// dir, as "hamirror certs" would, and returns the CA's file.
+func writeMemberCerts(t *testing.T, dir string, ids []string) string {
+	t.Helper()
+	ca, err := raftcert.NewCA("embed test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "raft-ca.crt")
+	if err := os.WriteFile(caFile, ca.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		cert, err := ca.Issue(id, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := raftcert.KeyPEM(cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, id+".crt"), raftcert.CertPEM(cert), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, id+".key"), key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return caFile
 }

@@ -26,6 +26,10 @@ type backend struct {
 	// when Run returns, then close runs. Safe to call after the elector
 	// was closed, and when it never was.
 	close func() error
+	// stopped, if set, is closed when the backend stops on its own;
+	// stopErr then says why (nil after close).
+	stopped <-chan struct{}
+	stopErr func() error
 }
 
 // openBackend starts the configured backend. For "raft" this starts this
@@ -60,12 +64,13 @@ func openRaft(ctx context.Context, c *Config, logger *slog.Logger) (*backend, er
 		ElectionTicks: c.Raft.ElectionTicks,
 		DriftMargin:   c.Raft.DriftMargin.D(),
 		TLS:           tlsc,
+		Insecure:      c.Raft.Insecure,
 		Logger:        logger.With("component", "raft"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hamirror: start raft member %s (data dir %s): %w", c.ID, c.Raft.DataDir, err)
 	}
-	return &backend{elector: g, store: g.Store(), close: g.Close}, nil
+	return &backend{elector: g, store: g.Store(), close: g.Close, stopped: g.Stopped(), stopErr: g.Err}, nil
 }
 
 func openEtcd(c *Config, logger *slog.Logger) (*backend, error) {

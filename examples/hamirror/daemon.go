@@ -42,6 +42,9 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 	if token == "" {
 		logger.Warn("no admin token (admin_token_file or $" + EnvAdminToken + "): switchover, pause, resume and approve are refused")
 	}
+	for _, w := range c.warnings() {
+		logger.Warn("hamirror: " + w)
+	}
 	srvTLS, err := serverTLS("tls", c.TLS)
 	if err != nil {
 		return nil, err
@@ -122,7 +125,30 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("GET /replication", replicationHandler(node, stream, tgt.token))
 	mux.Handle("/lb", health)
+	if g, ok := b.elector.(raftMembers); ok {
+		mux.Handle("/raft/", membershipHandler(g, token))
+	}
 	return &daemon{cfg: c, logger: logger, node: node, stream: stream, target: tgt, backend: b, handler: mux, tls: srvTLS}, nil
+}
+
+// Limits of the HTTP API's server: a client that sends slowly, reads
+// slowly, idles or sends huge headers cannot hold a connection or memory
+// for long. No handler streams, and the slowest (a forwarded admin
+// command, which waits for the active member) is bounded by the admin
+// client's 30 s, below WriteTimeout.
+const (
+	httpReadHeaderTimeout = 10 * time.Second
+	httpReadTimeout       = 30 * time.Second
+	httpWriteTimeout      = 60 * time.Second
+	httpIdleTimeout       = 2 * time.Minute
+	httpMaxHeaderBytes    = 64 << 10
+)
+
+// newHTTPServer returns the API's server with the limits above.
+func newHTTPServer(h http.Handler, tlsc *tls.Config, logger *slog.Logger) *http.Server {
+	return &http.Server{Handler: h, TLSConfig: tlsc, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: httpReadTimeout, WriteTimeout: httpWriteTimeout,
+		IdleTimeout: httpIdleTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
 }
 
 // run serves the API and runs the Node until ctx ends, then shuts down in
@@ -136,8 +162,7 @@ func (d *daemon) run(ctx context.Context) error {
 		_ = d.close()
 		return fmt.Errorf("hamirror: listen: %w", err)
 	}
-	srv := &http.Server{Handler: d.handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: d.tls,
-		ErrorLog: slog.NewLogLogger(d.logger.Handler(), slog.LevelWarn)}
+	srv := newHTTPServer(d.handler, d.tls, d.logger)
 	srvErr := make(chan error, 1)
 	go func() {
 		if d.tls != nil {
@@ -160,6 +185,12 @@ func (d *daemon) run(ctx context.Context) error {
 		// The API is the load balancer's view of this member: without
 		// it, step down rather than run unseen.
 		runErr = fmt.Errorf("hamirror: http server: %w", err)
+		cancel()
+		<-nodeErr
+	case <-d.backend.stopped: // nil (never ready) for etcd
+		// The Raft member stopped on its own (a failed disk, a wiped
+		// data directory): say why and exit rather than campaign on.
+		runErr = d.backend.stopErr()
 		cancel()
 		<-nodeErr
 	}

@@ -51,7 +51,7 @@ func (c *demoCluster) startMember(id string) (*demoMember, error) {
 	if err != nil {
 		return nil, fmt.Errorf("member %s: raft listener: %w", id, err)
 	}
-	tcp, err := raftlease.NewTCPTransport(raftlease.TCPConfig{ID: id, Listener: ln,
+	tcp, err := raftlease.NewTCPTransport(raftlease.TCPConfig{ID: id, Listener: ln, Insecure: true, // one process, loopback
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: c.logger.With("member", id)})
 	if err != nil {
 		ln.Close()

@@ -23,6 +23,7 @@ func buildSwitchers(c *Config, health *dns.Health, logger *slog.Logger) (dns.Swi
 			Promote: e.Promote,
 			Demote:  e.Demote,
 			Timeout: e.Timeout.D(),
+			Env:     e.Env,
 			Logger:  logger.With("switcher", "exec"),
 		})
 		if err != nil {

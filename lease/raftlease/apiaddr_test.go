@@ -60,23 +60,21 @@ func TestAPIAddrValidation(t *testing.T) {
 	}
 }
 
-// The holder's address survives a snapshot, and a state without one
-// encodes as format 1, as it did before addresses were carried.
+// The holder's address survives a snapshot, and so does its absence.
 func TestSnapshotKeepsHolderAddr(t *testing.T) {
 	s := sampleFSM()
-	if b := s.encode(); b[4] != 1 {
-		t.Fatalf("a state with no holder address encodes as format %d, want 1", b[4])
-	}
-	s.apply(9, command{kind: opHolder, member: 9, term: 5, addr: "https://m9:8443"})
-	b := s.encode()
-	if b[4] != 2 {
-		t.Fatalf("format %d, want 2", b[4])
-	}
-	got, err := decodeFSM(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.holder != s.holder || !bytes.Equal(got.encode(), b) {
-		t.Fatalf("holder after a snapshot round trip: %+v, want %+v", got.holder, s.holder)
+	for _, addr := range []string{"", "https://m9:8443"} {
+		s.apply(9, command{kind: opHolder, member: 9, term: s.holder.term + 1, addr: addr})
+		b := s.encode()
+		if b[4] != snapshotFormat {
+			t.Fatalf("format %d, want %d", b[4], snapshotFormat)
+		}
+		got, err := decodeFSM(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.holder != s.holder || !bytes.Equal(got.encode(), b) {
+			t.Fatalf("holder after a snapshot round trip: %+v, want %+v", got.holder, s.holder)
+		}
 	}
 }

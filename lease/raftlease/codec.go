@@ -30,6 +30,7 @@ const (
 	opDelete    opKind = 3 // remove key
 	opCandidate opKind = 4 // member wants (on) or no longer wants the lease
 	opHolder    opKind = 5 // member holds the lease in Raft term term
+	opLogged    opKind = 6 // member holds a log the group counts on
 )
 
 func (k opKind) String() string {
@@ -44,6 +45,8 @@ func (k opKind) String() string {
 		return "candidate"
 	case opHolder:
 		return "holder"
+	case opLogged:
+		return "logged"
 	}
 	return fmt.Sprintf("op(%d)", byte(k))
 }
@@ -62,7 +65,7 @@ type command struct {
 	old   storage.Version // cas
 	value []byte          // put, cas
 
-	member uint64 // candidate, holder
+	member uint64 // candidate, holder, logged
 	on     bool   // candidate
 	term   uint64 // holder
 	addr   string // holder: its advertised API address (Config.APIAddr), "" for none
@@ -99,6 +102,8 @@ func (c *command) encode() []byte {
 			// encoding it had before addresses were carried.
 			b = appendString(b, c.addr)
 		}
+	case opLogged:
+		b = binary.BigEndian.AppendUint64(b, c.member)
 	}
 	return b
 }
@@ -140,6 +145,8 @@ func decodeCommand(data []byte) (command, error) {
 				d.fail("empty holder address is encoded by omission")
 			}
 		}
+	case opLogged:
+		c.member = d.u64()
 	default:
 		if d.err == nil {
 			d.fail(fmt.Sprintf("unknown command kind %d", byte(c.kind)))

@@ -89,11 +89,11 @@ var (
 // when it ends.
 func Open(path string) (*Sink, error) {
 	s := &Sink{path: path, statePath: path + ".state", tmpPath: path + ".state.tmp", lockPath: path + ".lock", sem: make(chan struct{}, 1)}
-	lock, err := os.OpenFile(s.lockPath, os.O_RDWR|os.O_CREATE, 0o644)
+	lock, err := os.OpenFile(s.lockPath, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("filesink: %w", err)
 	}
-	data, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	data, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("filesink: %w", err)
@@ -205,8 +205,15 @@ func (s *Sink) recover() (State, error) {
 }
 
 // writeState commits st: temporary file, fsync, rename, directory fsync.
+// The temporary file is created afresh (O_EXCL, which follows no
+// symbolic link): whatever is at its name, a crash's leftover or a link
+// planted to make the sink write elsewhere, is removed, never written
+// through.
 func (s *Sink) writeState(st State) error {
-	f, err := os.OpenFile(s.tmpPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err := os.Remove(s.tmpPath); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("filesink: %w", err)
+	}
+	f, err := os.OpenFile(s.tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return fmt.Errorf("filesink: %w", err)
 	}
