@@ -126,7 +126,10 @@ func (l *loop) run(ctx context.Context) error {
 }
 
 // exec carries out actions in order and reports whether the loop must exit.
+// Replies to operator commands go out after the new status is published, so
+// a caller whose Pause returned sees Status().Paused.
 func (l *loop) exec(acts []core.Action) (exit bool) {
+	var replies []core.Reply
 	for _, a := range acts {
 		switch a := a.(type) {
 		case core.Campaign:
@@ -165,7 +168,7 @@ func (l *loop) exec(acts []core.Action) (exit bool) {
 		case core.WriteMaintenance:
 			l.writeMaintenance(a)
 		case core.Reply:
-			l.n.answer(a.ID, a.Err)
+			replies = append(replies, a)
 		case core.Emit:
 			l.emit(eventOfCore(a.Event))
 		case core.Exit:
@@ -173,6 +176,9 @@ func (l *loop) exec(acts []core.Action) (exit bool) {
 		}
 	}
 	l.publish()
+	for _, r := range replies {
+		l.n.answer(r.ID, r.Err)
+	}
 	return exit
 }
 
