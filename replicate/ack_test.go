@@ -1,0 +1,148 @@
+package replicate_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/replicate"
+	"github.com/hakit/hakit/replicate/memrepl"
+	"github.com/hakit/hakit/storage/memstore"
+)
+
+// txSource returns whole "transactions" of the sizes in sizes, in turn,
+// from a memrepl.Source, as an AtomicChunker and Acknowledger; it records
+// where each chunk ended and every acknowledgement.
+type txSource struct {
+	*memrepl.Source
+	sizes []int
+	sink  *memrepl.DurableSink
+
+	mu      sync.Mutex
+	ends    map[string]bool // last Pos of every chunk returned
+	acks    []replicate.Position
+	ackErrs []string
+}
+
+func (s *txSource) Open(ctx context.Context, from replicate.Checkpoint) (replicate.Cursor, error) {
+	c, err := s.Source.Open(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	return &txCursor{Cursor: c, s: s}, nil
+}
+
+type txCursor struct {
+	replicate.Cursor
+	s *txSource
+	i int
+}
+
+func (c *txCursor) AtomicChunks() bool { return true }
+
+func (c *txCursor) Next(ctx context.Context, max int) ([]replicate.Record, error) {
+	n := c.s.sizes[c.i%len(c.s.sizes)] // ignores max: a transaction is whole
+	c.i++
+	var out []replicate.Record
+	for len(out) < n {
+		recs, err := c.Cursor.Next(ctx, n-len(out))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+	}
+	c.s.mu.Lock()
+	c.s.ends[string(out[len(out)-1].Pos)] = true
+	c.s.mu.Unlock()
+	return out, nil
+}
+
+// Acknowledge checks that p is durable: the sink holds it.
+func (c *txCursor) Acknowledge(p replicate.Position) {
+	got, _ := c.s.sink.Position(context.Background())
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	if replicate.CompareBytes(p, got) > 0 {
+		c.s.ackErrs = append(c.s.ackErrs, fmt.Sprintf("acknowledged %x while the sink is at %x", p, got))
+	}
+	if n := len(c.s.acks); n > 0 && replicate.CompareBytes(p, c.s.acks[n-1]) < 0 {
+		c.s.ackErrs = append(c.s.ackErrs, fmt.Sprintf("acknowledged %x after %x", p, c.s.acks[n-1]))
+	}
+	c.s.acks = append(c.s.acks, p)
+}
+
+// batchSink records where every batch ended.
+type batchSink struct {
+	*memrepl.DurableSink
+	mu   sync.Mutex
+	ends []replicate.Position
+}
+
+func (s *batchSink) Apply(ctx context.Context, t fence.Token, b []replicate.Record) error {
+	if err := s.DurableSink.Apply(ctx, t, b); err != nil {
+		return err
+	}
+	if len(b) > 0 {
+		s.mu.Lock()
+		s.ends = append(s.ends, b[len(b)-1].Pos)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// TestAtomicChunksAndAcknowledge: a batch never ends inside a chunk of an
+// AtomicChunker, even a chunk larger than MaxRecords or MaxBytes, and an
+// Acknowledger hears only positions the DurableSink already holds, in
+// order, up to the last one.
+func TestAtomicChunksAndAcknowledge(t *testing.T) {
+	const total = 3000
+	src := &memrepl.Source{}
+	fill(src, 0, total)
+	inner := &memrepl.DurableSink{}
+	sink := &batchSink{DurableSink: inner}
+	ts := &txSource{Source: src, sizes: []int{1, 7, 150, 3, 64, 2, 40}, sink: inner, ends: map[string]bool{}}
+	s := &replicate.Stream{Source: ts, Sink: sink, Store: memstore.New(), Key: "atomic",
+		MaxRecords: 50, MaxBytes: 600, CheckpointRecords: 200, HeartbeatInterval: -1}
+	stop := runStream(t, s, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// The last chunk may be cut short by the end of the source; wait for
+	// what whole chunks cover.
+	if err := inner.Wait(ctx, func(r []replicate.Record, _ []replicate.Heartbeat) bool { return len(r) >= total-150 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	big := 0
+	for i, e := range sink.ends {
+		if !ts.ends[string(e)] {
+			t.Fatalf("batch %d ends at %x, inside a chunk", i, e)
+		}
+	}
+	for _, sz := range ts.sizes {
+		if sz > s.MaxRecords {
+			big++
+		}
+	}
+	if big == 0 {
+		t.Fatal("test needs a chunk larger than MaxRecords")
+	}
+	for _, e := range ts.ackErrs {
+		t.Error(e)
+	}
+	if len(ts.acks) == 0 {
+		t.Fatal("no acknowledgement")
+	}
+	last, _ := inner.Position(context.Background())
+	if got := ts.acks[len(ts.acks)-1]; replicate.CompareBytes(got, last) != 0 {
+		t.Errorf("last acknowledgement %x, sink at %x", got, last)
+	}
+}
