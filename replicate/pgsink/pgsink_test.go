@@ -1,0 +1,43 @@
+package pgsink_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hakit/hakit/replicate/pgcdc"
+	"github.com/hakit/hakit/replicate/pgsink"
+)
+
+// TestMirror replicates every kind of change through a Stream and checks
+// that the target's tables equal the source's.
+func TestMirror(t *testing.T) {
+	src, dst := pair(t)
+	p := newPipeline(t, src, dst, func(c *pgcdc.Config, _ *pgsink.Config) { c.ProgressInterval = 200 * time.Millisecond })
+	p.start(t, 1)
+	exec(t, src,
+		`INSERT INTO a SELECT g, 'v' || g FROM generate_series(1, 500) g`,
+		`INSERT INTO b VALUES (1, 'x', 3.14, now(), '{"a": 1}', '{a,"b c"}', '\x00ff'), (2, 'y', NULL, NULL, NULL, NULL, NULL)`,
+		`INSERT INTO full_ident VALUES (1, 'p'), (1, 'p'), (2, NULL)`)
+	exec(t, src, `UPDATE a SET v = repeat('big', 5000) WHERE id <= 3`, `DELETE FROM a WHERE id BETWEEN 100 AND 199`, `UPDATE a SET id = id + 1000 WHERE id = 5`)
+	exec(t, src, `UPDATE a SET id = 2000 WHERE id = 1`)                // a TOASTed value left unchanged while the key moves
+	exec(t, src, `UPDATE b SET n = 1 WHERE k1 = 2`, `DELETE FROM b WHERE k1 = 1`)
+	exec(t, src, `UPDATE full_ident SET y = 'q' WHERE x = 2`, `DELETE FROM full_ident WHERE x = 2`)
+	exec(t, src, `INSERT INTO a VALUES (7000, 'x')`, `DELETE FROM a WHERE id = 7000`, `INSERT INTO a VALUES (7000, 'y')`)
+	p.waitCaughtUp(t, src)
+	for _, tb := range []struct{ name, order string }{{"a", "id"}, {"b", "k1, k2"}, {"full_ident", "x, y"}} {
+		if s, d := checksum(t, src, tb.name, tb.order), checksum(t, dst, tb.name, tb.order); s != d {
+			t.Errorf("table %s: source %s, target %s", tb.name, s, d)
+		}
+	}
+	exec(t, src, `TRUNCATE a`)
+	p.waitCaughtUp(t, src)
+	if d := checksum(t, dst, "a", "id"); d != "empty" {
+		t.Errorf("target a after truncate: %s", d)
+	}
+	if err := p.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.sink.Stats(); st.Changes == 0 || st.Batches == 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
