@@ -188,3 +188,19 @@ func (p *pipeline) waitCaughtUp(t testing.TB, src *pgcdctest.Server) {
 }
 
 func isErr(err, target error) bool { return errors.Is(err, target) }
+
+// count runs a query returning one integer on s's app database.
+func count(t testing.TB, s *pgcdctest.Server, q string) int64 {
+	t.Helper()
+	ctx := testCtx(t, 30*time.Second)
+	c, err := pgx.Connect(ctx, dsn(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n int64
+	if err := c.QueryRow(ctx, q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}

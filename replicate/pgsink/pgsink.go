@@ -113,7 +113,7 @@ type Config struct {
 	// transaction back, so a successor is not blocked behind it. 0:
 	// DefaultIdleTxTimeout; negative: the server's setting.
 	IdleTxTimeout time.Duration
-	Logger              *slog.Logger // nil: discard
+	Logger        *slog.Logger // nil: discard
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$`)

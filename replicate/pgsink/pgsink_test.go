@@ -19,7 +19,7 @@ func TestMirror(t *testing.T) {
 		`INSERT INTO b VALUES (1, 'x', 3.14, now(), '{"a": 1}', '{a,"b c"}', '\x00ff'), (2, 'y', NULL, NULL, NULL, NULL, NULL)`,
 		`INSERT INTO full_ident VALUES (1, 'p'), (1, 'p'), (2, NULL)`)
 	exec(t, src, `UPDATE a SET v = repeat('big', 5000) WHERE id <= 3`, `DELETE FROM a WHERE id BETWEEN 100 AND 199`, `UPDATE a SET id = id + 1000 WHERE id = 5`)
-	exec(t, src, `UPDATE a SET id = 2000 WHERE id = 1`)                // a TOASTed value left unchanged while the key moves
+	exec(t, src, `UPDATE a SET id = 2000 WHERE id = 1`) // a TOASTed value left unchanged while the key moves
 	exec(t, src, `UPDATE b SET n = 1 WHERE k1 = 2`, `DELETE FROM b WHERE k1 = 1`)
 	exec(t, src, `UPDATE full_ident SET y = 'q' WHERE x = 2`, `DELETE FROM full_ident WHERE x = 2`)
 	exec(t, src, `INSERT INTO a VALUES (7000, 'x')`, `DELETE FROM a WHERE id = 7000`, `INSERT INTO a VALUES (7000, 'y')`)
