@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/hakit/hakit/replicate"
 )
@@ -36,7 +37,7 @@ func (s *Source) Open(ctx context.Context, from replicate.Checkpoint) (replicate
 	if err != nil {
 		return nil, err
 	}
-	c := &cursor{s: s, admin: admin, opened: start, stats: &s.stats}
+	c := &cursor{s: s, admin: admin, opened: start, stats: &s.stats, typeMap: pgtype.NewMap()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -117,6 +118,10 @@ type cursor struct {
 	startLSN LSN           // where streaming starts
 	acked    atomic.Uint64 // the highest LSN known durable
 	load     *loader       // the initial load in progress, or nil
+	// filters: tables copied by the initial load under a snapshot later
+	// than the slot's start, and that snapshot's LSN (see loadState).
+	filters map[string]LSN
+	typeMap *pgtype.Map
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -449,6 +454,7 @@ func (c *cursor) stream(ctx context.Context) error {
 					continue
 				}
 				received = max(received, tx.endLSN)
+				c.filter(tx)
 				if len(tx.recs) == 0 {
 					continue
 				}
@@ -501,4 +507,27 @@ func (c *cursor) heartbeat(ctx context.Context) {
 		}
 		c.stats.update(func(st *Stats) { st.Heartbeats++ })
 	}
+}
+
+// filter drops the changes of tables the initial load copied under a
+// snapshot that already holds this transaction, and carries the load's
+// state in the transaction's last position until every such snapshot is
+// passed.
+func (c *cursor) filter(tx *txn) {
+	if len(c.filters) == 0 {
+		return
+	}
+	st := loadState{filters: c.filters}
+	if tx.finalLSN >= st.maxFilter() {
+		c.filters = nil // every later transaction commits after every snapshot
+		return
+	}
+	kept := tx.recs[:0]
+	for i, r := range tx.recs {
+		if l, ok := c.filters[tx.tables[i]]; !ok || tx.finalLSN >= l {
+			kept = append(kept, r)
+		}
+	}
+	tx.recs = kept
+	setPositions(tx.recs, tx.endLSN, st.encode())
 }

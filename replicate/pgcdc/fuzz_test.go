@@ -67,7 +67,7 @@ func seedStream() [][]byte {
 	upd := append(append([]byte{'U', 0, 0, 0, 1, 'K'}, wireTuple(sp("1"), nil)...), append([]byte{'N'}, wireTuple(sp("2"), sp("two"))...)...)
 	del := append([]byte{'D', 0, 0, 0, 1, 'K'}, wireTuple(sp("2"), nil)...)
 	trunc := []byte{'T', 0, 0, 0, 1, 3, 0, 0, 0, 1}
-	typ := append(append([]byte{'Y', 0, 0, 0x40, 0}, "public\x00mood\x00"...))
+	typ := append([]byte{'Y', 0, 0, 0x40, 0}, "public\x00mood\x00"...)
 	return [][]byte{msgBegin(0x100, 7), msgRelation(1, "public", "a", cols...), typ, ins, upd, del, trunc, msgCommit(0x100, 0x180)}
 }
 

@@ -38,6 +38,7 @@ func pgTime(micros int64) time.Time { return pgEpoch.Add(time.Duration(micros) *
 // relation is a table as announced by a Relation message.
 type relation struct {
 	schema, table string
+	name          string // schema.table
 	cols          []Column
 	header        []byte // appendRelation's bytes, copied into every change
 }
@@ -49,6 +50,7 @@ type txn struct {
 	endLSN     LSN // the end of the commit record, from COMMIT
 	commitTime time.Time
 	recs       []replicate.Record
+	tables     []string // the qualified table of each record
 	bytes      int
 }
 
@@ -161,18 +163,7 @@ func (d *decoder) commit(m *wreader) (*txn, error) {
 	d.tx = nil
 	tx.endLSN = LSN(endLSN)
 	tx.commitTime = pgTime(int64(ts))
-	// Positions: one buffer for the whole transaction.
-	buf := make([]byte, posLen*len(tx.recs))
-	for i := range tx.recs {
-		p := buf[i*posLen : (i+1)*posLen : (i+1)*posLen]
-		binary.BigEndian.PutUint64(p, endLSN)
-		seq := uint64(i + 1)
-		if i == len(tx.recs)-1 {
-			seq |= lastFlag
-		}
-		binary.BigEndian.PutUint64(p[8:], seq)
-		tx.recs[i].Pos = p
-	}
+	setPositions(tx.recs, tx.endLSN, nil)
 	return tx, nil
 }
 
@@ -235,7 +226,7 @@ func (d *decoder) relation(m *wreader) error {
 	if _, ok := d.rels[id]; !ok && len(d.rels) >= maxRelations {
 		return m.fail("more than %d relations announced", maxRelations)
 	}
-	d.rels[id] = &relation{schema: schema, table: table, cols: cols, header: appendRelation(nil, schema, table, cols)}
+	d.rels[id] = &relation{schema: schema, table: table, name: schema + "." + table, cols: cols, header: appendRelation(nil, schema, table, cols)}
 	return nil
 }
 
@@ -325,7 +316,7 @@ func (d *decoder) change(m *wreader) error {
 		b = append(b, 'N')
 		b = append(b, m.b[newStart:newEnd]...)
 	}
-	return d.add(b)
+	return d.add(b, rel)
 }
 
 func (d *decoder) truncate(m *wreader) error {
@@ -351,14 +342,14 @@ func (d *decoder) truncate(m *wreader) error {
 		}
 		b := appendChangeHeader(nil, OpTruncate, d.tx.xid, d.tx.finalLSN, d.tx.commitTime)
 		b = append(b, rel.header...)
-		if err := d.add(append(b, opts&3)); err != nil {
+		if err := d.add(append(b, opts&3), rel); err != nil {
 			return err
 		}
 	}
 	return m.end()
 }
 
-func (d *decoder) add(data []byte) error {
+func (d *decoder) add(data []byte, rel *relation) error {
 	tx := d.tx
 	tx.bytes += len(data) + posLen
 	if d.maxTxBytes > 0 && tx.bytes > d.maxTxBytes {
@@ -366,6 +357,7 @@ func (d *decoder) add(data []byte) error {
 			ErrTransactionTooLarge, tx.xid, tx.finalLSN, d.maxTxBytes, len(tx.recs))
 	}
 	tx.recs = append(tx.recs, replicate.Record{Data: data})
+	tx.tables = append(tx.tables, rel.name)
 	return nil
 }
 
@@ -471,4 +463,23 @@ func (m *wreader) end() error {
 		return m.fail("%d trailing bytes", len(m.b)-m.off)
 	}
 	return nil
+}
+
+// setPositions gives recs, one transaction's changes ending at end, their
+// positions: (end, 1), (end, 2), ..., the last one flagged and carrying
+// state (the initial load's, or nil).
+func setPositions(recs []replicate.Record, end LSN, state []byte) {
+	buf := make([]byte, posLen*len(recs)+len(state))
+	for i := range recs {
+		p := buf[i*posLen : (i+1)*posLen : (i+1)*posLen]
+		binary.BigEndian.PutUint64(p, uint64(end))
+		seq := uint64(i + 1)
+		if i == len(recs)-1 {
+			seq |= lastFlag
+			p = buf[i*posLen:]
+			copy(p[posLen:], state)
+		}
+		binary.BigEndian.PutUint64(p[8:], seq)
+		recs[i].Pos = p
+	}
 }

@@ -128,11 +128,12 @@ func (p *pipeline) start(t testing.TB, tok fence.Token) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done, p.once = cancel, make(chan error, 1), sync.Once{}
+	resumes := p.stream.Stats().Resumes
 	go func() { p.done <- p.stream.Run(ctx, tok) }()
 	t.Cleanup(func() { _ = p.stop() })
 	// Changes committed before the slot exists would not be streamed.
 	deadline := time.Now().Add(30 * time.Second)
-	for p.stream.Stats().Resumes == 0 {
+	for p.stream.Stats().Resumes == resumes {
 		select {
 		case err := <-p.done:
 			p.done <- err
