@@ -11,6 +11,7 @@ import (
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/filesink"
+	"github.com/hakit/hakit/replicate/pgsink"
 	"github.com/hakit/hakit/replicate/sqlsink"
 )
 
@@ -24,6 +25,7 @@ const DefaultSQLStream = "hamirror"
 // delivery is exactly once.
 type sinkHandle struct {
 	sink  replicate.DurableSink
+	pg    *pgsink.Sink                                   // kind "postgres", for its metrics
 	token func(ctx context.Context) (fence.Token, error) // the highest token the target admitted
 	close func() error
 }
@@ -31,6 +33,9 @@ type sinkHandle struct {
 // openTarget opens the file sink (sink.path) or the PostgreSQL sink
 // (sink.postgres), creating the SQL tables if they do not exist.
 func openTarget(ctx context.Context, c SinkConfig) (*sinkHandle, error) {
+	if c.Kind == SinkPostgres {
+		return openPGSink(ctx, c.Postgres)
+	}
 	if c.Postgres == nil {
 		s, err := filesink.Open(c.Path)
 		if err != nil {

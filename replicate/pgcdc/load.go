@@ -235,7 +235,11 @@ func (c *cursor) copyTable(ctx context.Context, l *loader, i int) error {
 		chunk = append(chunk, c.loadRecord(l, appendChangeHeader(nil, OpProgress, 0, l.start, now), nil, nil))
 		size = len(chunk[0].Data)
 	}
-	return flush(true)
+	if err := flush(true); err != nil {
+		return err
+	}
+	c.stats.update(func(st *Stats) { st.LoadedTables++ })
+	return nil
 }
 
 // loadRecord finishes a record of the load: the relation and tail for a

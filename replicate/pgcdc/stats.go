@@ -7,6 +7,7 @@ type Stats struct {
 	Transactions uint64 // source transactions received
 	Changes      uint64 // change records received (initial load rows included)
 	LoadedRows   uint64 // rows copied by the initial load
+	LoadedTables uint64 // tables the initial load copied whole
 	Progress     uint64 // progress records emitted
 	Heartbeats   uint64 // heartbeat rows written to the source
 	Received     LSN    // the end of the last transaction received

@@ -102,7 +102,10 @@ func TestInitialLoad(t *testing.T) {
 	if mid.Load == nil {
 		t.Fatalf("crashed at %s, outside the load", mid)
 	}
-	loaded := p.src.Stats().LoadedRows
+	loaded, tables := p.src.Stats().LoadedRows, p.src.Stats().LoadedTables
+	t.Logf("crashed at %s after %d rows", mid, loaded)
+	// The loader reads ahead of what is applied: tables counts what it
+	// read, and only the resumed load's count is compared below.
 
 	crash.n.Store(1 << 62)
 	p.start(t, 2)
@@ -117,8 +120,8 @@ func TestInitialLoad(t *testing.T) {
 	stopWrites()
 	p.waitCaughtUp(t, src)
 	again := p.src.Stats().LoadedRows - loaded
-	if again >= 6000 {
-		t.Errorf("the resumed load copied %d rows: table a (6000 rows, copied whole before the crash) was copied again", again)
+	if n := p.src.Stats().LoadedTables - tables; n != 2 {
+		t.Errorf("the resumed load copied %d tables whole, want 2 (b and full_ident; a was copied before the crash)", n)
 	}
 	for _, tb := range []struct{ name, order string }{{"a", "id"}, {"b", "k1, k2"}, {"full_ident", "x, y"}} {
 		if s, d := checksum(t, src, tb.name, tb.order), checksum(t, dst, tb.name, tb.order); s != d {
