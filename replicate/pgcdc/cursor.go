@@ -446,6 +446,9 @@ func (c *cursor) stream(ctx context.Context) error {
 				if err != nil {
 					return fmt.Errorf("%w: XLogData: %v", ErrProtocol, err)
 				}
+				if c.s.tap != nil {
+					c.s.tap(xld.WALData)
+				}
 				tx, err := dec.decode(xld.WALData)
 				if err != nil {
 					return fmt.Errorf("pgcdc: slot %q at %s: %w", s.cfg.Slot, xld.WALStart, err)

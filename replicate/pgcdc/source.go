@@ -44,6 +44,7 @@ type Source struct {
 	cfg     Config
 	connCfg *pgx.ConnConfig
 	stats   statsBox
+	tap     func(msg []byte) // tests: sees every pgoutput message before it is decoded
 }
 
 var (
