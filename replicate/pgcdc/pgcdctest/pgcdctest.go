@@ -176,7 +176,9 @@ func (s *Server) run(tb testing.TB, name string, args ...string) {
 	tb.Helper()
 	cmd := exec.Command(filepath.Join(s.bin, name), args...)
 	cmd.Dir = s.Dir
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	// HOME too: the server's own client connections (a subscription)
+	// look for certificates there, and root's is not readable.
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "HOME="+s.Dir)
 	if s.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	}
