@@ -38,6 +38,14 @@ func (ss *session) addChanges(ctx context.Context, c *pgx.Conn, b *pgconn.Batch,
 		case pgcdc.OpUpdate:
 			err = ss.addUpdate(ctx, c, b, tbl, ch)
 		case pgcdc.OpDelete:
+			if n := ss.deleteRun(changes[i:], tbl); n > 1 {
+				if err := ss.addDeletes(ctx, c, b, tbl, changes[i:i+n]); err != nil {
+					return nil, err
+				}
+				ops = append(ops, op{change: ch, tbl: tbl, want: int64(n), rows: changes[i : i+n]})
+				i += n
+				continue
+			}
 			err = ss.addDelete(ctx, c, b, tbl, ch)
 		case pgcdc.OpTruncate:
 			q := `TRUNCATE ` + tbl.name
@@ -269,8 +277,10 @@ func (ss *session) table(ctx context.Context, c *pgx.Conn, ch *pgcdc.Change) (*t
 			t.keys = append(t.keys, i)
 		}
 	}
-	if t.upsert, err = uniqueKey(ctx, c, t); err != nil {
-		return nil, err
+	if ss.s.cfg.Upsert {
+		if t.upsert, err = uniqueKey(ctx, c, t); err != nil {
+			return nil, err
+		}
 	}
 	if len(ss.tables) > 4096 {
 		ss.tables = map[*pgcdc.Column]*table{}
@@ -300,4 +310,55 @@ func uniqueKey(ctx context.Context, c *pgx.Conn, t *table) (bool, error) {
 		return false, fmt.Errorf("pgsink: table %s: read the target's unique indexes: %w", t.desc, err)
 	}
 	return ok, nil
+}
+
+// deleteRun returns how many deletes from the start of changes go into
+// one statement: same table, keyed by a (non-FULL) replica identity, at
+// most MaxRowsPerStatement and 65535 parameters. Consecutive deletes never
+// name one row twice.
+func (ss *session) deleteRun(changes []*pgcdc.Change, tbl *table) int {
+	if len(tbl.keys) == 0 || changes[0].OldFull {
+		return 1
+	}
+	maxRows := min(ss.s.cfg.MaxRowsPerStatement, 65535/len(tbl.keys))
+	first := &changes[0].Columns[0]
+	n := 0
+	for n < len(changes) && n < maxRows {
+		ch := changes[n]
+		if ch.Op != pgcdc.OpDelete || ch.OldFull || len(ch.Columns) == 0 || &ch.Columns[0] != first {
+			break
+		}
+		n++
+	}
+	return max(n, 1)
+}
+
+// addDeletes deletes rows by key: DELETE ... WHERE (k1, k2) IN (($1, $2), ...).
+func (ss *session) addDeletes(ctx context.Context, c *pgx.Conn, b *pgconn.Batch, tbl *table, rows []*pgcdc.Change) error {
+	var q strings.Builder
+	q.WriteString(`DELETE FROM ` + tbl.name + ` WHERE (`)
+	for i, k := range tbl.keys {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(tbl.qcol[k])
+	}
+	q.WriteString(`) IN (`)
+	args := make([][]byte, 0, len(rows)*len(tbl.keys))
+	for r, ch := range rows {
+		if r > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteByte('(')
+		for i, k := range tbl.keys {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			args = append(args, valueArg(ch.Old[k]))
+			q.WriteString("$" + strconv.Itoa(len(args)))
+		}
+		q.WriteByte(')')
+	}
+	q.WriteByte(')')
+	return ss.queue(ctx, c, b, tbl, q.String(), args)
 }

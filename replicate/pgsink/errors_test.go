@@ -57,6 +57,7 @@ func TestSinkErrors(t *testing.T) {
 		{"bad value", change(pgcdc.OpInsert, "a", colsA, []pgcdc.Value{text("not a number"), text("x")}, nil), []string{"insert of public.a", "22P02"}, nil},
 		{"diverged update", change(pgcdc.OpUpdate, "a", colsA, []pgcdc.Value{text("42"), text("y")}, nil), []string{"update of public.a key (id=42): no such row"}, pgsink.ErrDiverged},
 		{"diverged delete", change(pgcdc.OpDelete, "a", colsA, nil, []pgcdc.Value{text("43"), {Kind: pgcdc.ValueNull}}), []string{"delete of public.a key (id=43): no such row"}, pgsink.ErrDiverged},
+		{"duplicate insert", change(pgcdc.OpInsert, "a", colsA, []pgcdc.Value{text("1"), text("again")}, nil), []string{"insert of public.a", "the row is already in the target", "(id)=(1)"}, pgsink.ErrDiverged},
 		{"corrupt record", []byte{1, 'I', 0}, []string{"corrupt change record"}, pgcdc.ErrCorruptChange},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,6 +82,29 @@ func TestSinkErrors(t *testing.T) {
 			}
 		})
 	}
+	// A multi-row delete that misses a row.
+	del := func(id string) []byte {
+		return change(pgcdc.OpDelete, "a", colsA, nil, []pgcdc.Value{text(id), {Kind: pgcdc.ValueNull}})
+	}
+	err = sink.ApplyAt(ctx, 5, ok.Pos, []replicate.Record{rec(0x500, del("1")), rec(0x501, del("77")), rec(0x502, del("78"))})
+	if !errors.Is(err, pgsink.ErrDiverged) || !strings.Contains(err.Error(), "delete of 3 rows of public.a (keys (id=1) to (id=78)) found 1") {
+		t.Errorf("multi-row delete: %v", err)
+	}
+	// Upsert takes a row that is there already.
+	up, err := pgsink.New(pgsink.Config{ConnString: dsn(dst), Stream: "e", Upsert: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	again := rec(0x380, change(pgcdc.OpInsert, "a", colsA, []pgcdc.Value{text("1"), text("upserted")}, nil))
+	if err := up.ApplyAt(ctx, 5, ok.Pos, []replicate.Record{again}); err != nil {
+		t.Fatalf("upsert: %v", err)
+	}
+	if n := count(t, dst, `SELECT count(*) FROM a WHERE id = 1 AND v = 'upserted'`); n != 1 {
+		t.Error("upsert did not update the row")
+	}
+	ok = again
+
 	// Fencing and the condition.
 	next := rec(0x400, change(pgcdc.OpInsert, "a", colsA, []pgcdc.Value{text("4"), text("w")}, nil))
 	if err := sink.ApplyAt(ctx, 4, ok.Pos, []replicate.Record{next}); !errors.Is(err, fence.ErrStale) {

@@ -22,16 +22,17 @@
 //
 // # Row changes
 //
-// An insert is an upsert on the table's key (INSERT ... ON CONFLICT (key)
-// DO UPDATE), or a plain INSERT for a table without a key; consecutive
-// inserts into one table go in multi-row statements. An update sets the
+// An insert is an INSERT (with Config.Upsert, INSERT ... ON CONFLICT (key)
+// DO UPDATE); consecutive inserts into one table, and consecutive deletes,
+// go in multi-row statements. An update sets the
 // columns it carries (not the TOASTed values it left unchanged, which the
 // source does not send) on the row with the old key; a delete removes the
 // row with the old key; a truncate truncates (with CASCADE and RESTART
 // IDENTITY if the source used them). Tables are matched by schema and
-// name. An update or delete that finds no row means the target diverged
-// from the source, and stops the stream with an error wrapping
-// ErrDiverged that names the table and the key — never a silent drop.
+// name. An insert whose row is already there, or an update or delete that
+// finds no row, means the target diverged from the source, and stops the
+// stream with an error wrapping ErrDiverged that names the table and the
+// key — never a silent drop.
 // Before the first change of a table, the target's columns are read: a
 // missing table, a missing column, or a column type the source sent that
 // is not built into PostgreSQL stops the stream with an error naming the
@@ -105,7 +106,14 @@ type Config struct {
 	// arrive ("public.hakit_heartbeat"; pgcdc.Config.HeartbeatTable with
 	// the schema), whose changes measure end-to-end latency; "": none.
 	HeartbeatTable string
-	// MaxRowsPerStatement bounds a multi-row insert; 0: 100.
+	// Upsert makes inserts INSERT ... ON CONFLICT (key) DO UPDATE, for a
+	// target that may already hold some of the rows. By default an insert
+	// is a plain INSERT, and a row that is already there means the target
+	// diverged: the stream stops with ErrDiverged naming the table and the
+	// key. Tables without a unique index on their key get plain INSERTs
+	// either way.
+	Upsert bool
+	// MaxRowsPerStatement bounds a multi-row insert or delete; 0: 100.
 	MaxRowsPerStatement int
 	// IdleTxTimeout is the idle_in_transaction_session_timeout of the
 	// sink's sessions: a member frozen in the middle of an Apply holds the

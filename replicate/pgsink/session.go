@@ -76,7 +76,8 @@ func (ss *session) prepare(ctx context.Context, c *pgx.Conn, sql string) (string
 type op struct {
 	change *pgcdc.Change // nil: not a row change (BEGIN, the claim)
 	tbl    *table
-	want   int64 // minimum rows affected; 0: no check
+	want   int64           // minimum rows affected; 0: no check
+	rows   []*pgcdc.Change // the changes of a multi-row delete
 }
 
 // transact runs the claim and the batch in one transaction.
@@ -157,6 +158,9 @@ func (ss *session) exec(ctx context.Context, c *pgx.Conn, b *pgconn.Batch, ops [
 			first = fmt.Errorf("pgsink: stream %q: claim position row in %s: %w", ss.s.cfg.Stream, ss.s.cfg.PositionTable, err)
 		case i == 1:
 			claimed = tag.RowsAffected() == 1
+		case o.want > 0 && tag.RowsAffected() < o.want && o.rows != nil:
+			first = fmt.Errorf("%w: delete of %d rows of %s (keys (%s) to (%s)) found %d in the target", ErrDiverged, len(o.rows), o.tbl.desc,
+				keyText(o.rows[0], o.tbl), keyText(o.rows[len(o.rows)-1], o.tbl), tag.RowsAffected())
 		case o.want > 0 && tag.RowsAffected() < o.want:
 			first = fmt.Errorf("%w: %s of %s key (%s): no such row in the target", ErrDiverged, o.change.Op, o.tbl.desc, keyText(o.change, o.tbl))
 		}
@@ -184,8 +188,13 @@ func (ss *session) changeErr(o op, err error) error {
 	if ch.Op != pgcdc.OpTruncate && ch.Op != pgcdc.OpInsert {
 		msg += " key (" + keyText(ch, o.tbl) + ")"
 	}
-	if pe := pgErr(err); pe != nil && pe.ColumnName != "" {
+	pe := pgErr(err)
+	if pe != nil && pe.ColumnName != "" {
 		msg += " column " + strconv.Quote(pe.ColumnName)
+	}
+	if pe != nil && pe.Code == "23505" && ch.Op == pgcdc.OpInsert {
+		// unique_violation: the row is there already.
+		return fmt.Errorf("%w: %s (transaction %d, commit %s): the row is already in the target (%s): %w", ErrDiverged, msg, ch.XID, ch.CommitLSN, pe.Detail, err)
 	}
 	return fmt.Errorf("%s (transaction %d, commit %s): %w", msg, ch.XID, ch.CommitLSN, err)
 }
