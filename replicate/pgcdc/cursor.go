@@ -355,18 +355,24 @@ func (c *cursor) stream(ctx context.Context) error {
 	s := c.s
 	dec := newDecoder(s.cfg.MaxTransactionBytes)
 	var (
-		received    = c.startLSN // the end of the last transaction received
-		lastLSN     = c.startLSN // the LSN of the last position queued
-		lastQueued  = time.Now()
-		sentFlush   LSN
-		sentAt      time.Time
-		nextStatus  time.Time
-		askedAt     time.Time
-		wantReply   bool
-		statusEvery = s.cfg.StatusInterval
+		received     = c.startLSN // the end of the last transaction received
+		lastLSN      = c.startLSN // the LSN of the last position queued
+		lastQueued   = time.Now()
+		sentFlush    LSN
+		sentAt       time.Time
+		readDeadline time.Time
+		nextStatus   time.Time
+		askedAt      time.Time
+		wantReply    bool
+		statusEvery  = s.cfg.StatusInterval
 	)
 	sendStatus := func(reply bool) error {
 		flush := LSN(c.acked.Load())
+		// A server that stopped reading must not hang the loop: past
+		// the deadline the write fails and so does the stream.
+		if err := c.repl.Conn().SetWriteDeadline(time.Now().Add(max(statusEvery*5, 10*time.Second))); err != nil {
+			return fmt.Errorf("pgcdc: slot %q: set write deadline: %w", s.cfg.Slot, err)
+		}
 		err := pglogrepl.SendStandbyStatusUpdate(ctx, c.repl, pglogrepl.StandbyStatusUpdate{
 			WALWritePosition: max(received, flush), WALFlushPosition: flush, WALApplyPosition: flush, ReplyRequested: reply,
 		})
@@ -406,14 +412,22 @@ func (c *cursor) stream(ctx context.Context) error {
 			}
 			wantReply = false
 		}
-		rctx, cancel := context.WithDeadline(ctx, time.Now().Add(statusEvery/4))
-		msg, err := c.repl.ReceiveMessage(rctx)
-		cancel()
+		// A read deadline on the connection, renewed only when it
+		// passed, instead of a context per message: the loop wakes every
+		// statusEvery/4 at least, and a message costs no timer work.
+		if now.After(readDeadline) {
+			readDeadline = now.Add(statusEvery / 4)
+			if err := c.repl.Conn().SetReadDeadline(readDeadline); err != nil {
+				return fmt.Errorf("pgcdc: slot %q: set read deadline: %w", s.cfg.Slot, err)
+			}
+		}
+		msg, err := c.repl.ReceiveMessage(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			if pgconn.Timeout(err) {
+				readDeadline = time.Time{}
 				continue
 			}
 			return fmt.Errorf("pgcdc: slot %q: receive: %w", s.cfg.Slot, err)

@@ -88,6 +88,7 @@ func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error)
 	pc := s.connCfg.Config.Copy()
 	pc.RuntimeParams["replication"] = "database"
 	pc.RuntimeParams["application_name"] = "hakit-pgcdc-" + s.cfg.Slot
+	pc.DialFunc = dialCoalescing
 	c, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("pgcdc: open a replication connection to %s: %w", s.where(), err)

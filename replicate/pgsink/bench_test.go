@@ -98,41 +98,63 @@ func BenchmarkPGToPG(b *testing.B) {
 			dst.Exec(b, db, `TRUNCATE orders, lines, done`)
 		}
 		rows := benchLoad(b, src, orders)
+		// Decode the load once beforehand, so that neither measurement
+		// pays for reading the WAL the first time.
+		src.Exec(b, "postgres", fmt.Sprintf(`SELECT pg_create_logical_replication_slot('w%d', 'pgoutput')`, i))
+		src.Exec(b, "postgres", fmt.Sprintf(`SELECT count(*) FROM pg_logical_slot_get_binary_changes('w%d', NULL, NULL, 'proto_version', '1', 'publication_names', 'pub')`, i),
+			fmt.Sprintf(`SELECT pg_drop_replication_slot('w%d')`, i))
 
-		// hakit
-		source, err := pgcdc.New(pgcdc.Config{ConnString: src.SuperDSN(), Slot: fmt.Sprintf("h%d", i), Publication: "pub"})
-		if err != nil {
-			b.Fatal(err)
+		runHakit := func() time.Duration {
+			source, err := pgcdc.New(pgcdc.Config{ConnString: src.SuperDSN(), Slot: fmt.Sprintf("h%d", i), Publication: "pub"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			sink, err := pgsink.New(pgsink.Config{ConnString: dst.DSN("postgres", pgcdctest.SuperPassword, "hakit"), Stream: fmt.Sprintf("bench%d", i)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := sink.Setup(testCtx(b, 30*time.Second)); err != nil {
+				b.Fatal(err)
+			}
+			ts := &timedSink{Sink: sink}
+			s := &replicate.Stream{Source: source, Sink: ts, Store: memstore.New(), Key: "bench", MaxRecords: 5000, MaxWait: 20 * time.Millisecond, HeartbeatInterval: -1}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() { done <- s.Run(ctx, 1) }()
+			waitDone(b, dst, "hakit", 5*time.Minute)
+			hakit := time.Since(start)
+			b.Logf("apply: %d batches, %v", ts.n.Load(), time.Duration(ts.ns.Load()))
+			cancel()
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			sink.Close()
+			return hakit
 		}
-		sink, err := pgsink.New(pgsink.Config{ConnString: dst.DSN("postgres", pgcdctest.SuperPassword, "hakit"), Stream: fmt.Sprintf("bench%d", i)})
-		if err != nil {
-			b.Fatal(err)
+		runNative := func() time.Duration {
+			conn := fmt.Sprintf("host=%s port=%d user=postgres password=%s dbname=postgres sslmode=verify-full sslrootcert=%s", src.Host, src.Port, pgcdctest.SuperPassword, src.CA)
+			dst.Exec(b, "native", fmt.Sprintf(`CREATE SUBSCRIPTION sub%d CONNECTION '%s' PUBLICATION pub WITH (create_slot = false, slot_name = 'n%d', copy_data = false, enabled = false)`, i, conn, i))
+			start := time.Now()
+			dst.Exec(b, "native", fmt.Sprintf(`ALTER SUBSCRIPTION sub%d ENABLE`, i))
+			waitDone(b, dst, "native", 5*time.Minute)
+			native := time.Since(start)
+			dst.Exec(b, "native", fmt.Sprintf(`ALTER SUBSCRIPTION sub%d DISABLE`, i), fmt.Sprintf(`ALTER SUBSCRIPTION sub%d SET (slot_name = NONE)`, i), fmt.Sprintf(`DROP SUBSCRIPTION sub%d`, i))
+			return native
 		}
-		if err := sink.Setup(testCtx(b, 30*time.Second)); err != nil {
-			b.Fatal(err)
+		// Alternate which runs first: the first reads the WAL from disk.
+		var hakit, native time.Duration
+		cpu := func(name string, f func() time.Duration) time.Duration {
+			s0, d0, g0 := serverCPU(src.Dir), serverCPU(dst.Dir), selfCPU()
+			d := f()
+			b.Logf("%s: source server CPU %v, target server CPU %v, this process %v", name, serverCPU(src.Dir)-s0, serverCPU(dst.Dir)-d0, selfCPU()-g0)
+			return d
 		}
-		s := &replicate.Stream{Source: source, Sink: sink, Store: memstore.New(), Key: "bench", MaxRecords: 5000, HeartbeatInterval: -1}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		start := time.Now()
-		go func() { done <- s.Run(ctx, 1) }()
-		waitDone(b, dst, "hakit", 5*time.Minute)
-		hakit := time.Since(start)
-		cancel()
-		if err := <-done; err != nil {
-			b.Fatal(err)
+		if i%2 == 0 {
+			hakit, native = cpu("hakit", runHakit), cpu("native", runNative)
+		} else {
+			native, hakit = cpu("native", runNative), cpu("hakit", runHakit)
 		}
-		sink.Close()
-
-		// PostgreSQL's own logical replication.
-		conn := fmt.Sprintf("host=%s port=%d user=postgres password=%s dbname=postgres sslmode=verify-full sslrootcert=%s", src.Host, src.Port, pgcdctest.SuperPassword, src.CA)
-		dst.Exec(b, "native", fmt.Sprintf(`CREATE SUBSCRIPTION sub%d CONNECTION '%s' PUBLICATION pub WITH (create_slot = false, slot_name = 'n%d', copy_data = false, enabled = false)`, i, conn, i))
-		start = time.Now()
-		dst.Exec(b, "native", fmt.Sprintf(`ALTER SUBSCRIPTION sub%d ENABLE`, i))
-		waitDone(b, dst, "native", 5*time.Minute)
-		native := time.Since(start)
-		dst.Exec(b, "native", fmt.Sprintf(`ALTER SUBSCRIPTION sub%d DISABLE`, i), fmt.Sprintf(`ALTER SUBSCRIPTION sub%d SET (slot_name = NONE)`, i), fmt.Sprintf(`DROP SUBSCRIPTION sub%d`, i))
-
 		for _, tb := range []struct{ name, order string }{{"orders", "id"}, {"lines", "order_id, n"}} {
 			h := checksumDB(b, dst, "hakit", tb.name, tb.order)
 			if n := checksumDB(b, dst, "native", tb.name, tb.order); h != n {
