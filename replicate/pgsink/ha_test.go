@@ -183,7 +183,7 @@ type member struct {
 }
 
 type cluster struct {
-	t        *testing.T
+	t        testing.TB
 	src, dst *pgcdctest.Server
 	election *memlease.Election
 	store    storage.Store
@@ -193,7 +193,7 @@ type cluster struct {
 
 const haTTL = 1500 * time.Millisecond
 
-func newCluster(t *testing.T, src, dst *pgcdctest.Server, ids ...string) *cluster {
+func newCluster(t testing.TB, src, dst *pgcdctest.Server, ids ...string) *cluster {
 	el, err := memlease.NewElection(clock.Real(), memlease.Options{TTL: haTTL})
 	if err != nil {
 		t.Fatal(err)
@@ -372,7 +372,7 @@ func waitApplied(t *testing.T, src, dst *pgcdctest.Server) {
 
 // waitProgress waits until the target's position moves past from and
 // returns when it did.
-func waitProgress(t *testing.T, dst *pgcdctest.Server, from pgcdc.LSN, within time.Duration) time.Time {
+func waitProgress(t testing.TB, dst *pgcdctest.Server, from pgcdc.LSN, within time.Duration) time.Time {
 	t.Helper()
 	ctx := testCtx(t, within)
 	c, err := pgx.Connect(ctx, dst.DSN("postgres", pgcdctest.SuperPassword, "app"))
@@ -392,7 +392,7 @@ func waitProgress(t *testing.T, dst *pgcdctest.Server, from pgcdc.LSN, within ti
 	}
 }
 
-func currentTargetLSN(t *testing.T, dst *pgcdctest.Server) pgcdc.LSN {
+func currentTargetLSN(t testing.TB, dst *pgcdctest.Server) pgcdc.LSN {
 	t.Helper()
 	ctx := testCtx(t, 10*time.Second)
 	c, err := pgx.Connect(ctx, dst.DSN("postgres", pgcdctest.SuperPassword, "app"))
@@ -540,4 +540,38 @@ func checkExactlyOnce(t *testing.T, src, dst *pgcdctest.Server) {
 			t.Errorf("target applied transaction %d that the source did not write", id)
 		}
 	}
+}
+
+// BenchmarkFailoverGap measures, under a write load, the time from the
+// kill of the active member (connections cut, no resignation) to the
+// first row the successor applies to the target. The lease TTL is
+// haTTL; the bound is about TTL + hold-off + the successor's start
+// (claim, fence the sink, open the slot).
+func BenchmarkFailoverGap(b *testing.B) {
+	src, dst := haPair(b)
+	c := newCluster(b, src, dst, "m0", "m1", "m2")
+	cur := c.active("", 20*time.Second)
+	waitProgress(b, dst, 0, 30*time.Second)
+	wl := startWorkload(b, src, 1, 1, 5*time.Millisecond)
+	var total, takeover time.Duration
+	for b.Loop() {
+		waitProgress(b, dst, currentTargetLSN(b, dst), 30*time.Second)
+		from := currentTargetLSN(b, dst)
+		killed := time.Now()
+		c.kill(cur)
+		next := c.active(cur, 30*time.Second)
+		active := time.Since(killed)
+		gap := waitProgress(b, dst, from, 30*time.Second).Sub(killed)
+		total += gap
+		takeover += active
+		b.Logf("killed %s: %s active after %v, first row applied after %v", cur, next, active, gap)
+		c.start(cur)
+		cur = next
+	}
+	if err := wl.finish(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-first-row")
+	b.ReportMetric(float64(takeover.Milliseconds())/float64(b.N), "ms-to-active")
+	b.ReportMetric(haTTL.Seconds()*1000, "ttl-ms")
 }
