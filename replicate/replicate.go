@@ -22,8 +22,10 @@
 //
 // Adapters live in subpackages, so that a program compiles only what it
 // uses: memrepl (in memory, for tests), filelog (a segment-file log Source
-// and its Writer), filesink (a transactional file DurableSink) and sqlsink
-// (a database/sql DurableSink for PostgreSQL).
+// and its Writer), filesink (a transactional file DurableSink), sqlsink
+// (a database/sql DurableSink for PostgreSQL), pgcdc (PostgreSQL change
+// data capture through a logical replication slot) and pgsink (its row
+// changes applied to a PostgreSQL target, a ConditionalSink).
 package replicate
 
 import (

@@ -30,7 +30,7 @@ func sourceDB(t *testing.T) *pgcdctest.Server {
 		`CREATE TABLE a (id int PRIMARY KEY, v text)`,
 		`CREATE TABLE b (k bigint PRIMARY KEY, n numeric(12,2), at timestamptz, data jsonb, tags text[])`,
 		`ALTER TABLE a OWNER TO cdc`, `ALTER TABLE b OWNER TO cdc`,
-		`GRANT CREATE ON DATABASE app TO cdc`,
+		`GRANT CREATE ON DATABASE app TO cdc`, `GRANT CREATE ON SCHEMA public TO cdc`,
 		`CREATE PUBLICATION pub FOR TABLE a, b`)
 	return srv
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -193,7 +194,7 @@ func (s *Source) freeSlot(ctx context.Context, c *pgx.Conn) (slotInfo, bool, err
 // publication. With no tables and no existing publication it creates the
 // publication FOR ALL TABLES (which needs a superuser). It does not
 // create the slot: Open does, with CreateSlot. Table names are
-// (schema.)identifiers.
+// (schema.)identifiers; an unqualified one is in schema public.
 func (s *Source) Setup(ctx context.Context, tables ...string) error {
 	c, err := s.connect(ctx)
 	if err != nil {
@@ -227,8 +228,12 @@ func (s *Source) Setup(ctx context.Context, tables ...string) error {
 	}
 	for _, t := range tables {
 		var in bool
-		err := c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND format('%I.%I', schemaname, tablename)::regclass = $2::regclass)`,
-			s.cfg.Publication, t).Scan(&in)
+		qualified := t
+		if !strings.Contains(t, ".") {
+			qualified = "public." + t
+		}
+		err := c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname || '.' || tablename = $2)`,
+			s.cfg.Publication, qualified).Scan(&in)
 		if err != nil {
 			return fmt.Errorf("pgcdc: setup: is %s in publication %q: %w", t, s.cfg.Publication, err)
 		}

@@ -1,8 +1,12 @@
 package pgcdc_test
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/pgcdc"
@@ -97,5 +101,38 @@ func waitFor(t *testing.T, d time.Duration, f func() bool, what string) {
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+}
+
+// TestSetup creates the heartbeat table and the publication, and adds a
+// table to an existing one.
+func TestSetup(t *testing.T) {
+	srv := sourceDB(t)
+	ctx := testCtx(t, time.Minute)
+	s := newSource(t, pgcdc.Config{ConnString: cdcDSN(srv), Slot: "st", Publication: "newpub", HeartbeatTable: "public.hakit_heartbeat"})
+	if err := s.Setup(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Setup(ctx, "a", "public.b"); err != nil { // again, with one more table
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, cdcDSN(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var tables []string
+	rows, err := c.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = 'newpub' ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(tables, ",") != "public.a,public.b,public.hakit_heartbeat" {
+		t.Errorf("publication has %v", tables)
+	}
+	if err := s.Setup(ctx, "bad name"); err == nil || !strings.Contains(err.Error(), `"bad name"`) {
+		t.Errorf("bad table name: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hakit/hakit/replicate/pgcdc"
+	"github.com/hakit/hakit/replicate/pgcdc/pgcdctest"
 	"github.com/hakit/hakit/replicate/pgsink"
 )
 
@@ -39,5 +40,37 @@ func TestMirror(t *testing.T) {
 	}
 	if st := p.sink.Stats(); st.Changes == 0 || st.Batches == 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestHeartbeatLatency: the source's heartbeat row, replicated like any
+// table, gives the sink an end-to-end latency.
+func TestHeartbeatLatency(t *testing.T) {
+	src, dst := pair(t)
+	for _, s := range []*pgcdctest.Server{src, dst} {
+		s.Exec(t, "app", `CREATE TABLE hb (slot text PRIMARY KEY, beat timestamptz NOT NULL)`, `GRANT ALL ON hb TO cdc`)
+	}
+	src.Exec(t, "app", `ALTER PUBLICATION pub ADD TABLE hb`)
+	p := newPipeline(t, src, dst, func(c *pgcdc.Config, k *pgsink.Config) {
+		c.HeartbeatTable, c.HeartbeatInterval = "public.hb", 50*time.Millisecond
+		k.HeartbeatTable = "public.hb"
+	})
+	if err := p.src.Setup(testCtx(t, 30*time.Second)); err != nil { // finds hb and the publication in place
+		t.Fatal(err)
+	}
+	p.start(t, 1)
+	deadline := time.Now().Add(30 * time.Second)
+	for p.sink.Stats().Heartbeats < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("sink applied %d heartbeats, source wrote %d", p.sink.Stats().Heartbeats, p.src.Stats().Heartbeats)
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+	st := p.sink.Stats()
+	if st.Latency <= 0 || st.Latency > 30*time.Second || st.HeartbeatAt.IsZero() {
+		t.Errorf("latency %v at %v", st.Latency, st.HeartbeatAt)
+	}
+	if n := count(t, dst, `SELECT count(*) FROM hb WHERE slot = 's'`); n != 1 {
+		t.Errorf("heartbeat row not replicated: %d rows", n)
 	}
 }
