@@ -2,7 +2,6 @@ package pgsink_test
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -187,8 +186,6 @@ func (p *pipeline) waitCaughtUp(t testing.TB, src *pgcdctest.Server) {
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
 	}
 }
-
-func isErr(err, target error) bool { return errors.Is(err, target) }
 
 // count runs a query returning one integer on s's app database.
 func count(t testing.TB, s *pgcdctest.Server, q string) int64 {
