@@ -111,8 +111,14 @@ func (ss *session) transact(ctx context.Context, c *pgx.Conn, t fence.Token, cl 
 		}
 		return res, err
 	}
-	if _, err := c.PgConn().Exec(ctx, "COMMIT").ReadAll(); err != nil {
+	results, err := c.PgConn().Exec(ctx, "COMMIT").ReadAll()
+	if err != nil {
 		return res, fmt.Errorf("pgsink: stream %q: commit under token %d: %w", ss.s.cfg.Stream, t, err)
+	}
+	// COMMIT of a transaction that failed is a ROLLBACK without an
+	// error: make sure it committed.
+	if len(results) != 1 || results[0].CommandTag.String() != "COMMIT" {
+		return res, fmt.Errorf("pgsink: stream %q: commit under token %d did not commit (%v)", ss.s.cfg.Stream, t, results)
 	}
 	res.ok = true
 	for _, ch := range changes {
