@@ -10,6 +10,7 @@ import (
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/pgcdc"
+	"github.com/hakit/hakit/replicate/pgcdc/pgcdctest"
 	"github.com/hakit/hakit/replicate/pgsink"
 )
 
@@ -122,5 +123,34 @@ func TestSinkErrors(t *testing.T) {
 	row, _, err := sink.Row(context.Background())
 	if err != nil || row.Token != 6 || !replicate.SamePosition(row.Pos, next.Pos) || row.SourceTime.IsZero() {
 		t.Errorf("row %+v, %v", row, err)
+	}
+}
+
+// TestSinkReconnects: a connection that broke while idle is replaced on
+// the next call instead of failing it.
+func TestSinkReconnects(t *testing.T) {
+	_, dst := pair(t)
+	proxy := pgcdctest.NewProxy(t, dst)
+	sink, err := pgsink.New(pgsink.Config{ConnString: proxy.DSN(dst, "cdc", "cdc-pw", "app"), Stream: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	ctx := testCtx(t, time.Minute)
+	if err := sink.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := rec(0x200, change(pgcdc.OpInsert, "a", colsA, []pgcdc.Value{text("1"), text("x")}, nil))
+	if err := sink.ApplyAt(ctx, 1, nil, []replicate.Record{first}); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Cut()
+	proxy.Restore()
+	second := rec(0x300, change(pgcdc.OpInsert, "a", colsA, []pgcdc.Value{text("2"), text("y")}, nil))
+	if err := sink.ApplyAt(ctx, 1, first.Pos, []replicate.Record{second}); err != nil {
+		t.Fatalf("apply after the connection broke: %v", err)
+	}
+	if pos, err := sink.Position(ctx); err != nil || !replicate.SamePosition(pos, second.Pos) {
+		t.Fatalf("position %s, %v", pgcdc.FormatPos(pos), err)
 	}
 }

@@ -315,8 +315,18 @@ func (s *Sink) run(ctx context.Context, t fence.Token, cl claim, batch []replica
 		}
 		res, err := s.sess.transact(ctx, c, t, cl, batch)
 		if err != nil {
-			if !c.PgConn().IsClosed() && c.PgConn().TxStatus() != 'I' {
+			closed := c.PgConn().IsClosed()
+			if closed || c.PgConn().TxStatus() != 'I' {
 				s.drop() // a connection in an unknown state is not reused
+			}
+			// A connection that broke while idle (the target restarted,
+			// a proxy cut it) fails the next call before its COMMIT, so
+			// the server rolled the transaction back: try once more on a
+			// new connection.
+			broken := closed && !errors.Is(err, errCommitUnknown)
+			if attempt == 0 && (broken || pgconn.SafeToRetry(err)) && ctx.Err() == nil {
+				s.cfg.Logger.Info("pgsink: reconnecting", "stream", s.cfg.Stream, "err", err)
+				continue
 			}
 			return err
 		}

@@ -17,6 +17,10 @@ import (
 	"github.com/hakit/hakit/replicate/pgcdc"
 )
 
+// errCommitUnknown marks a failure while the COMMIT was under way: the
+// transaction may have committed.
+var errCommitUnknown = errors.New("outcome unknown")
+
 // claim says how one transaction claims the position row.
 type claim struct {
 	pos       replicate.Position // the new position (nil: keep it)
@@ -113,7 +117,7 @@ func (ss *session) transact(ctx context.Context, c *pgx.Conn, t fence.Token, cl 
 	}
 	results, err := c.PgConn().Exec(ctx, "COMMIT").ReadAll()
 	if err != nil {
-		return res, fmt.Errorf("pgsink: stream %q: commit under token %d: %w", ss.s.cfg.Stream, t, err)
+		return res, fmt.Errorf("pgsink: stream %q: commit under token %d: %w: %w", ss.s.cfg.Stream, t, errCommitUnknown, err)
 	}
 	// COMMIT of a transaction that failed is a ROLLBACK without an
 	// error: make sure it committed.
