@@ -16,6 +16,7 @@ import (
 // member frozen with its connection open) is terminated by the next Open,
 // which then streams; the zombie's cursor fails.
 func TestZombieTerminated(t *testing.T) {
+	t.Parallel() // each starts its own servers
 	srv := sourceDB(t)
 	proxy := pgcdctest.NewProxy(t, srv)
 	ctx := testCtx(t, time.Minute)
@@ -54,6 +55,7 @@ func TestZombieTerminated(t *testing.T) {
 // TestSlotBusyBound: a slot held by a walsender of a role this one may not
 // terminate gives ErrSlotBusy naming the PID and the privilege needed.
 func TestSlotBusyBound(t *testing.T) {
+	t.Parallel() // each starts its own servers
 	srv := sourceDB(t)
 	srv.Exec(t, "postgres", `CREATE ROLE other LOGIN REPLICATION PASSWORD 'other-pw'`)
 	srv.Exec(t, "app", `GRANT SELECT ON a, b TO other`)
@@ -72,6 +74,7 @@ func TestSlotBusyBound(t *testing.T) {
 // TestOpenErrors: a dropped slot, a missing publication, a wrong password
 // and an unsupported column type each give a clear error.
 func TestOpenErrors(t *testing.T) {
+	t.Parallel() // each starts its own servers
 	srv := sourceDB(t)
 	ctx := testCtx(t, 2*time.Minute)
 	base := pgcdc.Config{ConnString: cdcDSN(srv), Slot: "e", Publication: "pub", CreateSlot: true}
@@ -139,6 +142,7 @@ func TestOpenErrors(t *testing.T) {
 // TestSlotAhead: resuming before the slot's confirmed position (another
 // consumer confirmed past it) is refused, naming both LSNs.
 func TestSlotAhead(t *testing.T) {
+	t.Parallel() // each starts its own servers
 	srv := sourceDB(t)
 	ctx := testCtx(t, time.Minute)
 	src := newSource(t, pgcdc.Config{ConnString: cdcDSN(srv), Slot: "ah", Publication: "pub", CreateSlot: true, StatusInterval: 50 * time.Millisecond})

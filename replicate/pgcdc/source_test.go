@@ -17,6 +17,7 @@ import (
 // transactions with increasing positions, and that the slot's confirmed
 // position follows only what was acknowledged.
 func TestStreamDecodes(t *testing.T) {
+	t.Parallel() // each starts its own servers
 	srv := sourceDB(t)
 	src := newSource(t, pgcdc.Config{ConnString: cdcDSN(srv), Slot: "s1", Publication: "pub", CreateSlot: true, StatusInterval: 100 * time.Millisecond})
 	ctx := testCtx(t, time.Minute)
@@ -107,6 +108,7 @@ func waitFor(t *testing.T, d time.Duration, f func() bool, what string) {
 // TestSetup creates the heartbeat table and the publication, and adds a
 // table to an existing one.
 func TestSetup(t *testing.T) {
+	t.Parallel() // each starts its own servers
 	srv := sourceDB(t)
 	ctx := testCtx(t, time.Minute)
 	s := newSource(t, pgcdc.Config{ConnString: cdcDSN(srv), Slot: "st", Publication: "newpub", HeartbeatTable: "public.hakit_heartbeat"})

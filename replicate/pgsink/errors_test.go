@@ -30,6 +30,7 @@ func rec(lsn pgcdc.LSN, data []byte) replicate.Record {
 // error naming the table, the column and the type or key, and writes
 // nothing; fencing and the position condition hold.
 func TestSinkErrors(t *testing.T) {
+	t.Parallel() // each starts its own servers
 	_, dst := pair(t)
 	sink, err := pgsink.New(pgsink.Config{ConnString: dsn(dst), Stream: "e"})
 	if err != nil {
@@ -129,6 +130,7 @@ func TestSinkErrors(t *testing.T) {
 // TestSinkReconnects: a connection that broke while idle is replaced on
 // the next call instead of failing it.
 func TestSinkReconnects(t *testing.T) {
+	t.Parallel() // each starts its own servers
 	_, dst := pair(t)
 	proxy := pgcdctest.NewProxy(t, dst)
 	sink, err := pgsink.New(pgsink.Config{ConnString: proxy.DSN(dst, "cdc", "cdc-pw", "app"), Stream: "r"})

@@ -67,6 +67,7 @@ func writeWhile(t *testing.T, src *pgcdctest.Server, n *atomic.Int64) (stop func
 // the copy, resumes without copying again the tables already copied
 // whole, and ends with the target equal to the source.
 func TestInitialLoad(t *testing.T) {
+	t.Parallel() // each starts its own servers
 	src, dst := pair(t)
 	src.Exec(t, "app",
 		`INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 6000) g`,

@@ -12,6 +12,7 @@ import (
 // TestMirror replicates every kind of change through a Stream and checks
 // that the target's tables equal the source's.
 func TestMirror(t *testing.T) {
+	t.Parallel() // each starts its own servers
 	src, dst := pair(t)
 	p := newPipeline(t, src, dst, func(c *pgcdc.Config, _ *pgsink.Config) { c.ProgressInterval = 200 * time.Millisecond })
 	p.start(t, 1)
@@ -46,6 +47,7 @@ func TestMirror(t *testing.T) {
 // TestHeartbeatLatency: the source's heartbeat row, replicated like any
 // table, gives the sink an end-to-end latency.
 func TestHeartbeatLatency(t *testing.T) {
+	t.Parallel() // each starts its own servers
 	src, dst := pair(t)
 	for _, s := range []*pgcdctest.Server{src, dst} {
 		s.Exec(t, "app", `CREATE TABLE hb (slot text PRIMARY KEY, beat timestamptz NOT NULL)`, `GRANT ALL ON hb TO cdc`)
