@@ -48,14 +48,13 @@ func (ss *session) addChanges(ctx context.Context, c *pgx.Conn, b *pgconn.Batch,
 			}
 			err = ss.addDelete(ctx, c, b, tbl, ch)
 		case pgcdc.OpTruncate:
-			q := `TRUNCATE ` + tbl.name
-			if ch.Cascade {
-				q += ` CASCADE`
+			n, desc, err := ss.addTruncate(ctx, c, b, tbl, changes[i:])
+			if err != nil {
+				return nil, err
 			}
-			if ch.RestartIdentity {
-				q += ` RESTART IDENTITY`
-			}
-			b.ExecParams(q, nil, nil, nil, nil)
+			ops = append(ops, op{change: ch, tbl: tbl, desc: desc})
+			i += n
+			continue
 		}
 		if err != nil {
 			return nil, err
@@ -68,6 +67,38 @@ func (ss *session) addChanges(ctx context.Context, c *pgx.Conn, b *pgconn.Batch,
 		i++
 	}
 	return ops, nil
+}
+
+// addTruncate truncates, in one statement, the tables of the consecutive
+// truncates with the same options at the start of changes, and returns
+// how many it took and the tables' names for errors. The source sends one truncate per table of a
+// TRUNCATE statement, and tables that reference each other by a foreign
+// key can only be truncated together; truncates that follow one another
+// in a batch commute, so taking them together changes nothing else.
+func (ss *session) addTruncate(ctx context.Context, c *pgx.Conn, b *pgconn.Batch, first *table, changes []*pgcdc.Change) (int, string, error) {
+	opt := changes[0]
+	names, descs := []string{first.name}, []string{first.desc}
+	n := 1
+	for ; n < len(changes); n++ {
+		ch := changes[n]
+		if ch.Op != pgcdc.OpTruncate || ch.Cascade != opt.Cascade || ch.RestartIdentity != opt.RestartIdentity {
+			break
+		}
+		tbl, err := ss.table(ctx, c, ch)
+		if err != nil {
+			return 0, "", err
+		}
+		names, descs = append(names, tbl.name), append(descs, tbl.desc)
+	}
+	q := `TRUNCATE ` + strings.Join(names, ", ")
+	if opt.Cascade {
+		q += ` CASCADE`
+	}
+	if opt.RestartIdentity {
+		q += ` RESTART IDENTITY`
+	}
+	b.ExecParams(q, nil, nil, nil, nil)
+	return n, strings.Join(descs, ", "), nil
 }
 
 // insertRun returns how many inserts from the start of changes go into
@@ -173,13 +204,21 @@ func (ss *session) addDelete(ctx context.Context, c *pgx.Conn, b *pgconn.Batch, 
 	return ss.queue(ctx, c, b, tbl, q.String(), args)
 }
 
-// where appends the WHERE clause that finds the changed row: its old key
-// (or, with REPLICA IDENTITY FULL, every old column, NULLs matching), or
-// its key in the new row when the key did not change.
+// where appends the WHERE clause that finds the changed row: its old key,
+// or its key in the new row when the key did not change.
+//
+// With REPLICA IDENTITY FULL the old row is matched on every column, NULLs
+// matching, and two rows of the table may be equal: the source changed
+// one of them, so the clause picks one (by its physical address, within
+// its partition) rather than change every copy.
 func (ss *session) where(q *strings.Builder, tbl *table, ch *pgcdc.Change, args [][]byte) [][]byte {
 	row := ch.Old
 	if row == nil {
 		row = ch.New
+	}
+	if ch.OldFull {
+		q.WriteString(" WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM " + tbl.name)
+		defer q.WriteString(" LIMIT 1)")
 	}
 	q.WriteString(" WHERE ")
 	n := 0

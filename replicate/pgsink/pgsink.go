@@ -27,9 +27,12 @@
 // go in multi-row statements. An update sets the
 // columns it carries (not the TOASTed values it left unchanged, which the
 // source does not send) on the row with the old key; a delete removes the
-// row with the old key; a truncate truncates (with CASCADE and RESTART
-// IDENTITY if the source used them). Tables are matched by schema and
-// name. An insert whose row is already there, or an update or delete that
+// row with the old key. Under REPLICA IDENTITY FULL the old row is found
+// by all its columns and, as the source changed one row, only one of
+// several equal rows is changed. A truncate truncates (with CASCADE and
+// RESTART IDENTITY if the source used them); consecutive truncates go in
+// one statement, so that tables referencing each other are truncated
+// together as on the source. Tables are matched by schema and name. An insert whose row is already there, or an update or delete that
 // finds no row, means the target diverged from the source, and stops the
 // stream with an error wrapping ErrDiverged that names the table and the
 // key — never a silent drop.

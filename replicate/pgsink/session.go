@@ -82,6 +82,7 @@ type op struct {
 	tbl    *table
 	want   int64           // minimum rows affected; 0: no check
 	rows   []*pgcdc.Change // the changes of a multi-row delete
+	desc   string          // the tables of a truncate of several, for errors ("": tbl's)
 }
 
 // transact runs the claim and the batch in one transaction.
@@ -194,7 +195,11 @@ func (ss *session) exec(ctx context.Context, c *pgx.Conn, b *pgconn.Batch, ops [
 
 func (ss *session) changeErr(o op, err error) error {
 	ch := o.change
-	msg := fmt.Sprintf("pgsink: %s of %s", ch.Op, o.tbl.desc)
+	desc := o.tbl.desc
+	if o.desc != "" {
+		desc = o.desc
+	}
+	msg := fmt.Sprintf("pgsink: %s of %s", ch.Op, desc)
 	if ch.Op != pgcdc.OpTruncate && ch.Op != pgcdc.OpInsert {
 		msg += " key (" + keyText(ch, o.tbl) + ")"
 	}
