@@ -211,9 +211,21 @@ func (c *cursor) startReplication(ctx context.Context) error {
 	return nil
 }
 
+// queuedSize is what recs count for in the queue's bound. push and Next
+// both use it, so that the count is back to zero when the queue is empty
+// whatever happened to the records before they were queued.
+func queuedSize(recs []replicate.Record) int {
+	n := 0
+	for _, r := range recs {
+		n += len(r.Data) + len(r.Pos)
+	}
+	return n
+}
+
 // push queues a whole transaction (or load chunk), waiting while the
 // queue holds BufferBytes, unless it is empty.
-func (c *cursor) push(ctx context.Context, recs []replicate.Record, size int, wait func()) bool {
+func (c *cursor) push(ctx context.Context, recs []replicate.Record, wait func()) bool {
+	size := queuedSize(recs)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.queued > 0 && c.queued+size > c.s.cfg.BufferBytes {
@@ -272,9 +284,7 @@ func (c *cursor) Next(ctx context.Context, max int) ([]replicate.Record, error) 
 		} else {
 			out = append(out, c.queue[n]...)
 		}
-		for _, r := range c.queue[n] {
-			c.queued -= len(r.Data) + len(r.Pos)
-		}
+		c.queued -= queuedSize(c.queue[n])
 		n++
 	}
 	c.queue = c.queue[n:]
@@ -354,17 +364,29 @@ func (c *cursor) heartbeat(ctx context.Context) {
 	}
 }
 
+// carried returns the initial load's state that a resume point must
+// carry when everything after it commits at lsn or later: the filters,
+// until lsn reaches the latest snapshot a table was copied under; from
+// then on no change is skipped, and the filters are dropped for good.
+func (c *cursor) carried(lsn LSN) []byte {
+	if len(c.filters) == 0 {
+		return nil
+	}
+	st := loadState{filters: c.filters}
+	if lsn >= st.maxFilter() {
+		c.filters = nil
+		return nil
+	}
+	return st.encode()
+}
+
 // filter drops the changes of tables the initial load copied under a
 // snapshot that already holds this transaction, and carries the load's
 // state in the transaction's last position until every such snapshot is
 // passed.
 func (c *cursor) filter(tx *txn) {
-	if len(c.filters) == 0 {
-		return
-	}
-	st := loadState{filters: c.filters}
-	if tx.finalLSN >= st.maxFilter() {
-		c.filters = nil // every later transaction commits after every snapshot
+	state := c.carried(tx.finalLSN)
+	if state == nil {
 		return
 	}
 	kept := tx.recs[:0]
@@ -374,5 +396,5 @@ func (c *cursor) filter(tx *txn) {
 		}
 	}
 	tx.recs = kept
-	setPositions(tx.recs, tx.endLSN, st.encode())
+	setPositions(tx.recs, tx.endLSN, state)
 }

@@ -125,7 +125,7 @@ func FuzzDecodeChange(f *testing.F) {
 	for _, r := range tx.recs {
 		f.Add(r.Data)
 	}
-	f.Add(progressRecord(0x200, time.Unix(1, 0)).Data)
+	f.Add(progressRecord(0x200, time.Unix(1, 0), nil).Data)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c, err := DecodeChange(in)
 		if err != nil {

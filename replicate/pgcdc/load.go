@@ -179,7 +179,6 @@ func (c *cursor) copyTable(ctx context.Context, l *loader, i int) error {
 	now := time.Now()
 	l.state.table, l.state.complete = uint32(i), false
 	chunk := []replicate.Record{c.loadRecord(l, appendChangeHeader(nil, OpTruncate, 0, l.start, now), rel, []byte{0})}
-	size := len(chunk[0].Data)
 	flush := func(last bool) error {
 		if last {
 			l.state.complete = true
@@ -187,11 +186,11 @@ func (c *cursor) copyTable(ctx context.Context, l *loader, i int) error {
 			lr.Pos = Pos{LSN: l.start, Seq: l.seq, Load: l.state.encode()}.Encode()
 		}
 		n := len(chunk)
-		if !c.push(ctx, chunk, size, nil) {
+		if !c.push(ctx, chunk, nil) {
 			return ctx.Err()
 		}
 		c.stats.update(func(st *Stats) { st.LoadedRows += uint64(n) })
-		chunk, size = nil, 0
+		chunk = nil
 		return nil
 	}
 	cols := ""
@@ -216,9 +215,7 @@ func (c *cursor) copyTable(ctx context.Context, l *loader, i int) error {
 			b = appendUint32(b, uint32(len(v)))
 			b = append(b, v...)
 		}
-		r := c.loadRecord(l, b, rel, nil)
-		chunk = append(chunk, r)
-		size += len(r.Data) + len(r.Pos)
+		chunk = append(chunk, c.loadRecord(l, b, rel, nil))
 		if len(chunk) >= s.cfg.LoadBatchRows {
 			if err := flush(false); err != nil {
 				rr.Close()
@@ -233,7 +230,6 @@ func (c *cursor) copyTable(ctx context.Context, l *loader, i int) error {
 		// The last chunk went out full; mark the table done with a
 		// record of its own.
 		chunk = append(chunk, c.loadRecord(l, appendChangeHeader(nil, OpProgress, 0, l.start, now), nil, nil))
-		size = len(chunk[0].Data)
 	}
 	if err := flush(true); err != nil {
 		return err

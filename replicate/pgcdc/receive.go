@@ -185,14 +185,16 @@ func (r *receiver) copyData(ctx context.Context, data []byte) error {
 // progress emits a progress record at walEnd if the stream is between
 // transactions, has been idle for ProgressInterval, and the server read
 // past the last position. Everything the server decoded before walEnd was
-// sent before its keepalive, so there it is a safe resume point.
+// sent before its keepalive, so there it is a safe resume point; like a
+// transaction's last change, it carries the initial load's filters while
+// they still skip anything.
 func (r *receiver) progress(ctx context.Context, walEnd LSN, at time.Time) error {
 	cfg := r.c.s.cfg
 	if cfg.ProgressInterval <= 0 || r.dec.inTx() || walEnd <= r.lastLSN || time.Since(r.lastQueued) < cfg.ProgressInterval {
 		return nil
 	}
-	rec := progressRecord(walEnd, at)
-	if !r.c.push(ctx, []replicate.Record{rec}, len(rec.Data)+len(rec.Pos), r.wait(ctx)) {
+	rec := progressRecord(walEnd, at, r.c.carried(walEnd))
+	if !r.c.push(ctx, []replicate.Record{rec}, r.wait(ctx)) {
 		return ctx.Err()
 	}
 	r.lastLSN, r.lastQueued, r.received = walEnd, time.Now(), max(r.received, walEnd)
@@ -207,7 +209,7 @@ func (r *receiver) transaction(ctx context.Context, tx *txn) error {
 	if len(tx.recs) == 0 {
 		return nil
 	}
-	if !r.c.push(ctx, tx.recs, tx.bytes, r.wait(ctx)) {
+	if !r.c.push(ctx, tx.recs, r.wait(ctx)) {
 		return ctx.Err()
 	}
 	r.lastLSN, r.lastQueued = tx.endLSN, time.Now()
@@ -216,10 +218,11 @@ func (r *receiver) transaction(ctx context.Context, tx *txn) error {
 	return nil
 }
 
-// progressRecord is a record that only moves the position to lsn.
-func progressRecord(lsn LSN, at time.Time) replicate.Record {
+// progressRecord is a record that only moves the position to lsn; state
+// is the initial load's, or nil.
+func progressRecord(lsn LSN, at time.Time, state []byte) replicate.Record {
 	return replicate.Record{
-		Pos:  Pos{LSN: lsn, Last: true}.Encode(),
+		Pos:  Pos{LSN: lsn, Last: true, Load: state}.Encode(),
 		Data: appendChangeHeader(nil, OpProgress, 0, lsn, at),
 	}
 }
