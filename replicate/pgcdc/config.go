@@ -68,7 +68,10 @@ type Config struct {
 	ProgressInterval time.Duration
 	// MaxTransactionBytes bounds one source transaction held in memory
 	// (it is applied whole); a bigger one stops the stream with
-	// ErrTransactionTooLarge. 0: DefaultMaxTransactionBytes.
+	// ErrTransactionTooLarge. It also bounds (plus 64 KiB) one message
+	// the server may send on the replication connection, so that a
+	// message's length field cannot make the reader allocate more.
+	// 0: DefaultMaxTransactionBytes.
 	MaxTransactionBytes int
 	// BufferBytes bounds the changes received but not yet returned by
 	// Next (a transaction bigger than it is still taken whole); 0:

@@ -2,6 +2,7 @@ package pgcdc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -73,6 +74,11 @@ func (r *receiver) run(ctx context.Context) error {
 			if pgconn.Timeout(err) {
 				r.readDeadline = time.Time{}
 				continue
+			}
+			var big *pgproto3.ExceededMaxBodyLenErr
+			if errors.As(err, &big) {
+				return fmt.Errorf("%w: slot %q: a message of %d bytes, more than MaxTransactionBytes allows (%d)",
+					ErrTransactionTooLarge, cfg.Slot, big.ActualBodyLen, cfg.MaxTransactionBytes)
 			}
 			return fmt.Errorf("pgcdc: slot %q: receive: %w", cfg.Slot, err)
 		}

@@ -90,11 +90,21 @@ func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error)
 	pc.RuntimeParams["replication"] = "database"
 	pc.RuntimeParams["application_name"] = "hakit-pgcdc-" + s.cfg.Slot
 	pc.DialFunc = dialCoalescing
+	pc.MaxProtocolMessageBodyLen = maxMessageLen(s.cfg.MaxTransactionBytes)
 	c, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("pgcdc: open a replication connection to %s: %w", s.where(), err)
 	}
 	return c, nil
+}
+
+// maxMessageLen bounds one message of the replication stream. A change
+// bigger than the transaction bound could not be applied anyway, and
+// without a bound a peer's length field makes the reader allocate up to
+// the protocol's 1 GiB before a byte of the message arrives.
+func maxMessageLen(maxTxBytes int) int {
+	const slack = 64 << 10 // the XLogData header, a relation message
+	return maxTxBytes + slack
 }
 
 // slotInfo is a row of pg_replication_slots.
