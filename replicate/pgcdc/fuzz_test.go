@@ -3,6 +3,8 @@ package pgcdc
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,4 +156,28 @@ func FuzzDecodePos(f *testing.F) {
 			t.Fatal("compare")
 		}
 	})
+}
+
+// A peer that keeps announcing large relations is stopped at
+// maxAnnouncedBytes; announcing one again replaces it and costs nothing
+// more.
+func TestDecoderBoundsAnnouncedRelations(t *testing.T) {
+	d := newDecoder(1 << 20)
+	long := string(bytes.Repeat([]byte{'t'}, 1<<20))
+	col := Column{Name: "id", Type: 23, TypeMod: -1, Key: true}
+	for range 100 { // the same relation, announced again and again
+		if _, err := d.decode(msgRelation(1, "public", long, col)); err != nil {
+			t.Fatalf("announcing relation 1 again: %v", err)
+		}
+	}
+	var err error
+	for id := uint32(2); err == nil && id < 200; id++ {
+		_, err = d.decode(msgRelation(id, "public", long, col))
+	}
+	if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "announced take more than") {
+		t.Fatalf("200 relations of 1 MiB names: %v, want a protocol error past %d bytes", err, maxAnnouncedBytes)
+	}
+	if d.announced > maxAnnouncedBytes {
+		t.Errorf("decoder holds %d bytes of descriptions, bound %d", d.announced, maxAnnouncedBytes)
+	}
 }

@@ -27,8 +27,14 @@ var ErrUnsupportedType = errors.New("pgcdc: unsupported column type")
 // memory whole.
 var ErrTransactionTooLarge = errors.New("pgcdc: transaction too large")
 
-// maxRelations bounds the relations one session may announce.
-const maxRelations = 1 << 16
+// maxRelations bounds the relations (and the types) one session may
+// announce, and maxAnnouncedBytes the memory their descriptions take: a
+// relation message is bounded only by the message bound, and a peer that
+// announces many large ones must not grow the decoder without end.
+const (
+	maxRelations      = 1 << 16
+	maxAnnouncedBytes = 64 << 20
+)
 
 // pgEpoch is PostgreSQL's epoch for timestamps on the wire.
 var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -41,6 +47,12 @@ type relation struct {
 	name          string // schema.table
 	cols          []Column
 	header        []byte // appendRelation's bytes, copied into every change
+}
+
+// size is about what the relation holds in memory: its header and the
+// strings of its names and columns.
+func (r *relation) size() int {
+	return 2*len(r.header) + len(r.name)
 }
 
 // txn is a transaction being received, or complete.
@@ -62,9 +74,20 @@ type txn struct {
 type decoder struct {
 	rels       map[uint32]*relation
 	types      map[uint32]string // names of non-built-in types, from Type messages
+	announced  int               // bytes held by rels and types
 	typeMap    *pgtype.Map
 	maxTxBytes int
 	tx         *txn
+}
+
+// announce accounts for a description of size bytes replacing one of old
+// bytes, failing past maxAnnouncedBytes.
+func (d *decoder) announce(m *wreader, old, size int) error {
+	if d.announced-old+size > maxAnnouncedBytes {
+		return m.fail("the relations and types announced take more than %d bytes", maxAnnouncedBytes)
+	}
+	d.announced += size - old
+	return nil
 }
 
 func newDecoder(maxTxBytes int) *decoder {
@@ -223,10 +246,19 @@ func (d *decoder) relation(m *wreader) error {
 				ErrUnsupportedType, schema, table, c.Name, name, c.Type)
 		}
 	}
-	if _, ok := d.rels[id]; !ok && len(d.rels) >= maxRelations {
+	prev, ok := d.rels[id]
+	if !ok && len(d.rels) >= maxRelations {
 		return m.fail("more than %d relations announced", maxRelations)
 	}
-	d.rels[id] = &relation{schema: schema, table: table, name: schema + "." + table, cols: cols, header: appendRelation(nil, schema, table, cols)}
+	rel := &relation{schema: schema, table: table, name: schema + "." + table, cols: cols, header: appendRelation(nil, schema, table, cols)}
+	old := 0
+	if ok {
+		old = prev.size()
+	}
+	if err := d.announce(m, old, rel.size()); err != nil {
+		return err
+	}
+	d.rels[id] = rel
 	return nil
 }
 
@@ -246,8 +278,12 @@ func (d *decoder) typ(m *wreader) error {
 	if err := m.end(); err != nil {
 		return err
 	}
-	if _, ok := d.types[oid]; !ok && len(d.types) >= maxRelations {
+	prev, ok := d.types[oid]
+	if !ok && len(d.types) >= maxRelations {
 		return m.fail("more than %d types announced", maxRelations)
+	}
+	if err := d.announce(m, len(prev), len(ns)+1+len(name)); err != nil {
+		return err
 	}
 	d.types[oid] = ns + "." + name
 	return nil
