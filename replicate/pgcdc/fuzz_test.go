@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +181,29 @@ func TestDecoderBoundsAnnouncedRelations(t *testing.T) {
 	if d.announced > maxAnnouncedBytes {
 		t.Errorf("decoder holds %d bytes of descriptions, bound %d", d.announced, maxAnnouncedBytes)
 	}
+}
+
+// FuzzDecodeLoadState: the initial load's state comes back from the
+// checkpoint store and the target: any bytes decode or fail with
+// ErrPosition, and what decodes survives encoding again.
+func FuzzDecodeLoadState(f *testing.F) {
+	f.Add(loadState{copying: true, plan: 42, table: 1, filters: map[string]LSN{}}.encode())
+	f.Add(loadState{filters: map[string]LSN{"public.a": 0x100, "public.b": 0x200}}.encode())
+	f.Add([]byte{1, 'S', 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		st, err := decodeLoadState(in)
+		if err != nil {
+			if !errors.Is(err, ErrPosition) {
+				t.Fatalf("error %v does not match ErrPosition", err)
+			}
+			return
+		}
+		again, err := decodeLoadState(st.encode())
+		if err != nil {
+			t.Fatalf("re-encoded state does not decode: %v", err)
+		}
+		if again.copying != st.copying || again.plan != st.plan || again.table != st.table || again.complete != st.complete || !maps.Equal(again.filters, st.filters) {
+			t.Fatalf("decoded %+v, re-decoded %+v", st, again)
+		}
+	})
 }
