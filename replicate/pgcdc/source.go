@@ -174,10 +174,7 @@ func (s *Source) freeSlot(ctx context.Context, c *pgx.Conn) (slotInfo, bool, err
 			return si, ok, fmt.Errorf("%w: slot %q is still held by walsender PID %d after %v", ErrSlotBusy, s.cfg.Slot, pid, s.cfg.SlotWait)
 		}
 		s.cfg.Logger.Warn("pgcdc: replication slot held by another walsender; terminating it", "slot", s.cfg.Slot, "pid", pid, "attempt", attempt+1)
-		var done bool
-		// The second argument waits up to that many milliseconds for the
-		// backend to exit, so that the slot is free when it returns.
-		err = c.QueryRow(ctx, `SELECT pg_terminate_backend($1, 5000)`, pid).Scan(&done)
+		err = s.terminateHolder(ctx, c, pid)
 		var pgErr *pgconn.PgError
 		switch {
 		case errors.As(err, &pgErr) && pgErr.Code == "42501":
@@ -196,6 +193,23 @@ func (s *Source) freeSlot(ctx context.Context, c *pgx.Conn) (slotInfo, bool, err
 		case <-time.After(min(50*time.Millisecond<<min(attempt, 4), time.Second)):
 		}
 	}
+}
+
+// terminateHolder terminates walsender pid if it still holds the slot.
+// The PID was read a moment before, and its backend may have exited and
+// the number gone to an unrelated session since: the condition on the
+// slot's row, checked in the same statement, keeps that one alive. The
+// second argument of pg_terminate_backend waits up to that many
+// milliseconds for the backend to exit, so that the slot is free when it
+// returns.
+func (s *Source) terminateHolder(ctx context.Context, c *pgx.Conn, pid int32) error {
+	var done bool
+	err := c.QueryRow(ctx, `SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid = $2`,
+		s.cfg.Slot, pid).Scan(&done)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // released meanwhile: look again
+	}
+	return err
 }
 
 // Setup prepares the source database for this Source: it creates the
