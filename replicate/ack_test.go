@@ -2,14 +2,17 @@ package replicate_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/memrepl"
+	"github.com/hakit/hakit/storage"
 	"github.com/hakit/hakit/storage/memstore"
 )
 
@@ -145,4 +148,93 @@ func TestAtomicChunksAndAcknowledge(t *testing.T) {
 	if got := ts.acks[len(ts.acks)-1]; replicate.CompareBytes(got, last) != 0 {
 		t.Errorf("last acknowledgement %x, sink at %x", got, last)
 	}
+}
+
+// ackRecorder is a memrepl Source whose Cursors record what they are told
+// is durable.
+type ackRecorder struct {
+	*memrepl.Source
+	mu   sync.Mutex
+	acks []replicate.Position
+}
+
+func (s *ackRecorder) Open(ctx context.Context, from replicate.Checkpoint) (replicate.Cursor, error) {
+	c, err := s.Source.Open(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	return &ackCursor{Cursor: c, s: s}, nil
+}
+
+type ackCursor struct {
+	replicate.Cursor
+	s *ackRecorder
+}
+
+func (c *ackCursor) Acknowledge(p replicate.Position) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	c.s.acks = append(c.s.acks, p)
+}
+
+// casAfter lets the first n CompareAndSwaps through (the claim) and fails
+// the rest, as a store that went away would.
+type casAfter struct {
+	storage.Store
+	n atomic.Int32
+}
+
+func (s *casAfter) CompareAndSwap(ctx context.Context, t fence.Token, key string, old storage.Version, v []byte) (storage.Version, error) {
+	if s.n.Add(-1) < 0 {
+		return 0, errors.New("store unreachable")
+	}
+	return s.Store.CompareAndSwap(ctx, t, key, old, v)
+}
+
+// With a Sink that keeps no position, what was applied is durable only
+// once a checkpoint covering it is committed: a failed commit, or a
+// refusal of a ConditionalSink, tells the Acknowledger nothing.
+func TestAcknowledgeOnlyDurable(t *testing.T) {
+	t.Run("failed checkpoint", func(t *testing.T) {
+		src := &ackRecorder{Source: &memrepl.Source{}}
+		fill(src.Source, 0, 100)
+		store := &casAfter{Store: memstore.New()}
+		store.n.Store(1)
+		s := &replicate.Stream{Source: src, Sink: &memrepl.Sink{}, Store: store, Key: "k", MaxRecords: 10, CheckpointRecords: 20, HeartbeatInterval: -1}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := s.Run(ctx, 1); err == nil {
+			t.Fatal("Run succeeded with a store that fails every checkpoint")
+		}
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		if len(src.acks) > 0 {
+			t.Errorf("acknowledged %x with no checkpoint committed and a sink that keeps nothing", src.acks)
+		}
+	})
+	t.Run("refused apply", func(t *testing.T) {
+		src := &ackRecorder{Source: &memrepl.Source{}}
+		fill(src.Source, 0, 100)
+		sink := &memrepl.DurableSink{}
+		// Another writer under the same token moved the sink: every
+		// ApplyAt of this Run is refused.
+		s := &replicate.Stream{Source: src, Sink: movedSink{sink}, Store: memstore.New(), Key: "k", MaxRecords: 10, HeartbeatInterval: -1}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := s.Run(ctx, 1); !errors.Is(err, replicate.ErrPositionMismatch) {
+			t.Fatalf("Run: %v, want ErrPositionMismatch", err)
+		}
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		if len(src.acks) > 0 {
+			t.Errorf("acknowledged %x, refused by the sink", src.acks)
+		}
+	})
+}
+
+// movedSink is a ConditionalSink that always finds the target elsewhere.
+type movedSink struct{ *memrepl.DurableSink }
+
+func (s movedSink) ApplyAt(ctx context.Context, t fence.Token, from replicate.Position, b []replicate.Record) error {
+	return replicate.PositionMismatch(from, replicate.Position("elsewhere"))
 }
