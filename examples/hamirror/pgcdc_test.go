@@ -19,8 +19,8 @@ import (
 // active member stops and a successor carries on; the target ends equal
 // to the source and the heartbeat measures latency.
 func TestDaemonPostgresCDC(t *testing.T) {
-	src := pgcdctest.Start(t, pgcdctest.Options{})
-	dst := pgcdctest.Start(t, pgcdctest.Options{})
+	srv := pgcdctest.StartN(t, 2, pgcdctest.Options{})
+	src, dst := srv[0], srv[1]
 	for _, s := range []*pgcdctest.Server{src, dst} {
 		s.Exec(t, "postgres", `CREATE DATABASE app`, `CREATE ROLE cdc LOGIN REPLICATION PASSWORD 'cdc-pw'`)
 		s.Exec(t, "app", `CREATE TABLE t (id int PRIMARY KEY, v text)`, `CREATE TABLE hakit_heartbeat (slot text PRIMARY KEY, beat timestamptz NOT NULL)`,

@@ -82,8 +82,8 @@ func waitDone(b *testing.B, dst *pgcdctest.Server, db string, within time.Durati
 // same point. Both targets are databases of one server.
 func BenchmarkPGToPG(b *testing.B) {
 	const orders = 40000
-	src := pgcdctest.Start(b, pgcdctest.Options{})
-	dst := pgcdctest.Start(b, pgcdctest.Options{})
+	srv := pgcdctest.StartN(b, 2, pgcdctest.Options{})
+	src, dst := srv[0], srv[1]
 	src.Exec(b, "postgres", benchSchema...)
 	src.Exec(b, "postgres", `CREATE PUBLICATION pub FOR TABLE orders, lines, done`)
 	for _, db := range []string{"hakit", "native"} {

@@ -31,7 +31,7 @@ func rec(lsn pgcdc.LSN, data []byte) replicate.Record {
 // nothing; fencing and the position condition hold.
 func TestSinkErrors(t *testing.T) {
 	t.Parallel() // each starts its own servers
-	_, dst := pair(t)
+	dst := target(t)
 	sink, err := pgsink.New(pgsink.Config{ConnString: dsn(dst), Stream: "e"})
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +131,7 @@ func TestSinkErrors(t *testing.T) {
 // the next call instead of failing it.
 func TestSinkReconnects(t *testing.T) {
 	t.Parallel() // each starts its own servers
-	_, dst := pair(t)
+	dst := target(t)
 	proxy := pgcdctest.NewProxy(t, dst)
 	sink, err := pgsink.New(pgsink.Config{ConnString: proxy.DSN(dst, "cdc", "cdc-pw", "app"), Stream: "r"})
 	if err != nil {

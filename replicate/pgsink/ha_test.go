@@ -49,8 +49,8 @@ var haTables = []struct{ name, order string }{{"accounts", "id"}, {"items", "id"
 // haPair starts source and target with the HA workload's schema.
 func haPair(t testing.TB) (src, dst *pgcdctest.Server) {
 	t.Helper()
-	src = pgcdctest.Start(t, pgcdctest.Options{})
-	dst = pgcdctest.Start(t, pgcdctest.Options{})
+	srv := pgcdctest.StartN(t, 2, pgcdctest.Options{})
+	src, dst = srv[0], srv[1]
 	for _, s := range []*pgcdctest.Server{src, dst} {
 		s.Exec(t, "postgres", `CREATE DATABASE app`, `CREATE ROLE cdc LOGIN REPLICATION PASSWORD 'cdc-pw'`)
 		s.Exec(t, "app", haSchema...)
@@ -126,7 +126,7 @@ func (w *workload) write(ctx context.Context, dsn string, me, of int, rnd *rand.
 			switch r := rnd.IntN(10); {
 			case large && k == 0:
 				seq++
-				err = exec(`INSERT INTO ledger SELECT $1, g, g * 0.5, repeat('l', 50), txid_current() FROM generate_series(1, 3000) g`, int64(1_000_000+me*100_000+seq))
+				err = exec(`INSERT INTO ledger SELECT $1, g, g * 0.5, repeat('l', 50), txid_current() FROM generate_series(1, $2) g`, int64(1_000_000+me*100_000+seq), largeRows)
 			case r < 3 || len(accounts) == 0:
 				id := newID()
 				err = exec(`INSERT INTO accounts VALUES ($1, $2, 100, txid_current())`, id, fmt.Sprintf("owner %d", id))
@@ -193,6 +193,14 @@ type cluster struct {
 
 const haTTL = 1500 * time.Millisecond
 
+// A large transaction of the workload has largeRows rows (and a row in
+// txlog, and the other statements): more than a Stream batch of
+// haMaxRecords, which must still be applied whole.
+const (
+	largeRows    = 600
+	haMaxRecords = 250
+)
+
 func newCluster(t testing.TB, src, dst *pgcdctest.Server, ids ...string) *cluster {
 	el, err := memlease.NewElection(clock.Real(), memlease.Options{TTL: haTTL})
 	if err != nil {
@@ -240,7 +248,7 @@ func (c *cluster) start(id string) {
 	}
 	work := func(ctx context.Context, tok fence.Token) error {
 		s := &replicate.Stream{Source: m.source, Sink: m.sink, Store: c.store, Key: "ha/cp",
-			MaxRecords: 2000, CheckpointInterval: 200 * time.Millisecond, HeartbeatInterval: -1, StopTimeout: time.Second}
+			MaxRecords: haMaxRecords, CheckpointInterval: 200 * time.Millisecond, HeartbeatInterval: -1, StopTimeout: time.Second}
 		c.streams.Store(id, s)
 		return s.Run(ctx, tok)
 	}
@@ -425,7 +433,7 @@ func TestHAFailover(t *testing.T) {
 	mon := flushMonitor(t, src, dst)
 	c := newCluster(t, src, dst, "m0", "m1", "m2")
 	cur := c.active("", 20*time.Second)
-	waitProgress(t, dst, 0, 30*time.Second) // wait: the slot exists once something is applied
+	waitSlot(t, src, 30*time.Second) // writes before the slot exists would not be streamed
 	wl := startWorkload(t, src, 2, seed, 2*time.Millisecond)
 	waitProgress(t, dst, currentTargetLSN(t, dst), 30*time.Second)
 
@@ -559,7 +567,7 @@ func BenchmarkFailoverGap(b *testing.B) {
 	src, dst := haPair(b)
 	c := newCluster(b, src, dst, "m0", "m1", "m2")
 	cur := c.active("", 20*time.Second)
-	waitProgress(b, dst, 0, 30*time.Second)
+	waitSlot(b, src, 30*time.Second)
 	wl := startWorkload(b, src, 1, 1, 5*time.Millisecond)
 	var total, takeover time.Duration
 	for b.Loop() {
@@ -582,6 +590,28 @@ func BenchmarkFailoverGap(b *testing.B) {
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-first-row")
 	b.ReportMetric(float64(takeover.Milliseconds())/float64(b.N), "ms-to-active")
 	b.ReportMetric(haTTL.Seconds()*1000, "ttl-ms")
+}
+
+// waitSlot waits up to d for the slot to exist on the source: the
+// active member creates it when it first opens the stream.
+func waitSlot(t testing.TB, src *pgcdctest.Server, d time.Duration) {
+	t.Helper()
+	ctx := testCtx(t, d)
+	c, err := pgx.Connect(ctx, src.SuperDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for {
+		var n int
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ha'`).Scan(&n); err != nil {
+			t.Fatalf("waiting for the slot: %v", err)
+		}
+		if n > 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline (ctx)
+	}
 }
 
 // slotHolder waits up to d for a walsender to hold the slot and returns

@@ -35,15 +35,29 @@ var schema = []string{
 // full_ident, role cdc) and a target (database app, the same tables).
 func pair(t testing.TB) (src, dst *pgcdctest.Server) {
 	t.Helper()
-	src = pgcdctest.Start(t, pgcdctest.Options{})
-	dst = pgcdctest.Start(t, pgcdctest.Options{})
-	for _, s := range []*pgcdctest.Server{src, dst} {
-		s.Exec(t, "postgres", `CREATE DATABASE app`, `CREATE ROLE cdc LOGIN REPLICATION PASSWORD 'cdc-pw'`)
-		s.Exec(t, "app", schema...)
-		s.Exec(t, "app", `GRANT ALL ON ALL TABLES IN SCHEMA public TO cdc`, `GRANT CREATE ON SCHEMA public TO cdc`)
+	srv := pgcdctest.StartN(t, 2, pgcdctest.Options{})
+	src, dst = srv[0], srv[1]
+	for _, s := range srv {
+		mirrored(t, s)
 	}
 	src.Exec(t, "app", `CREATE PUBLICATION pub FOR TABLE a, b, full_ident`)
 	return src, dst
+}
+
+// target starts a target alone, for tests that feed the sink by hand.
+func target(t testing.TB) *pgcdctest.Server {
+	t.Helper()
+	s := pgcdctest.Start(t, pgcdctest.Options{})
+	mirrored(t, s)
+	return s
+}
+
+// mirrored creates database app, role cdc and the tables on s.
+func mirrored(t testing.TB, s *pgcdctest.Server) {
+	t.Helper()
+	s.Exec(t, "postgres", `CREATE DATABASE app`, `CREATE ROLE cdc LOGIN REPLICATION PASSWORD 'cdc-pw'`)
+	s.Exec(t, "app", schema...)
+	s.Exec(t, "app", `GRANT ALL ON ALL TABLES IN SCHEMA public TO cdc`, `GRANT CREATE ON SCHEMA public TO cdc`)
 }
 
 func dsn(s *pgcdctest.Server) string { return s.DSN("cdc", "cdc-pw", "app") }

@@ -17,6 +17,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -28,6 +29,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,9 +51,10 @@ type Server struct {
 	CA   string // the PEM file of the CA that signed the server's certificate
 	Dir  string // the server's directory (data, logs, sockets)
 
-	bin  string
-	cred *syscall.Credential
-	data string
+	bin     string
+	cred    *syscall.Credential
+	data    string
+	started bool
 }
 
 // Options tune Start.
@@ -86,6 +89,14 @@ func BinDir() string {
 // Start starts a server and stops it (immediate mode) at cleanup.
 func Start(tb testing.TB, opts Options) *Server {
 	tb.Helper()
+	return StartN(tb, 1, opts)[0]
+}
+
+// StartN starts n servers at once (initdb and start-up take most of a
+// test's setup, and run on the server's processes, not the test's) and
+// stops them at cleanup. It fails tb if any of them does not start.
+func StartN(tb testing.TB, n int, opts Options) []*Server {
+	tb.Helper()
 	bin := BinDir()
 	if bin == "" {
 		if os.Getenv("CI") == "true" {
@@ -93,13 +104,7 @@ func Start(tb testing.TB, opts Options) *Server {
 		}
 		tb.Skip(InstallHint)
 	}
-	// Not t.TempDir: the server's user must be able to enter it.
-	dir, err := os.MkdirTemp("", "hakit-pgcdc-")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	s := &Server{Host: "127.0.0.1", Dir: dir, bin: bin, data: filepath.Join(dir, "data")}
+	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -107,17 +112,65 @@ func Start(tb testing.TB, opts Options) *Server {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			tb.Fatal(err)
-		}
-		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	pw := s.write(tb, "pw", []byte(SuperPassword+"\n"), 0o600)
-	s.run(tb, "initdb", "-D", s.data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile", pw, "-E", "UTF8", "--no-sync")
+	servers := make([]*Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			servers[i], errs[i] = start(bin, cred, opts)
+		}()
+	}
+	wg.Wait()
+	for _, s := range servers {
+		if s != nil {
+			tb.Cleanup(func() {
+				if err := s.stop(); err != nil {
+					tb.Error(err)
+				}
+			})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		tb.Fatal(err)
+	}
+	return servers
+}
+
+// start makes and starts one server. The Server it returns, even with an
+// error, must be stopped.
+func start(bin string, cred *syscall.Credential, opts Options) (*Server, error) {
+	// Not a test's TempDir: the server's user must be able to enter it.
+	dir, err := os.MkdirTemp("", "hakit-pgcdc-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Host: "127.0.0.1", Dir: dir, bin: bin, cred: cred, data: filepath.Join(dir, "data")}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return s, err
+		}
+	}
+	pw, err := s.write("pw", []byte(SuperPassword+"\n"), 0o600)
+	if err != nil {
+		return s, err
+	}
+	if err := s.run("initdb", "-D", s.data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile", pw, "-E", "UTF8", "--no-sync"); err != nil {
+		return s, err
+	}
 	// Only TLS over TCP, for ordinary and replication connections.
-	s.write(tb, "data/pg_hba.conf", []byte("local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostssl replication all 127.0.0.1/32 scram-sha-256\n"), 0o600)
-	s.CA = s.writeTLS(tb)
-	s.Port = freePort(tb)
+	if _, err := s.write("data/pg_hba.conf", []byte("local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostssl replication all 127.0.0.1/32 scram-sha-256\n"), 0o600); err != nil {
+		return s, err
+	}
+	if s.CA, err = s.writeTLS(); err != nil {
+		return s, err
+	}
+	if s.Port, err = freePort(); err != nil {
+		return s, err
+	}
 	settings := map[string]string{
 		"listen_addresses": "127.0.0.1", "port": strconv.Itoa(s.Port), "unix_socket_directories": dir,
 		"fsync": "off", "ssl": "on", "ssl_cert_file": filepath.Join(dir, "server.crt"), "ssl_key_file": filepath.Join(dir, "server.key"),
@@ -131,9 +184,20 @@ func Start(tb testing.TB, opts Options) *Server {
 		o = append(o, fmt.Sprintf("-c %s=%s", k, v))
 	}
 	sort.Strings(o)
-	s.run(tb, "pg_ctl", "-D", s.data, "-l", filepath.Join(dir, "server.log"), "-o", strings.Join(o, " "), "-w", "-t", "60", "start")
-	tb.Cleanup(func() { s.run(tb, "pg_ctl", "-D", s.data, "-m", "immediate", "-w", "stop") })
-	return s
+	if err := s.run("pg_ctl", "-D", s.data, "-l", filepath.Join(dir, "server.log"), "-o", strings.Join(o, " "), "-w", "-t", "60", "start"); err != nil {
+		return s, err
+	}
+	s.started = true
+	return s, nil
+}
+
+// stop stops the server if it started and removes its directory.
+func (s *Server) stop() error {
+	var err error
+	if s.started {
+		err = s.run("pg_ctl", "-D", s.data, "-m", "immediate", "-w", "stop")
+	}
+	return errors.Join(err, os.RemoveAll(s.Dir))
 }
 
 // DSN returns a connection string for user with password on database
@@ -172,8 +236,7 @@ func (s *Server) Log() string {
 	return string(b)
 }
 
-func (s *Server) run(tb testing.TB, name string, args ...string) {
-	tb.Helper()
+func (s *Server) run(name string, args ...string) error {
 	cmd := exec.Command(filepath.Join(s.bin, name), args...)
 	cmd.Dir = s.Dir
 	// HOME too: the server's own client connections (a subscription)
@@ -183,41 +246,39 @@ func (s *Server) run(tb testing.TB, name string, args ...string) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("%s %s: %v\n%s\n%s", name, strings.Join(args, " "), err, out, s.Log())
+		return fmt.Errorf("%s %s: %v\n%s\n%s", name, strings.Join(args, " "), err, out, s.Log())
 	}
+	return nil
 }
 
-func (s *Server) write(tb testing.TB, name string, b []byte, mode os.FileMode) string {
-	tb.Helper()
+func (s *Server) write(name string, b []byte, mode os.FileMode) (string, error) {
 	path := filepath.Join(s.Dir, name)
 	if err := os.WriteFile(path, b, mode); err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	if s.cred != nil {
 		if err := os.Chown(path, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
-			tb.Fatal(err)
+			return "", err
 		}
 	}
-	return path
+	return path, nil
 }
 
-func freePort(tb testing.TB) int {
-	tb.Helper()
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatal(err)
+		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // writeTLS makes a CA and a server certificate for 127.0.0.1 signed by
 // it, and returns the CA's file.
-func (s *Server) writeTLS(tb testing.TB) string {
-	tb.Helper()
+func (s *Server) writeTLS() (string, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
@@ -227,12 +288,15 @@ func (s *Server) writeTLS(tb testing.TB) string {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return "", err
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
@@ -242,13 +306,17 @@ func (s *Server) writeTLS(tb testing.TB) string {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
-	s.write(tb, "server.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	s.write(tb, "server.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
-	return s.write(tb, "ca.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+	if _, err := s.write("server.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return "", err
+	}
+	if _, err := s.write("server.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return "", err
+	}
+	return s.write("ca.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
 }
