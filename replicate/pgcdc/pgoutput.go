@@ -1,6 +1,7 @@
 package pgcdc
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -448,14 +449,13 @@ func (m *wreader) uint64() (uint64, error) {
 }
 
 func (m *wreader) cstring() (string, error) {
-	for i := m.off; i < len(m.b); i++ {
-		if m.b[i] == 0 {
-			s := string(m.b[m.off:i])
-			m.off = i + 1
-			return s, nil
-		}
+	i := bytes.IndexByte(m.b[m.off:], 0)
+	if i < 0 {
+		return "", m.fail("unterminated string")
 	}
-	return "", m.fail("unterminated string")
+	s := string(m.b[m.off : m.off+i])
+	m.off += i + 1
+	return s, nil
 }
 
 // tuple checks a tuple of n columns and moves past it. It returns the
