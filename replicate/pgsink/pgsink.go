@@ -50,11 +50,23 @@
 // server's clock) to the commit of the target transaction that applied it
 // (this process's clock), in Stats.
 //
+// # Foreign keys and triggers on the target
+//
+// The target's foreign keys are checked and its triggers fire as changes
+// are applied, unless Config.ReplicaRole is set (see there): a cascade or
+// a trigger that writes to mirrored tables makes the target diverge and
+// the stream stop. The initial load truncates and copies the tables one
+// at a time, in name order, so a target with foreign keys between
+// mirrored tables needs ReplicaRole for the inserts, and still refuses
+// the truncate of a table another one references: load such tables into
+// a target without those keys, and add them after.
+//
 // # Privileges
 //
 // The target role needs INSERT, UPDATE, DELETE and TRUNCATE on the
 // mirrored tables (and on the position table, which Setup creates), and
-// SELECT on them for the key lookups of updates and deletes.
+// SELECT on them for the key lookups of updates and deletes; ReplicaRole
+// needs the right to set session_replication_role.
 package pgsink
 
 import (
@@ -124,7 +136,18 @@ type Config struct {
 	// transaction back, so a successor is not blocked behind it. 0:
 	// DefaultIdleTxTimeout; negative: the server's setting.
 	IdleTxTimeout time.Duration
-	Logger        *slog.Logger // nil: discard
+	// ReplicaRole runs the sink's sessions with session_replication_role
+	// = replica, as PostgreSQL's own subscriber does: while changes are
+	// applied, the target checks no foreign key and fires no ordinary
+	// trigger (the source checked them, and what its triggers and
+	// cascades did arrives as changes of its own). It needs a superuser,
+	// or on PostgreSQL 15 and later GRANT SET ON PARAMETER
+	// session_replication_role. Without it, a foreign key with ON DELETE
+	// CASCADE, or a trigger that writes to mirrored tables, on the target
+	// changes rows a later change then finds missing or present, and the
+	// stream stops with ErrDiverged.
+	ReplicaRole bool
+	Logger      *slog.Logger // nil: discard
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$`)
@@ -203,6 +226,9 @@ func New(cfg Config) (*Sink, error) {
 	}
 	if cfg.IdleTxTimeout > 0 {
 		cc.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(max(cfg.IdleTxTimeout.Milliseconds(), 1), 10)
+	}
+	if cfg.ReplicaRole {
+		cc.RuntimeParams["session_replication_role"] = "replica"
 	}
 	return &Sink{cfg: cfg, connCfg: cc}, nil
 }

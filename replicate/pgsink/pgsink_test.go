@@ -15,11 +15,17 @@ func TestMirror(t *testing.T) {
 	t.Parallel() // each starts its own servers
 	src, dst := pair(t)
 	for _, s := range []*pgcdctest.Server{src, dst} {
-		s.Exec(t, "app", `CREATE TABLE parent (id int PRIMARY KEY)`, `CREATE TABLE child (id int PRIMARY KEY, parent int REFERENCES parent)`,
+		s.Exec(t, "app", `CREATE TABLE parent (id int PRIMARY KEY)`, `CREATE TABLE child (id int PRIMARY KEY, parent int REFERENCES parent ON DELETE CASCADE)`,
 			`GRANT ALL ON parent, child TO cdc`)
 	}
 	src.Exec(t, "app", `ALTER PUBLICATION pub ADD TABLE parent, child`)
-	p := newPipeline(t, src, dst, func(c *pgcdc.Config, _ *pgsink.Config) { c.ProgressInterval = 200 * time.Millisecond })
+	dst.Exec(t, "app", `GRANT SET ON PARAMETER session_replication_role TO cdc`)
+	// ReplicaRole: the target's cascade must not delete the child rows
+	// whose deletes the source sends itself.
+	p := newPipeline(t, src, dst, func(c *pgcdc.Config, k *pgsink.Config) {
+		c.ProgressInterval = 200 * time.Millisecond
+		k.ReplicaRole = true
+	})
 	p.start(t, 1)
 	exec(t, src,
 		`INSERT INTO a SELECT g, 'v' || g FROM generate_series(1, 500) g`,
@@ -39,7 +45,8 @@ func TestMirror(t *testing.T) {
 	exec(t, src, `INSERT INTO full_ident VALUES (1, 'p')`,
 		`UPDATE full_ident SET y = 'q' WHERE ctid = (SELECT ctid FROM full_ident WHERE x = 1 AND y = 'p' LIMIT 1)`,
 		`DELETE FROM full_ident WHERE ctid = (SELECT ctid FROM full_ident WHERE x = 1 AND y = 'p' LIMIT 1)`)
-	exec(t, src, `INSERT INTO parent VALUES (1), (2)`, `INSERT INTO child VALUES (1, 1), (2, 2)`)
+	exec(t, src, `INSERT INTO parent VALUES (1), (2), (3)`, `INSERT INTO child VALUES (1, 1), (2, 2), (3, 3)`)
+	exec(t, src, `DELETE FROM parent WHERE id = 3`)
 	exec(t, src, `INSERT INTO a VALUES (7000, 'x')`, `DELETE FROM a WHERE id = 7000`, `INSERT INTO a VALUES (7000, 'y')`)
 	p.waitCaughtUp(t, src)
 	for _, tb := range []struct{ name, order string }{{"a", "id"}, {"b", "k1, k2"}, {"full_ident", "x, y"}, {"child", "id"}} {
