@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/hakit/hakit/fence"
@@ -49,11 +47,11 @@ func openTarget(ctx context.Context, c SinkConfig) (*sinkHandle, error) {
 		}}, nil
 	}
 	p := c.Postgres
-	dsn, err := os.ReadFile(p.DSNFile)
+	dsn, err := readDSN("sink.postgres.dsn_file", p.DSNFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: sink.postgres.dsn_file: %v", ErrConfig, err)
+		return nil, err
 	}
-	db, err := sqlsink.OpenPostgres(strings.TrimSpace(string(dsn)))
+	db, err := sqlsink.OpenPostgres(dsn)
 	if err != nil {
 		// The DSN may hold a password: the error names the file only.
 		return nil, fmt.Errorf("hamirror: sink.postgres: open the database of %s: %w", p.DSNFile, err)

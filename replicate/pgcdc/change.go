@@ -27,6 +27,7 @@ const (
 	OpProgress Op = 'P'
 )
 
+// String names the operation ("insert", ...).
 func (o Op) String() string {
 	switch o {
 	case OpInsert:

@@ -2,6 +2,7 @@ package pgcdc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -212,7 +213,7 @@ func (c *cursor) copyTable(ctx context.Context, l *loader, i int) error {
 				continue
 			}
 			b = append(b, byte(ValueText))
-			b = appendUint32(b, uint32(len(v)))
+			b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
 			b = append(b, v...)
 		}
 		chunk = append(chunk, c.loadRecord(l, b, rel, nil))
@@ -289,8 +290,4 @@ func quoteQualified(name string) string {
 		}
 	}
 	return pgx.Identifier{name}.Sanitize()
-}
-
-func appendUint32(b []byte, v uint32) []byte {
-	return append(b, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 }

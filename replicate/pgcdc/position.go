@@ -109,3 +109,22 @@ func FormatPos(b replicate.Position) string {
 func Compare(a, b replicate.Position) int {
 	return bytes.Compare(a[:min(len(a), posLen)], b[:min(len(b), posLen)])
 }
+
+// setPositions gives recs, one transaction's changes ending at end, their
+// positions: (end, 1), (end, 2), ..., the last one flagged and carrying
+// state (the initial load's, or nil).
+func setPositions(recs []replicate.Record, end LSN, state []byte) {
+	buf := make([]byte, posLen*len(recs)+len(state))
+	for i := range recs {
+		p := buf[i*posLen : (i+1)*posLen : (i+1)*posLen]
+		binary.BigEndian.PutUint64(p, uint64(end))
+		seq := uint64(i + 1)
+		if i == len(recs)-1 {
+			seq |= lastFlag
+			p = buf[i*posLen:]
+			copy(p[posLen:], state)
+		}
+		binary.BigEndian.PutUint64(p[8:], seq)
+		recs[i].Pos = p
+	}
+}

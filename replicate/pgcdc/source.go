@@ -243,7 +243,7 @@ func (s *Source) Setup(ctx context.Context, tables ...string) error {
 	if !exists {
 		q := `CREATE PUBLICATION ` + s.cfg.Publication + ` FOR ALL TABLES`
 		if len(tables) > 0 {
-			q = `CREATE PUBLICATION ` + s.cfg.Publication + ` FOR TABLE ` + joinIdents(tables)
+			q = `CREATE PUBLICATION ` + s.cfg.Publication + ` FOR TABLE ` + strings.Join(tables, ", ")
 		}
 		if _, err := c.Exec(ctx, q); err != nil {
 			return fmt.Errorf("pgcdc: setup: create publication %q: %w", s.cfg.Publication, err)
@@ -268,17 +268,6 @@ func (s *Source) Setup(ctx context.Context, tables ...string) error {
 		}
 	}
 	return nil
-}
-
-func joinIdents(ts []string) string {
-	out := ""
-	for i, t := range ts {
-		if i > 0 {
-			out += ", "
-		}
-		out += t
-	}
-	return out
 }
 
 // DropSlot drops the slot, terminating a walsender that holds it first.
