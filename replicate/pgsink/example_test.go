@@ -42,3 +42,16 @@ func ExampleSink_ApplyAt() {
 	}
 	fmt.Println("end-to-end latency:", sink.Stats().Latency)
 }
+
+// New checks the whole Config before anything connects, and names every
+// field that is wrong.
+func ExampleNew() {
+	_, err := pgsink.New(pgsink.Config{ConnString: "postgres://apply@target/app", PositionTable: "positions; DROP TABLE x", MaxRowsPerStatement: 5000})
+	fmt.Println(errors.Is(err, pgsink.ErrConfig))
+	fmt.Println(err)
+	// Output:
+	// true
+	// pgsink: invalid config: Stream: is required
+	// pgsink: invalid config: PositionTable: must be a (schema.)identifier of letters, digits and underscores, not "positions; DROP TABLE x"
+	// pgsink: invalid config: MaxRowsPerStatement: must be between 1 and 1000, not 5000
+}
