@@ -42,6 +42,7 @@ type result struct {
 type session struct {
 	s        *Sink
 	prepared map[string]string // SQL -> statement name
+	seq      int               // the last statement number used
 	tables   map[*pgcdc.Column]*table
 	dec      pgcdc.Decoder
 	types    *pgtype.Map
@@ -63,12 +64,37 @@ type table struct {
 	upsert bool
 }
 
+// maxPrepared bounds the statements a session keeps prepared. Their
+// texts vary with the tables, the rows per statement and the columns an
+// update sets, so over a long session with many tables they would grow
+// without end, on the server as much as here.
+var maxPrepared = 1024
+
+// forgetPrepared deallocates the session's statements once there are
+// more than maxPrepared. It runs before a transaction's batch is built,
+// so no statement queued in it is dropped.
+func (ss *session) forgetPrepared(ctx context.Context, c *pgx.Conn) error {
+	if len(ss.prepared) <= maxPrepared {
+		return nil
+	}
+	var q strings.Builder
+	for _, name := range ss.prepared {
+		q.WriteString("DEALLOCATE " + name + ";")
+	}
+	if err := c.PgConn().Exec(ctx, q.String()).Close(); err != nil {
+		return fmt.Errorf("pgsink: stream %q: deallocate %d prepared statements: %w", ss.s.cfg.Stream, len(ss.prepared), err)
+	}
+	clear(ss.prepared)
+	return nil
+}
+
 // prepare returns the name of the prepared statement for sql.
 func (ss *session) prepare(ctx context.Context, c *pgx.Conn, sql string) (string, error) {
 	if name, ok := ss.prepared[sql]; ok {
 		return name, nil
 	}
-	name := "hakit_" + strconv.Itoa(len(ss.prepared))
+	ss.seq++
+	name := "hakit_" + strconv.Itoa(ss.seq)
 	if _, err := c.PgConn().Prepare(ctx, name, sql, nil); err != nil {
 		return "", err
 	}
@@ -95,6 +121,9 @@ func (ss *session) transact(ctx context.Context, c *pgx.Conn, t fence.Token, cl 
 			return res, fmt.Errorf("pgsink: record %d of %d at %s: %w", i+1, len(batch), FormatPos(r.Pos), err)
 		}
 		changes = append(changes, ch)
+	}
+	if err := ss.forgetPrepared(ctx, c); err != nil {
+		return res, err
 	}
 	b := &pgconn.Batch{}
 	ops := []op{{}}
