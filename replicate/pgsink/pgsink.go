@@ -205,6 +205,8 @@ type Sink struct {
 	conn *pgx.Conn
 	sess *session // per-connection state: prepared statements, checked tables
 
+	maxPrepared int // statements a session keeps prepared (defaultMaxPrepared)
+
 	stats statsBox
 }
 
@@ -230,7 +232,7 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.ReplicaRole {
 		cc.RuntimeParams["session_replication_role"] = "replica"
 	}
-	return &Sink{cfg: cfg, connCfg: cc}, nil
+	return &Sink{cfg: cfg, connCfg: cc, maxPrepared: defaultMaxPrepared}, nil
 }
 
 // where names the target for errors, without secrets.

@@ -12,20 +12,19 @@ import (
 )
 
 // A long session prepares a statement per table, row count and column
-// set; the session keeps at most maxPrepared of them, here and on the
+// set; the session keeps a bounded number of them, here and on the
 // server.
 func TestPreparedStatementsBounded(t *testing.T) {
 	t.Parallel() // starts its own server
 	srv := pgcdctest.Start(t, pgcdctest.Options{})
 	srv.Exec(t, "postgres", `CREATE DATABASE app`)
 	srv.Exec(t, "app", `CREATE TABLE a (id int PRIMARY KEY, v text)`)
-	defer func(n int) { maxPrepared = n }(maxPrepared)
-	maxPrepared = 4
 	s, err := New(Config{ConnString: srv.DSN("postgres", pgcdctest.SuperPassword, "app"), Stream: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	s.maxPrepared = 4
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.Setup(ctx); err != nil {
@@ -55,7 +54,7 @@ func TestPreparedStatementsBounded(t *testing.T) {
 	}
 	// The bound is checked before each transaction, which may add its
 	// own statements (the claim, one insert).
-	if here := len(s.sess.prepared); here > maxPrepared+2 || onServer != here {
-		t.Errorf("%d statements known here, %d on the server; bound %d", here, onServer, maxPrepared)
+	if here := len(s.sess.prepared); here > s.maxPrepared+2 || onServer != here {
+		t.Errorf("%d statements known here, %d on the server; bound %d", here, onServer, s.maxPrepared)
 	}
 }

@@ -64,17 +64,17 @@ type table struct {
 	upsert bool
 }
 
-// maxPrepared bounds the statements a session keeps prepared. Their
-// texts vary with the tables, the rows per statement and the columns an
-// update sets, so over a long session with many tables they would grow
-// without end, on the server as much as here.
-var maxPrepared = 1024
+// defaultMaxPrepared bounds the statements a session keeps prepared.
+// Their texts vary with the tables, the rows per statement and the
+// columns an update sets, so over a long session with many tables they
+// would grow without end, on the server as much as here.
+const defaultMaxPrepared = 1024
 
 // forgetPrepared deallocates the session's statements once there are
-// more than maxPrepared. It runs before a transaction's batch is built,
-// so no statement queued in it is dropped.
+// more than the Sink's bound. It runs before a transaction's batch is
+// built, so no statement queued in it is dropped.
 func (ss *session) forgetPrepared(ctx context.Context, c *pgx.Conn) error {
-	if len(ss.prepared) <= maxPrepared {
+	if len(ss.prepared) <= ss.s.maxPrepared {
 		return nil
 	}
 	var q strings.Builder
