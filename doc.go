@@ -16,7 +16,10 @@
 //  1. Single active. At any moment at most one member believes it is active
 //     and can still have a write accepted. A member stops its work (its
 //     term's Done channel closes) before its lease can expire anywhere else,
-//     allowing for a configured bound on clock drift.
+//     allowing for a configured bound on clock drift and scheduling delay.
+//     What it says about itself (a health check, "I am primary") is decided
+//     from the term's deadline at the moment it answers, so a process that
+//     wakes from a freeze does not claim a term that has ended.
 //  2. Fencing. Every term carries a fencing token strictly larger than every
 //     earlier term's. Every write that matters — a checkpoint, a state record,
 //     a DNS change, a sink write that supports it — carries the token, and
@@ -26,7 +29,11 @@
 //  3. No lost progress. An acknowledged checkpoint is never lost and never
 //     goes backwards. After a failover the new active member resumes from the
 //     newest acknowledged checkpoint, or from the sink's own durable
-//     position if that is newer.
+//     position if that is newer. A sink that is behind the checkpoint
+//     (restored, replaced, or a reused key) is replayed to from its own
+//     position, or the stream refuses to start with an error naming both
+//     positions: records are never skipped. A checkpoint and a sink record
+//     each other's identity, and a mismatch is refused.
 //  4. No silent duplicates. With a sink that stores its position in the same
 //     transaction as the records, each record is applied exactly once across
 //     any number of failovers; with a plain sink, at least once, and the
@@ -67,7 +74,8 @@
 // Each contract has a conformance suite that a new backend passes with one
 // call: storage/storagetest, lease/electortest, dns/switchertest.
 //
-// The token of the current Term flows into every write; the Term's Done
-// channel cancels the work; nothing in the work path needs to know which
-// backend elected it.
+// The current Term is handed to the work: its token flows into every
+// write, its Done channel cancels the work, and a store that can bind
+// writes to the term (etcdstore) does; nothing else in the work path needs
+// to know which backend elected it.
 package hakit

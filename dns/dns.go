@@ -7,6 +7,7 @@ import (
 	"context"
 
 	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/lease"
 )
 
 // Switcher moves traffic to or away from this member. Both calls carry the
@@ -19,4 +20,28 @@ type Switcher interface {
 	// Demote stops this member claiming traffic for the term with token
 	// t. It withdraws only what the term with token t put in place.
 	Demote(ctx context.Context, t fence.Token) error
+}
+
+// TermSwitcher is a Switcher that wants the whole term when it promotes,
+// not only its token, so that what it says afterwards can be checked
+// against the term at that moment (lease.Valid): Health answers "standby"
+// once the term's deadline has passed, even if this process was frozen and
+// nobody has demoted it yet. ha.Node promotes a TermSwitcher with
+// PromoteTerm; Multi and Retry pass the term on to the switchers in them
+// that are TermSwitchers.
+type TermSwitcher interface {
+	Switcher
+	// PromoteTerm is Promote(ctx, term.Token()), keeping term to check
+	// later answers against. The term belongs to the caller: the
+	// switcher reads it (Token, Done, Deadline) and never resigns it.
+	PromoteTerm(ctx context.Context, term lease.Term) error
+}
+
+// PromoteFor promotes s for term: with PromoteTerm if s is a TermSwitcher,
+// else with Promote and the term's token.
+func PromoteFor(ctx context.Context, s Switcher, term lease.Term) error {
+	if ts, ok := s.(TermSwitcher); ok {
+		return ts.PromoteTerm(ctx, term)
+	}
+	return s.Promote(ctx, term.Token())
 }

@@ -38,7 +38,10 @@ func ExampleMulti() {
 	}
 	// Promote runs the hooks first, then turns the health check green;
 	// Demote does the reverse. Transient failures are retried.
-	sw := dns.Retry(dns.Multi(hooks, health), dns.DefaultRetryPolicy())
+	sw, err := dns.Retry(dns.Multi(hooks, health), dns.DefaultRetryPolicy())
+	if err != nil {
+		panic(err)
+	}
 
 	ctx := context.Background()
 	if err := sw.Promote(ctx, 7); err != nil {
@@ -100,8 +103,11 @@ func ExampleRetry() {
 		}
 		return nil
 	}}
-	sw := dns.Retry(flaky, dns.RetryPolicy{Attempts: 5, Initial: time.Millisecond, Max: 10 * time.Millisecond, Multiplier: 2})
-	err := sw.Promote(context.Background(), 1)
+	sw, err := dns.Retry(flaky, dns.RetryPolicy{Attempts: 5, Initial: time.Millisecond, Max: 10 * time.Millisecond, Multiplier: 2})
+	if err != nil {
+		panic(err)
+	}
+	err = sw.Promote(context.Background(), 1)
 	fmt.Println(err, "after", calls, "calls")
 
 	// A stale token, or an error marked permanent, is returned at once.
@@ -110,7 +116,11 @@ func ExampleRetry() {
 		calls++
 		return dns.Permanent(errors.New("access denied"))
 	}}
-	err = dns.Retry(refused, dns.DefaultRetryPolicy()).Promote(context.Background(), 1)
+	sw, err = dns.Retry(refused, dns.DefaultRetryPolicy())
+	if err != nil {
+		panic(err)
+	}
+	err = sw.Promote(context.Background(), 1)
 	fmt.Println(err, "after", calls, "call")
 	// Output:
 	// <nil> after 3 calls

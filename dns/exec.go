@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
 	"strconv"
 	"time"
@@ -48,22 +47,25 @@ type ExecConfig struct {
 	// KillGrace is how long a command may take to exit after SIGTERM
 	// (and how long Exec waits for its output to close); 0 means 5s.
 	KillGrace time.Duration
-	// Env is the environment of every command, before the HAKIT_
-	// variables are added; nil means this process's environment.
+	// Env lists what a command's environment holds besides PATH and the
+	// HAKIT_ variables: "NAME=value", or "NAME" to pass this process's
+	// value on. Nothing else of this process's environment reaches a
+	// command (it may hold the admin token or cloud credentials). PATH is
+	// this process's, or DefaultExecPath; an entry here replaces it.
 	Env []string
 	// Dir is the working directory of every command; "" means this
 	// process's.
 	Dir string
 	// Logger receives each line the commands write, with the command,
-	// the stream and the token; nil discards.
+	// the stream and the token; nil means slog.Default().
 	Logger *slog.Logger
 }
 
 // Exec is a Switcher that runs hook commands: the start/stop scripts of a
-// classic cluster manager. Each command gets the token, the role and the
-// member ID in its environment (EnvToken, EnvRole, EnvMember) and runs
-// with a timeout; whatever it writes to stdout and stderr goes to the
-// logger one line at a time.
+// classic cluster manager. Each command runs with a minimal environment:
+// PATH, what ExecConfig.Env lists, and the token, the role and the member
+// ID (EnvToken, EnvRole, EnvMember); it runs with a timeout, and whatever
+// it writes to stdout and stderr goes to the logger one line at a time.
 //
 // Calls are synchronous and ordered: a call waits (as long as its context
 // allows) for the call before it to finish, and never cuts a running
@@ -83,38 +85,55 @@ type Exec struct {
 	guard fence.Guard
 }
 
-// NewExec validates cfg and returns an Exec.
+// NewExec fills in cfg's defaults, validates it and returns an Exec. An
+// invalid cfg is refused with an error wrapping ErrConfig that names every
+// broken field.
 func NewExec(cfg ExecConfig) (*Exec, error) {
-	if cfg.Member == "" {
-		return nil, errors.New("dns: exec: Member is empty")
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Exec{cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, 1)}, nil
+}
+
+func (c ExecConfig) withDefaults() ExecConfig {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultExecTimeout
+	}
+	if c.KillGrace == 0 {
+		c.KillGrace = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c ExecConfig) validate() error {
+	var errs []error
+	bad := func(field, rule string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(rule, args...)))
+	}
+	if c.Member == "" {
+		bad("Member", "must not be empty")
 	}
 	for _, l := range []struct {
 		name string
 		cmds [][]string
-	}{{"Promote", cfg.Promote}, {"Demote", cfg.Demote}} {
+	}{{"Promote", c.Promote}, {"Demote", c.Demote}} {
 		for i, argv := range l.cmds {
 			if len(argv) == 0 || argv[0] == "" {
-				return nil, fmt.Errorf("dns: exec: %s[%d] has no program", l.name, i)
+				bad(fmt.Sprintf("%s[%d]", l.name, i), "has no program")
 			}
 		}
 	}
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("dns: exec: Timeout %v is negative", cfg.Timeout)
+	if c.Timeout < 0 {
+		bad("Timeout", "must not be negative, got %v", c.Timeout)
 	}
-	if cfg.KillGrace < 0 {
-		return nil, fmt.Errorf("dns: exec: KillGrace %v is negative", cfg.KillGrace)
+	if c.KillGrace < 0 {
+		bad("KillGrace", "must not be negative, got %v", c.KillGrace)
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultExecTimeout
-	}
-	if cfg.KillGrace == 0 {
-		cfg.KillGrace = 5 * time.Second
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Exec{cfg: cfg, log: log, sem: make(chan struct{}, 1)}, nil
+	return errors.Join(errs...)
 }
 
 // String names the switcher in Multi's errors.
@@ -160,12 +179,7 @@ func (e *Exec) runOne(ctx context.Context, t fence.Token, role string, argv []st
 	ctx, cancel := context.WithTimeoutCause(ctx, e.cfg.Timeout, errTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	env := e.cfg.Env
-	if env == nil {
-		env = os.Environ()
-	}
-	cmd.Env = append(append([]string(nil), env...),
-		EnvToken+"="+t.String(), EnvRole+"="+role, EnvMember+"="+e.cfg.Member)
+	cmd.Env = hookEnv(e.cfg.Env, EnvToken+"="+t.String(), EnvRole+"="+role, EnvMember+"="+e.cfg.Member)
 	cmd.Dir = e.cfg.Dir
 	setProcessGroup(cmd)
 	cmd.Cancel = func() error { return terminate(cmd) }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -241,8 +242,16 @@ func TestNewExecValidates(t *testing.T) {
 		{"negative grace", dns.ExecConfig{Member: "a", KillGrace: -1}, "KillGrace"},
 	}
 	for _, tt := range tests {
-		if _, err := dns.NewExec(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%s: err = %v, want one naming %s", tt.name, err, tt.want)
+		_, err := dns.NewExec(tt.cfg)
+		if !errors.Is(err, dns.ErrConfig) || !strings.Contains(err.Error(), "dns: invalid config: "+tt.want+": ") {
+			t.Errorf("%s: err = %v, want an ErrConfig naming %s", tt.name, err, tt.want)
+		}
+	}
+	// Every broken rule at once.
+	_, err := dns.NewExec(dns.ExecConfig{Promote: [][]string{{}}, Timeout: -1, KillGrace: -1})
+	for _, field := range []string{"Member", "Promote[0]", "Timeout", "KillGrace"} {
+		if err == nil || !strings.Contains(err.Error(), "dns: invalid config: "+field+": ") {
+			t.Errorf("NewExec with four broken fields: %v; want it to name %s", err, field)
 		}
 	}
 }
@@ -366,7 +375,7 @@ func TestMultiConformance(t *testing.T) {
 				Promote: [][]string{sh(`echo "$HAKIT_TOKEN" > ` + state)},
 				Demote:  [][]string{sh(`rm -f ` + state)},
 			})
-			m := dns.Retry(dns.Multi(h, e), dns.DefaultRetryPolicy())
+			m := mustRetry(t, dns.Multi(h, e), dns.DefaultRetryPolicy())
 			return switchertest.Backend{
 				Switcher: func(*testing.T, string) dns.Switcher { return m },
 				Observe: func(context.Context) (bool, fence.Token, error) {
@@ -412,5 +421,33 @@ func TestExecTimeoutKillsChildren(t *testing.T) {
 			t.Fatalf("the hook's child is still running 10s after the timeout: %s", st)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestExecMinimalEnvironment: a hook sees PATH, what Env lists and the
+// HAKIT_ variables, never the rest of this process's environment (an
+// admin token, cloud credentials).
+func TestExecMinimalEnvironment(t *testing.T) {
+	t.Setenv("HAMIRROR_ADMIN_TOKEN", "admin-secret")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "cloud-secret")
+	t.Setenv("PASSED_ON", "from-parent")
+	logs := newCapture()
+	e := newExec(t, dns.ExecConfig{
+		Member:  "db-2",
+		Promote: [][]string{{"/usr/bin/env"}},
+		Env:     []string{"SET=here", "PASSED_ON", "NOT_SET_ANYWHERE", "HAKIT_ROLE=spoofed"},
+		Logger:  slog.New(logs),
+	})
+	if err := e.Promote(t.Context(), 7); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range logs.output() {
+		got = append(got, m["line"])
+	}
+	slices.Sort(got)
+	want := []string{"HAKIT_MEMBER=db-2", "HAKIT_ROLE=active", "HAKIT_TOKEN=7", "PASSED_ON=from-parent", "PATH=" + os.Getenv("PATH"), "SET=here"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the hook's environment is\n%q\nwant\n%q", got, want)
 	}
 }

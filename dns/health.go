@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/lease"
 )
 
 // Roles reported by Health and passed to Exec commands.
@@ -32,17 +33,28 @@ const (
 // the member standby whatever term promoted it, since that term is then t
 // or an older one and over either way.
 //
-// Health says only what this process was told; it does not check that the
-// work is running. The zero value is standby and ready to use; it is safe
-// for concurrent use.
+// Health is also a TermSwitcher, and ha.Node promotes it with the term
+// (PromoteTerm). It then decides every answer at the moment it gives it:
+// once the term's Done has closed or its Deadline has passed on Now, it
+// answers 503 "standby", even if this process was frozen past the
+// deadline and has not been demoted yet. Promoted with Promote (a token
+// alone) it can only say what it was told.
+//
+// Health does not check that the work is running. The zero value is
+// standby and ready to use; it is safe for concurrent use.
 type Health struct {
-	// Now stamps role changes; nil means time.Now.
+	// Now reads the clock the elector runs on: it stamps role changes,
+	// and a term's Deadline is compared with it when Health answers. Nil
+	// means time.Now.
 	Now func() time.Time
 
 	guard fence.Guard
 	mu    sync.Mutex
 	state HealthStatus
+	term  lease.Term // the term of an active state promoted by PromoteTerm
 }
+
+var _ TermSwitcher = (*Health)(nil)
 
 // HealthStatus is the body Health serves.
 type HealthStatus struct {
@@ -51,31 +63,57 @@ type HealthStatus struct {
 	Since time.Time   `json:"since"`
 }
 
-// Status returns what the handler would answer now.
+// Status returns what the handler would answer now: standby, whatever it
+// was told, once the term it was promoted for (PromoteTerm) has ended or
+// passed its deadline; Since is then that deadline, or now if the term
+// ended earlier.
 func (h *Health) Status() HealthStatus {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.state.Role == "" {
+	st, term := h.state, h.term
+	h.mu.Unlock()
+	if st.Role == "" {
 		return HealthStatus{Role: RoleStandby}
 	}
-	return h.state
+	if st.Role == RoleActive && term != nil {
+		if now := h.now(); !lease.Valid(term, now) {
+			since := now
+			if d := term.Deadline(); d.Before(now) {
+				since = d
+			}
+			return HealthStatus{Role: RoleStandby, Token: st.Token, Since: since.UTC()}
+		}
+	}
+	return st
 }
 
-// Promote makes the handler answer 200 for the term with token t. It fails
-// with fence.ErrStale if a newer token was seen, and with ctx.Err() if ctx
-// is done, without changing anything.
+// Promote makes the handler answer 200 for the term with token t, until
+// Demote. It fails with fence.ErrStale if a newer token was seen, and with
+// ctx.Err() if ctx is done, without changing anything.
 func (h *Health) Promote(ctx context.Context, t fence.Token) error {
-	return h.set(ctx, t, RoleActive)
+	return h.set(ctx, t, RoleActive, nil)
+}
+
+// PromoteTerm makes the handler answer 200 for term while lease.Valid
+// holds for it on Now, until Demote. Its errors are Promote's.
+func (h *Health) PromoteTerm(ctx context.Context, term lease.Term) error {
+	return h.set(ctx, term.Token(), RoleActive, term)
 }
 
 // Demote makes the handler answer 503. It fails with fence.ErrStale if a
 // newer token than t was seen, and with ctx.Err() if ctx is done, without
 // changing anything.
 func (h *Health) Demote(ctx context.Context, t fence.Token) error {
-	return h.set(ctx, t, RoleStandby)
+	return h.set(ctx, t, RoleStandby, nil)
 }
 
-func (h *Health) set(ctx context.Context, t fence.Token, role string) error {
+func (h *Health) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+func (h *Health) set(ctx context.Context, t fence.Token, role string, term lease.Term) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -85,6 +123,7 @@ func (h *Health) set(ctx context.Context, t fence.Token, role string) error {
 	if err := h.guard.Admit(t); err != nil {
 		return err
 	}
+	h.term = term
 	cur := h.state.Role
 	if cur == "" {
 		cur = RoleStandby
@@ -93,11 +132,7 @@ func (h *Health) set(ctx context.Context, t fence.Token, role string) error {
 		h.state.Token = t // same role: since keeps the time of the change
 		return nil
 	}
-	now := time.Now
-	if h.Now != nil {
-		now = h.Now
-	}
-	h.state = HealthStatus{Role: role, Token: t, Since: now().UTC()}
+	h.state = HealthStatus{Role: role, Token: t, Since: h.now().UTC()}
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 
 	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/lease"
 )
 
 // ErrPartial marks the error of a Multi whose Promote failed part-way. The
@@ -34,6 +35,9 @@ var ErrPartial = errors.New("dns: multi: promote failed part-way")
 // and, if it implements fmt.Stringer, its name. errors.Is and errors.As
 // see through the aggregate.
 //
+// The result is a TermSwitcher: PromoteTerm passes the term on to every
+// switcher that is one, and promotes the others with its token.
+//
 // A call with a done context does nothing and returns ctx.Err().
 // Multi adds no fencing of its own: each switcher checks the token as its
 // backend allows. Multi with no switchers does nothing and never fails.
@@ -43,12 +47,26 @@ func Multi(s ...Switcher) Switcher {
 
 type multi []Switcher
 
+var _ TermSwitcher = multi(nil)
+
 func (m multi) Promote(ctx context.Context, t fence.Token) error {
+	return m.promote(ctx, t, func(s Switcher) error { return s.Promote(ctx, t) })
+}
+
+// PromoteTerm is Promote for term, passing the term on to the switchers
+// that implement TermSwitcher.
+func (m multi) PromoteTerm(ctx context.Context, term lease.Term) error {
+	return m.promote(ctx, term.Token(), func(s Switcher) error { return PromoteFor(ctx, s, term) })
+}
+
+// promote promotes each switcher with call, in order, and rolls back as
+// Multi describes.
+func (m multi) promote(ctx context.Context, t fence.Token, call func(Switcher) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	for i, s := range m {
-		err := s.Promote(ctx, t)
+		err := call(s)
 		if err == nil {
 			continue
 		}

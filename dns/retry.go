@@ -8,8 +8,15 @@ import (
 	"time"
 
 	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
 )
+
+// ErrConfig is wrapped by every error about a configuration this package
+// refuses (ExecConfig, RetryPolicy). Each message reads "dns: invalid
+// config: Field: rule". The errors of the switcher subpackages (rfc2136,
+// route53, vip) wrap their own ErrConfig, which matches this one too.
+var ErrConfig = errors.New("dns: invalid config")
 
 // ErrPermanent marks an error that retrying cannot cure: bad
 // configuration, an authentication failure, a conflict with a newer term.
@@ -69,21 +76,37 @@ func DefaultRetryPolicy() RetryPolicy {
 	return RetryPolicy{Attempts: 5, Initial: 200 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
 }
 
-// Validate reports the first field that breaks its rule.
-func (p RetryPolicy) Validate() error {
-	switch {
-	case p.Attempts < 0:
-		return fmt.Errorf("dns: retry policy: Attempts %d is negative", p.Attempts)
-	case p.Initial <= 0:
-		return fmt.Errorf("dns: retry policy: Initial %v must be positive", p.Initial)
-	case p.Max < p.Initial:
-		return fmt.Errorf("dns: retry policy: Max %v is below Initial %v", p.Max, p.Initial)
-	case p.Multiplier < 1:
-		return fmt.Errorf("dns: retry policy: Multiplier %v is below 1", p.Multiplier)
-	case p.Jitter < 0 || p.Jitter > 1:
-		return fmt.Errorf("dns: retry policy: Jitter %v is outside [0, 1]", p.Jitter)
+// withDefaults returns p with a nil Clock set to the real clock.
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	if p.Clock == nil {
+		p.Clock = clock.Real()
 	}
-	return nil
+	return p
+}
+
+// Validate reports every field that breaks its rule, joined; each error
+// wraps ErrConfig and reads "dns: invalid config: RetryPolicy.Field: rule".
+func (p RetryPolicy) Validate() error {
+	var errs []error
+	bad := func(field, rule string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: RetryPolicy.%s: %s", ErrConfig, field, fmt.Sprintf(rule, args...)))
+	}
+	if p.Attempts < 0 {
+		bad("Attempts", "must not be negative, got %d", p.Attempts)
+	}
+	if p.Initial <= 0 {
+		bad("Initial", "must be positive, got %v", p.Initial)
+	}
+	if p.Max < p.Initial {
+		bad("Max", "must be at least Initial %v, got %v", p.Initial, p.Max)
+	}
+	if p.Multiplier < 1 {
+		bad("Multiplier", "must be at least 1, got %v", p.Multiplier)
+	}
+	if p.Jitter < 0 || p.Jitter > 1 {
+		bad("Jitter", "must be within [0, 1], got %v", p.Jitter)
+	}
+	return errors.Join(errs...)
 }
 
 // Retry returns a Switcher that calls s again, with exponential backoff,
@@ -91,19 +114,24 @@ func (p RetryPolicy) Validate() error {
 // until it succeeds, the policy's attempts run out or ctx is done. It never
 // retries a stale token. It returns the last error of s, annotated with the
 // number of attempts; if ctx ends during a wait, the error wraps both the
-// last error of s and ctx.Err().
+// last error of s and ctx.Err(). The result is a TermSwitcher that passes
+// a term on to s if s is one.
 //
-// Retry relies on s being idempotent, as every Switcher must be. It
-// panics if p is invalid, as a programming error.
-func Retry(s Switcher, p RetryPolicy) Switcher {
+// Retry relies on s being idempotent, as every Switcher must be. An
+// invalid p is refused with an error wrapping ErrConfig that names every
+// broken field.
+func Retry(s Switcher, p RetryPolicy) (Switcher, error) {
+	p = p.withDefaults()
 	if err := p.Validate(); err != nil {
-		panic(err)
+		return nil, err
 	}
-	if p.Clock == nil {
-		p.Clock = clock.Real()
+	if s == nil {
+		return nil, fmt.Errorf("%w: Retry: the switcher is nil", ErrConfig)
 	}
-	return &retry{s: s, p: p}
+	return &retry{s: s, p: p}, nil
 }
+
+var _ TermSwitcher = (*retry)(nil)
 
 type retry struct {
 	s Switcher
@@ -114,6 +142,12 @@ func (r *retry) String() string { return fmt.Sprintf("retry(%s)", name(0, r.s)) 
 
 func (r *retry) Promote(ctx context.Context, t fence.Token) error {
 	return r.do(ctx, "promote", t, r.s.Promote)
+}
+
+func (r *retry) PromoteTerm(ctx context.Context, term lease.Term) error {
+	return r.do(ctx, "promote", term.Token(), func(ctx context.Context, _ fence.Token) error {
+		return PromoteFor(ctx, r.s, term)
+	})
 }
 
 func (r *retry) Demote(ctx context.Context, t fence.Token) error {

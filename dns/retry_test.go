@@ -59,7 +59,7 @@ func TestRetry(t *testing.T) {
 		for _, op := range []string{"promote", "demote"} {
 			t.Run(tt.name+"/"+op, func(t *testing.T) {
 				f := &flaky{n: tt.failures, err: tt.err}
-				r := dns.Retry(f, fastPolicy(tt.attempts))
+				r := mustRetry(t, f, fastPolicy(tt.attempts))
 				var err error
 				if op == "promote" {
 					err = r.Promote(t.Context(), 1)
@@ -87,7 +87,7 @@ func TestRetryBackoffAndContext(t *testing.T) {
 	transient := errors.New("timeout talking to server")
 	f := &flaky{n: 100, err: transient}
 	p := dns.RetryPolicy{Initial: time.Second, Max: 4 * time.Second, Multiplier: 2, Clock: fake}
-	r := dns.Retry(f, p)
+	r := mustRetry(t, f, p)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- r.Promote(ctx, 1) }()
@@ -148,6 +148,24 @@ func TestRetryPolicyValidate(t *testing.T) {
 	}
 }
 
+// An invalid policy is an error naming every broken field, not a panic.
+func TestRetryRefusesInvalidPolicy(t *testing.T) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("Retry panicked on an invalid policy: %v", r)
+		}
+	}()
+	s, err := dns.Retry(&flaky{}, dns.RetryPolicy{Attempts: -1, Multiplier: 0.5})
+	if s != nil || !errors.Is(err, dns.ErrConfig) {
+		t.Fatalf("Retry with an invalid policy = %v, %v; want nil and an error wrapping ErrConfig", s, err)
+	}
+	for _, field := range []string{"Attempts", "Initial", "Multiplier"} {
+		if !strings.Contains(err.Error(), "dns: invalid config: RetryPolicy."+field+": ") {
+			t.Errorf("error %q does not name RetryPolicy.%s", err, field)
+		}
+	}
+}
+
 func TestPermanent(t *testing.T) {
 	if dns.Permanent(nil) != nil {
 		t.Fatal("Permanent(nil) != nil")
@@ -163,4 +181,14 @@ func TestPermanent(t *testing.T) {
 	if dns.IsPermanent(base) {
 		t.Fatal("a plain error counts as permanent")
 	}
+}
+
+// mustRetry is dns.Retry for a policy the test knows to be valid.
+func mustRetry(t testing.TB, s dns.Switcher, p dns.RetryPolicy) dns.Switcher {
+	t.Helper()
+	r, err := dns.Retry(s, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

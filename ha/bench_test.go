@@ -96,7 +96,8 @@ func newSwitchoverRig(b *testing.B, elector func(id string) lease.Elector, store
 	for _, id := range r.ids {
 		n, err := ha.New(ha.Config{
 			ID: id, Elector: elector(id), HoldOff: 50 * time.Millisecond,
-			Work: func(ctx context.Context, t fence.Token) error {
+			Work: func(ctx context.Context, term lease.Term) error {
+				t := term.Token()
 				s := &replicate.Stream{Source: r.src, Sink: r.sink, Store: store, Key: "checkpoint",
 					MaxRecords: 100, CheckpointInterval: 100 * time.Millisecond, HeartbeatInterval: -1}
 				return s.Run(ctx, t)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hakit/hakit/ha/internal/core"
 )
 
 // Check is a health check that gates this member's eligibility. Func runs
@@ -52,18 +54,31 @@ func (c Check) withDefaults() Check {
 	return c
 }
 
-func (c Check) validate() error {
-	switch {
-	case c.Name == "":
-		return errors.New("Name must not be empty")
-	case c.Func == nil:
-		return errors.New("Func is required")
-	case c.Interval < 0 || c.Timeout < 0:
-		return errors.New("Interval and Timeout must not be negative")
-	case c.Rise < 0 || c.Fall < 0:
-		return errors.New("Rise and Fall must not be negative")
+// brokenRule is one rule a field breaks.
+type brokenRule struct{ field, rule string }
+
+// broken lists every rule c (with defaults filled in) breaks.
+func (c Check) broken() []brokenRule {
+	var out []brokenRule
+	if c.Name == "" {
+		out = append(out, brokenRule{"Name", "must not be empty"})
 	}
-	return nil
+	if c.Func == nil {
+		out = append(out, brokenRule{"Func", "is required"})
+	}
+	if c.Interval < 0 {
+		out = append(out, brokenRule{"Interval", fmt.Sprintf("must not be negative, got %v", c.Interval)})
+	}
+	if c.Timeout < 0 {
+		out = append(out, brokenRule{"Timeout", fmt.Sprintf("must not be negative, got %v", c.Timeout)})
+	}
+	if c.Rise < 0 {
+		out = append(out, brokenRule{"Rise", fmt.Sprintf("must not be negative, got %d", c.Rise)})
+	}
+	if c.Fall < 0 {
+		out = append(out, brokenRule{"Fall", fmt.Sprintf("must not be negative, got %d", c.Fall)})
+	}
+	return out
 }
 
 // ProcessCheck returns a check function that passes while the process whose
@@ -98,5 +113,26 @@ func DialCheck(addr string) func(context.Context) error {
 			return fmt.Errorf("ha: dial check %s: %w", addr, err)
 		}
 		return c.Close()
+	}
+}
+
+// runCheck probes check c (index i) every Interval until the loop exits,
+// and sends each result to the loop.
+func (l *loop) runCheck(i int, c Check) {
+	ticker := l.clk.NewTicker(c.Interval)
+	defer ticker.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(l.bg, c.Timeout)
+		err := c.Func(ctx)
+		cancel()
+		if l.n.metrics != nil {
+			l.n.metrics.check(c.Name, err)
+		}
+		l.send(core.CheckResult{Index: i, Err: err})
+		select {
+		case <-ticker.C():
+		case <-l.bg.Done():
+			return
+		}
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
+	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/etcdlease"
 	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/memrepl"
@@ -38,7 +38,8 @@ func startEtcdMember(t *testing.T, srv *etcdtest.Server, prefix, id string, src 
 	store := etcdstore.New(cli, prefix+"/state/")
 	cfg := ha.Config{
 		ID: id, Elector: el, HoldOff: 500 * time.Millisecond, StopTimeout: 3 * time.Second,
-		Work: func(ctx context.Context, tok fence.Token) error {
+		Work: func(ctx context.Context, term lease.Term) error {
+			tok := term.Token()
 			s := &replicate.Stream{Source: src, Sink: sink, Store: store, Key: "checkpoint",
 				MaxRecords: 50, CheckpointRecords: 200, CheckpointInterval: 100 * time.Millisecond,
 				HeartbeatInterval: -1, StopTimeout: time.Second}

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
+	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
 	"github.com/hakit/hakit/lease/memlease"
 )
@@ -27,7 +27,8 @@ func Example() {
 	node, err := ha.New(ha.Config{
 		ID:      "a",
 		Elector: elector,
-		Work: func(ctx context.Context, t fence.Token) error {
+		Work: func(ctx context.Context, term lease.Term) error {
+			t := term.Token()
 			fmt.Println("active with token", t)
 			stop() // a real work would replicate until ctx ends
 			<-ctx.Done()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -20,11 +21,15 @@ import (
 //	GET  /health      200 while the Node runs (a liveness probe)
 //	GET  /primary     200 while active, else 503 (for a load balancer)
 //	GET  /standby     200 while running and not active, else 503
-//	GET  /status      the Status as JSON
+//	GET  /status      the Status as JSON (see Status)
 //	POST /switchover  hand over; ?to=ID names the successor
 //	POST /pause       maintenance mode on
 //	POST /resume      maintenance mode off
 //	POST /approve     approve the next takeover (RequireApproval)
+//
+// /primary, /standby and /status decide the role when they answer, from
+// the term's Done and Deadline (see Status): a member frozen past its
+// deadline answers 503 on /primary as soon as it runs again.
 //
 // The POST endpoints require "Authorization: Bearer <Config.AdminToken>";
 // a request without the right token gets 401 and changes nothing, and with
@@ -107,32 +112,68 @@ func statusOf(err error) int {
 }
 
 // forwardHTTP is the default Config.Forward: POST /<command> to the
-// leader's advertised address. An address without a scheme gets http://.
+// leader's advertised API address, with the admin token. An address
+// without a scheme gets http://. The token is sent only over https or to
+// a loopback address; anything else is refused before a connection is
+// made (ErrForward), since the token would cross the network in clear.
 func (n *Node) forwardHTTP(ctx context.Context, leader lease.Leader, command, to string) error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("ha: forward %s to leader %q: "+format, append([]any{command, leader.ID}, args...)...)
+	}
 	if leader.Addr == "" {
-		return fmt.Errorf("ha: forward %s to leader %q: it advertises no address", command, leader.ID)
+		return fail("%w: it advertises no API address (set the elector's: raftlease.Config.APIAddr, etcdlease.Config.Addr)", ErrForward)
+	}
+	if n.cfg.AdminToken == "" {
+		return fail("%w: this member has no ha.Config.AdminToken to authorize it with", ErrForward)
 	}
 	base := leader.Addr
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	u := strings.TrimSuffix(base, "/") + "/" + command
-	if to != "" {
-		u += "?to=" + url.QueryEscape(to)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	u, err := url.Parse(strings.TrimSuffix(base, "/") + "/" + command)
 	if err != nil {
-		return fmt.Errorf("ha: forward %s to leader %q: %w", command, leader.ID, err)
+		return fail("address %q: %w", leader.Addr, err)
+	}
+	if err := tokenSafe(u); err != nil {
+		return fail("%w: %v; advertise an https API address (raftlease.Config.APIAddr, etcdlease.Config.Addr) or set ha.Config.Forward", ErrForward, err)
+	}
+	if to != "" {
+		u.RawQuery = "to=" + url.QueryEscape(to)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	if err != nil {
+		return fail("%w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+n.cfg.AdminToken)
 	resp, err := n.cfg.AdminClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("ha: forward %s to leader %q at %s: %w", command, leader.ID, leader.Addr, err)
+		return fail("at %s: %w", leader.Addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("ha: forward %s to leader %q at %s: %s: %s", command, leader.ID, leader.Addr, resp.Status, strings.TrimSpace(string(body)))
+		return fail("at %s: %s: %s", leader.Addr, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
+}
+
+// tokenSafe says whether a bearer token may be sent to u: over https, or
+// over http to a loopback address (an IP literal, or "localhost"). Names
+// are not resolved: what a name resolves to can change under us.
+func tokenSafe(u *url.URL) error {
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if host == "localhost" {
+			return nil
+		}
+		if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+			return nil
+		}
+		return fmt.Errorf("the admin token goes only over https or to a loopback address, and %s is plain http to %q", u.Redacted(), host)
+	default:
+		return fmt.Errorf("scheme %q of %s is not http or https", u.Scheme, u.Redacted())
+	}
 }

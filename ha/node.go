@@ -3,7 +3,8 @@
 //
 // A Node campaigns through a lease.Elector while it is healthy. When it wins
 // a term it promotes (an optional delay, an optional pre-promote hook, the
-// Switcher), then runs the work with the term's fencing token. When the term
+// Switcher), then runs the work with the term (WorkFunc: its fencing token,
+// Done, Deadline, and what a store needs to bind writes to it). When the term
 // ends — the lease was lost, a check failed, the work kept failing, an
 // operator asked for a switchover, or the process is shutting down — it
 // demotes in a fixed order: the work's context is cancelled and the Node
@@ -15,24 +16,26 @@
 // long as the work stops acting when its context ends. Guarantee 2 holds
 // whatever the work does, provided its writes carry the token.
 //
-// The Node's decisions are a pure function of events (see machine.go);
-// timers, the network and the work run at the edge (this file).
+// What the Node says about itself is decided when it is asked: Status,
+// the /primary and /standby endpoints and a dns.Health switcher check the
+// term's Done and Deadline at that moment (lease.Valid), so a member whose
+// process was frozen past its deadline answers "not primary" on waking,
+// before its loop has run.
+//
+// The Node's decisions are a pure function of its inputs (the internal
+// core package); timers, the network and the work run at the edge, in the
+// Node's loop.
 package ha
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha/internal/core"
 	"github.com/hakit/hakit/lease"
-	"github.com/hakit/hakit/lease/clock"
-	"github.com/hakit/hakit/storage"
 )
 
 // Node runs one member of an HA cluster. Create it with New and run it with
@@ -41,28 +44,27 @@ type Node struct {
 	cfg     Config
 	metrics *metrics
 
-	events   chan core.Event // to the loop; unread until Run starts
+	inputs   chan core.Input // to the loop; unread until Run starts
 	loopDone chan struct{}   // closed when Run returns
 
 	mu      sync.Mutex
 	status  Status
+	term    lease.Term // the term of status.Token, nil when none
 	running bool
 	ran     bool
 	nextID  uint64
 	replies map[uint64]chan error
 }
 
-// New validates cfg, fills in its defaults and returns a Node. Nothing
-// starts until Run.
+// New fills in cfg's defaults, validates the result (the error names every
+// broken field and wraps ErrConfig) and returns a Node. Nothing starts
+// until Run.
 func New(cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
-	for i := range cfg.Checks {
-		cfg.Checks[i] = cfg.Checks[i].withDefaults()
-	}
-	n := &Node{cfg: cfg, replies: map[uint64]chan error{}, events: make(chan core.Event), loopDone: make(chan struct{})}
+	n := &Node{cfg: cfg, replies: map[uint64]chan error{}, inputs: make(chan core.Input), loopDone: make(chan struct{})}
 	n.status = Status{ID: cfg.ID, Role: RoleStandby}
 	if cfg.Registerer != nil {
 		m, err := newMetrics(cfg.Registerer, cfg.ID, cfg.Checks)
@@ -77,12 +79,23 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// Status returns a snapshot of the Node.
+// Status returns a snapshot of the Node. Role is decided now: if the loop
+// has the member active but its term has ended or passed its deadline on
+// Config.Clock (lease.Valid), Role is RoleDemoting, whatever the loop has
+// yet to notice.
 func (n *Node) Status() Status {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	s := n.status
+	s, term := n.status, n.term
+	n.mu.Unlock()
 	s.Checks = append([]CheckState(nil), s.Checks...)
+	if s.Role == RoleActive {
+		if now := n.cfg.Clock.Now(); !lease.Valid(term, now) {
+			s.Role, s.Since = RoleDemoting, now
+			if term != nil && term.Deadline().Before(now) {
+				s.Since = term.Deadline()
+			}
+		}
+	}
 	return s
 }
 
@@ -127,7 +140,7 @@ func (n *Node) command(ctx context.Context, c core.Cmd, to string) error {
 	id := n.nextID
 	reply := make(chan error, 1)
 	n.replies[id] = reply
-	events, done := n.events, n.loopDone
+	inputs, done := n.inputs, n.loopDone
 	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
@@ -135,7 +148,7 @@ func (n *Node) command(ctx context.Context, c core.Cmd, to string) error {
 		n.mu.Unlock()
 	}()
 	select {
-	case events <- core.Command{ID: id, Cmd: c, To: to}:
+	case inputs <- core.Command{ID: id, Cmd: c, To: to}:
 	case <-done:
 		return ErrNotRunning
 	case <-ctx.Done():
@@ -179,498 +192,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Lock()
 	n.running = false
 	close(n.loopDone)
-	n.status.Role = RoleStopped
+	n.status.Role, n.term = RoleStopped, nil
 	n.mu.Unlock()
 	return err
-}
-
-// loop is the edge: it owns the machine and carries out its actions.
-type loop struct {
-	n   *Node
-	cfg *Config
-	clk clock.Clock
-	log *slog.Logger
-	m   *core.Machine
-
-	bg       context.Context // lives until the loop exits
-	wg       sync.WaitGroup  // goroutines that send events
-	terms    map[fence.Token]lease.Term
-	won      chan lease.Term // terms won by a campaign, to be registered
-	campaign context.CancelFunc
-	promote  context.CancelFunc
-	work     *workRun
-	timers   map[core.TimerKind]func()
-	wonAt    time.Time
-	lostAt   time.Time // when this member last saw the leader go away
-}
-
-type workRun struct {
-	token  fence.Token
-	run    int
-	cancel context.CancelFunc
-	done   chan error
-	exited chan struct{} // closed when the work function returned
-}
-
-// send delivers an event to the loop unless it has exited.
-func (l *loop) send(ev core.Event) {
-	select {
-	case l.n.events <- ev:
-	case <-l.bg.Done():
-	}
-}
-
-// spawn runs f on a goroutine the loop waits for before it returns.
-func (l *loop) spawn(f func()) {
-	l.wg.Add(1)
-	go func() { defer l.wg.Done(); f() }()
-}
-
-func (l *loop) run(ctx context.Context) error {
-	bg, cancelBG := context.WithCancel(context.Background())
-	l.bg = bg
-	defer func() {
-		cancelBG()
-		l.wg.Wait()
-		// A campaign won after the loop decided to exit is given back.
-		for t, term := range l.terms {
-			rctx, cancel := context.WithTimeout(context.Background(), l.cfg.StopTimeout)
-			_ = term.Resign(rctx)
-			cancel()
-			delete(l.terms, t)
-		}
-		if err := l.cfg.Elector.Close(); err != nil {
-			l.log.Warn("close elector", "err", err)
-		}
-	}()
-
-	pol := core.Policy{ID: l.cfg.ID, HoldOff: l.cfg.HoldOff, CampaignRetry: min(l.cfg.HoldOff, time.Second),
-		Restart: l.cfg.Restart, Failback: l.cfg.Failback, RequireApproval: l.cfg.RequireApproval,
-		SharedMaintenance: l.cfg.Shared != nil}
-	if pol.CampaignRetry <= 0 {
-		pol.CampaignRetry = 100 * time.Millisecond
-	}
-	for _, c := range l.cfg.Checks {
-		pol.Checks = append(pol.Checks, core.CheckPolicy{Name: c.Name, Rise: c.Rise, Fall: c.Fall})
-	}
-	l.m = core.New(pol, l.clk.Now())
-	for i, c := range l.cfg.Checks {
-		l.spawn(func() { l.runCheck(i, c) })
-	}
-	if l.cfg.Shared != nil {
-		l.spawn(l.pollMaintenance)
-	}
-	leaders := l.cfg.Elector.Observe(bg)
-	l.spawn(func() {
-		for ld := range leaders {
-			l.send(core.LeaderChanged{Leader: ld})
-		}
-	})
-
-	stopping := ctx.Done()
-	if l.exec(l.m.Start(l.clk.Now())) {
-		return nil
-	}
-	for {
-		var ev core.Event
-		select {
-		case ev = <-l.n.events:
-		case term := <-l.won:
-			// Registering the term is the loop's job, so that no map is
-			// shared between goroutines.
-			t := term.Token()
-			l.terms[t] = term
-			ev = core.Won{Token: t}
-		case <-stopping:
-			stopping = nil
-			ev = core.Stop{}
-		}
-		if l.exec(l.m.Step(l.clk.Now(), ev)) {
-			return nil
-		}
-	}
-}
-
-// exec carries out actions in order and reports whether the loop must exit.
-func (l *loop) exec(acts []core.Action) (exit bool) {
-	for _, a := range acts {
-		switch a := a.(type) {
-		case core.Campaign:
-			l.startCampaign()
-		case core.CancelCampaign:
-			if l.campaign != nil {
-				l.campaign()
-				l.campaign = nil
-			}
-		case core.ResignStray:
-			l.release(a.Token, "")
-		case core.Promote:
-			l.startPromote(a.Token)
-		case core.CancelPromote:
-			if l.promote != nil {
-				l.promote()
-				l.promote = nil
-			}
-		case core.StartWork:
-			l.startWork(a.Token, a.Run)
-		case core.StopWork:
-			l.stopWork(a.Token, a.Run)
-		case core.DemoteSwitch:
-			l.demoteSwitch(a.Token)
-		case core.Release:
-			l.release(a.Token, a.TransferTo)
-		case core.SetTimer:
-			l.setTimer(a.Kind, a.D)
-		case core.CancelTimer:
-			if stop := l.timers[a.Kind]; stop != nil {
-				stop()
-				delete(l.timers, a.Kind)
-			}
-		case core.Forward:
-			l.forward(a)
-		case core.WriteMaintenance:
-			l.writeMaintenance(a)
-		case core.Reply:
-			l.n.answer(a.ID, a.Err)
-		case core.Emit:
-			l.emit(a.Note)
-		case core.Exit:
-			exit = true
-		}
-	}
-	l.publish()
-	return exit
-}
-
-func (l *loop) publish() {
-	s := l.m.Status()
-	l.n.mu.Lock()
-	l.n.status = s
-	l.n.mu.Unlock()
-	if l.n.metrics != nil {
-		l.n.metrics.observe(s)
-	}
-}
-
-func (l *loop) emit(ev Event) {
-	attrs := []any{"role", ev.Role, "token", ev.Token}
-	switch ev.Kind {
-	case EventRole:
-		l.log.Info("role changed", append(attrs, "reason", ev.Reason)...)
-		l.noteRole(ev)
-	case EventHealth:
-		l.log.Info("health changed", append(attrs, "healthy", ev.Healthy, "err", ev.Err)...)
-	case EventWorkFailed:
-		l.log.Warn("work failed", append(attrs, "err", ev.Err)...)
-		if l.n.metrics != nil {
-			l.n.metrics.restarts.Inc()
-		}
-	case EventLeader:
-		if ev.Leader.IsZero() {
-			l.lostAt = ev.Time
-		}
-		l.log.Debug("leader changed", append(attrs, "leader", ev.Leader.ID, "leader_token", ev.Leader.Token)...)
-	default:
-		l.log.Info(ev.Kind.String(), attrs...)
-	}
-	if l.cfg.OnEvent != nil {
-		l.cfg.OnEvent(ev)
-	}
-}
-
-// noteRole records takeover timings for the metrics.
-func (l *loop) noteRole(ev Event) {
-	switch ev.Role {
-	case RolePromoting:
-		l.wonAt = ev.Time
-	case RoleActive:
-		if l.n.metrics == nil {
-			return
-		}
-		from := l.wonAt
-		if !l.lostAt.IsZero() && l.lostAt.Before(from) {
-			from = l.lostAt
-		}
-		l.n.metrics.failover.Set(ev.Time.Sub(from).Seconds())
-	}
-	if l.n.metrics != nil {
-		l.n.metrics.transitions.WithLabelValues(ev.Role.String()).Inc()
-	}
-}
-
-func (l *loop) startCampaign() {
-	ctx, cancel := context.WithCancel(l.bg)
-	l.campaign = cancel
-	l.spawn(func() {
-		term, err := l.cfg.Elector.Campaign(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				l.send(core.CampaignFailed{Err: fmt.Errorf("ha: campaign: %w", err)})
-			}
-			return
-		}
-		t := term.Token()
-		l.spawn(func() {
-			select {
-			case <-term.Done():
-				l.send(core.TermEnded{Token: t, Err: term.Err()})
-			case <-l.bg.Done():
-			}
-		})
-		// Hand the term to the loop; if the loop has exited, give it back.
-		select {
-		case l.won <- term:
-		case <-l.bg.Done():
-			rctx, cancel := context.WithTimeout(context.Background(), l.cfg.StopTimeout)
-			_ = term.Resign(rctx)
-			cancel()
-		}
-	})
-}
-
-func (l *loop) startPromote(t fence.Token) {
-	ctx, cancel := l.termContext(t)
-	l.promote = cancel
-	l.spawn(func() {
-		err := l.promoteSteps(ctx, t)
-		cancel()
-		l.send(core.Promoted{Token: t, Err: err})
-	})
-}
-
-// termContext returns a context that ends when the term with token t ends,
-// when it is cancelled, or when the loop exits.
-func (l *loop) termContext(t fence.Token) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(l.bg)
-	done := l.terms[t].Done()
-	go func() {
-		select {
-		case <-done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
-}
-
-func (l *loop) promoteSteps(ctx context.Context, t fence.Token) error {
-	if d := l.cfg.PromoteDelay; d > 0 {
-		timer := l.clk.NewTimer(d)
-		select {
-		case <-timer.C():
-		case <-ctx.Done():
-			timer.Stop()
-			return ctx.Err()
-		}
-	}
-	if l.cfg.PrePromote != nil {
-		if err := l.cfg.PrePromote(ctx, t); err != nil {
-			return fmt.Errorf("ha: pre-promote hook: %w", err)
-		}
-	}
-	if l.cfg.Switcher != nil {
-		if err := l.cfg.Switcher.Promote(ctx, t); err != nil {
-			return fmt.Errorf("ha: promote switcher: %w", err)
-		}
-	}
-	return nil
-}
-
-func (l *loop) startWork(t fence.Token, run int) {
-	// The work's context ends the moment the term does, without a round
-	// trip through the loop: that is what keeps the single-active promise
-	// even while the loop is busy.
-	ctx, cancel := l.termContext(t)
-	w := &workRun{token: t, run: run, cancel: cancel, done: make(chan error, 1), exited: make(chan struct{})}
-	l.work = w
-	go func() {
-		err := l.cfg.Work(ctx, t)
-		if err == nil && ctx.Err() != nil {
-			err = core.ErrWorkCancelled
-		}
-		close(w.exited)
-		w.done <- err
-	}()
-	l.spawn(func() {
-		select {
-		case err := <-w.done:
-			l.send(core.WorkExited{Token: t, Run: run, Err: err})
-		case <-l.bg.Done():
-		}
-	})
-}
-
-// stopWork cancels the work and reports its exit, or ErrStopTimeout if it
-// overruns StopTimeout (the overrunning goroutine is abandoned; its late
-// exit is ignored by run number).
-func (l *loop) stopWork(t fence.Token, run int) {
-	w := l.work
-	if w == nil || w.token != t || w.run != run {
-		return
-	}
-	w.cancel()
-	timer := l.clk.NewTimer(l.cfg.StopTimeout)
-	l.spawn(func() {
-		defer timer.Stop()
-		select {
-		case <-timer.C():
-			l.log.Error("work did not stop in time; abandoning it", "token", t, "timeout", l.cfg.StopTimeout)
-			l.send(core.WorkExited{Token: t, Run: run, Err: ErrStopTimeout})
-		case <-w.exited:
-		case <-l.bg.Done():
-		}
-	})
-}
-
-func (l *loop) demoteSwitch(t fence.Token) {
-	if l.cfg.Switcher == nil {
-		l.spawnSend(func() core.Event { return core.SwitchDemoted{Token: t} })
-		return
-	}
-	l.spawnSend(func() core.Event {
-		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
-		defer cancel()
-		err := l.cfg.Switcher.Demote(ctx, t)
-		if err != nil {
-			err = fmt.Errorf("ha: demote switcher: %w", err)
-		}
-		return core.SwitchDemoted{Token: t, Err: err}
-	})
-}
-
-// release resigns the term with token t, or transfers it to the member
-// named to.
-func (l *loop) release(t fence.Token, to string) {
-	term := l.terms[t]
-	delete(l.terms, t)
-	if term == nil {
-		l.spawnSend(func() core.Event { return core.Released{Token: t} })
-		return
-	}
-	l.spawnSend(func() core.Event {
-		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
-		defer cancel()
-		var err error
-		if to != "" {
-			tr, ok := l.cfg.Elector.(lease.Transferer)
-			if !ok {
-				err = fmt.Errorf("ha: switchover to %q: the elector cannot transfer the lease to a named member", to)
-			} else if err = tr.Transfer(ctx, to); err != nil {
-				err = fmt.Errorf("ha: transfer to %q: %w", to, err)
-			}
-		}
-		// Resign also after a transfer: it is a no-op on an ended term,
-		// and it releases the lease if the transfer failed.
-		if rerr := term.Resign(ctx); rerr != nil && err == nil {
-			err = fmt.Errorf("ha: resign: %w", rerr)
-		}
-		return core.Released{Token: t, Err: err}
-	})
-}
-
-// spawnSend runs f on a goroutine and sends the event it returns.
-func (l *loop) spawnSend(f func() core.Event) {
-	l.spawn(func() { l.send(f()) })
-}
-
-func (l *loop) setTimer(k core.TimerKind, d time.Duration) {
-	if stop := l.timers[k]; stop != nil {
-		stop()
-	}
-	timer := l.clk.NewTimer(d)
-	ctx, cancel := context.WithCancel(l.bg)
-	l.timers[k] = func() { cancel(); timer.Stop() }
-	l.spawn(func() {
-		select {
-		case <-timer.C():
-			l.send(core.TimerFired{Kind: k})
-		case <-ctx.Done():
-		}
-	})
-}
-
-var commandNames = map[core.Cmd]string{
-	core.CmdSwitchover: "switchover", core.CmdPause: "pause", core.CmdResume: "resume", core.CmdApprove: "approve",
-}
-
-func (l *loop) forward(a core.Forward) {
-	l.spawn(func() {
-		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
-		defer cancel()
-		err := l.cfg.Forward(ctx, a.Leader, commandNames[a.Cmd], a.To)
-		if err != nil {
-			l.log.Warn("forward command", "command", commandNames[a.Cmd], "leader", a.Leader.ID, "to", a.To, "err", err)
-		}
-		if a.ID != 0 {
-			l.n.answer(a.ID, err)
-		}
-	})
-}
-
-// Values of the shared maintenance flag.
-var (
-	flagPaused  = []byte("paused")
-	flagRunning = []byte("running")
-)
-
-// pollMaintenance reads the shared maintenance flag every SharedPoll. A read
-// that fails is logged and skipped: the last value read stays in force.
-func (l *loop) pollMaintenance() {
-	ticker := l.clk.NewTicker(l.cfg.SharedPoll)
-	defer ticker.Stop()
-	for {
-		ctx, cancel := context.WithTimeout(l.bg, l.cfg.SharedPoll)
-		it, err := l.cfg.Shared.Get(ctx, l.cfg.SharedKey)
-		cancel()
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			l.send(core.MaintenanceSeen{Paused: false})
-		case err != nil:
-			if l.bg.Err() == nil {
-				l.log.Warn("read maintenance flag", "key", l.cfg.SharedKey, "err", err)
-			}
-		default:
-			l.send(core.MaintenanceSeen{Paused: bytes.Equal(it.Value, flagPaused)})
-		}
-		select {
-		case <-ticker.C():
-		case <-l.bg.Done():
-			return
-		}
-	}
-}
-
-func (l *loop) writeMaintenance(a core.WriteMaintenance) {
-	l.spawnSend(func() core.Event {
-		ctx, cancel := context.WithTimeout(l.bg, l.cfg.StopTimeout)
-		defer cancel()
-		v := flagRunning
-		if a.Paused {
-			v = flagPaused
-		}
-		_, err := l.cfg.Shared.Put(ctx, a.Token, l.cfg.SharedKey, v)
-		if err != nil {
-			err = fmt.Errorf("ha: write maintenance flag %q: %w", l.cfg.SharedKey, err)
-		}
-		return core.MaintenanceWritten{ID: a.ID, Paused: a.Paused, Err: err}
-	})
-}
-
-func (l *loop) runCheck(i int, c Check) {
-	ticker := l.clk.NewTicker(c.Interval)
-	defer ticker.Stop()
-	for {
-		ctx, cancel := context.WithTimeout(l.bg, c.Timeout)
-		err := c.Func(ctx)
-		cancel()
-		if l.n.metrics != nil {
-			l.n.metrics.check(c.Name, err)
-		}
-		l.send(core.CheckResult{Index: i, Err: err})
-		select {
-		case <-ticker.C():
-		case <-l.bg.Done():
-			return
-		}
-	}
 }

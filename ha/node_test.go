@@ -13,6 +13,7 @@ import (
 
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
+	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
 	"github.com/hakit/hakit/lease/memlease"
 	"github.com/hakit/hakit/storage/memstore"
@@ -134,7 +135,8 @@ func (c *cluster) addAt(id, addr string, edit func(*ha.Config), failRuns ...int3
 }
 
 func (c *cluster) work(m *member) ha.WorkFunc {
-	return func(ctx context.Context, t fence.Token) error {
+	return func(ctx context.Context, term lease.Term) error {
+		t := term.Token()
 		c.mu.Lock()
 		i := len(c.runs)
 		c.runs = append(c.runs, workRun{id: m.id, token: t, start: c.clk.Now()})
@@ -515,7 +517,7 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 func TestConfigValidation(t *testing.T) {
 	el, _ := memlease.NewElection(clock.Real(), memlease.Options{})
 	e, _ := el.Member("x", "")
-	work := func(context.Context, fence.Token) error { return nil }
+	work := ha.TokenWork(func(context.Context, fence.Token) error { return nil })
 	for _, tc := range []struct {
 		cfg   ha.Config
 		field string
@@ -524,12 +526,44 @@ func TestConfigValidation(t *testing.T) {
 		{ha.Config{ID: "x", Work: work}, "Elector"},
 		{ha.Config{ID: "x", Elector: e}, "Work"},
 		{ha.Config{ID: "x", Elector: e, Work: work, HoldOff: -1}, "HoldOff"},
-		{ha.Config{ID: "x", Elector: e, Work: work, Restart: ha.RestartPolicy{Backoff: 2 * time.Second, MaxBackoff: time.Second}}, "Restart.Backoff"},
-		{ha.Config{ID: "x", Elector: e, Work: work, Checks: []ha.Check{{Name: "c"}}}, "Checks[0]"},
+		{ha.Config{ID: "x", Elector: e, Work: work, Restart: ha.RestartPolicy{Backoff: 2 * time.Second, MaxBackoff: time.Second}}, "Restart.MaxBackoff"},
+		{ha.Config{ID: "x", Elector: e, Work: work, Checks: []ha.Check{{Name: "c"}}}, "Checks[0].Func"},
+		{ha.Config{ID: "x", Elector: e, Work: work, Checks: []ha.Check{{Name: "c", Func: okCheck}, {Name: "c", Func: okCheck}}}, "Checks[1].Name"},
+		{ha.Config{ID: "x", Elector: e, Work: work, SharedKey: "bad\x00key"}, "SharedKey"},
 	} {
 		_, err := ha.New(tc.cfg)
-		if !errors.Is(err, ha.ErrConfig) || !strings.Contains(err.Error(), tc.field) {
+		if !errors.Is(err, ha.ErrConfig) || !strings.Contains(err.Error(), "ha: invalid config: "+tc.field+": ") {
 			t.Errorf("New(%s wrong): %v, want ErrConfig naming %s", tc.field, err, tc.field)
+		}
+	}
+}
+
+func okCheck(context.Context) error { return nil }
+
+// Defaults are filled in before validation: a Backoff alone (MaxBackoff
+// left to its default) is valid, as is a Backoff above the default
+// MaxBackoff. Every broken rule is reported, not only the first. The
+// caller's Checks are not changed.
+func TestConfigDefaultsThenValidation(t *testing.T) {
+	el, _ := memlease.NewElection(clock.Real(), memlease.Options{})
+	e, _ := el.Member("x", "")
+	work := ha.TokenWork(func(context.Context, fence.Token) error { return nil })
+	for _, r := range []ha.RestartPolicy{{Backoff: 200 * time.Millisecond}, {Backoff: 10 * time.Second}} {
+		if _, err := ha.New(ha.Config{ID: "x", Elector: e, Work: work, Restart: r}); err != nil {
+			t.Errorf("New with Restart %+v: %v", r, err)
+		}
+	}
+	checks := []ha.Check{{Name: "c", Func: okCheck}}
+	if _, err := ha.New(ha.Config{ID: "x", Elector: e, Work: work, Checks: checks}); err != nil {
+		t.Fatal(err)
+	}
+	if checks[0].Interval != 0 || checks[0].Rise != 0 {
+		t.Errorf("New filled in the caller's Checks: %+v", checks[0])
+	}
+	_, err := ha.New(ha.Config{HoldOff: -1, StopTimeout: -1, Checks: []ha.Check{{Fall: -1}}})
+	for _, field := range []string{"ID", "Elector", "Work", "HoldOff", "StopTimeout", "Checks[0].Name", "Checks[0].Func", "Checks[0].Fall"} {
+		if err == nil || !strings.Contains(err.Error(), "ha: invalid config: "+field+": ") {
+			t.Errorf("New with many broken fields: %v; want it to name %s", err, field)
 		}
 	}
 }

@@ -108,3 +108,36 @@ func ExampleElector_Leader() {
 	// memlease: leader for member "a": lease: no leader
 	// a 10.0.0.1:7000 true
 }
+
+// A holder answers "I am primary" only after checking its term at the
+// moment it answers. Here the member is frozen (memlease's Pause stands
+// for SIGSTOP or a long GC pause) past its deadline: its Done cannot
+// close while it is frozen, but Valid already says no.
+func ExampleValid() {
+	clk := clock.NewFake(time.Unix(0, 0))
+	election, err := memlease.NewElection(clk, memlease.Options{TTL: 5 * time.Second})
+	if err != nil {
+		panic(err)
+	}
+	a, _ := election.Member("a", "")
+	defer a.Close()
+	term, err := a.Campaign(context.Background())
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("primary now:", lease.Valid(term, clk.Now()))
+
+	election.Pause("a")
+	clk.Advance(10 * time.Second)
+	select {
+	case <-term.Done():
+		fmt.Println("Done closed")
+	default:
+		fmt.Println("Done still open")
+	}
+	fmt.Println("primary after the freeze:", lease.Valid(term, clk.Now()))
+	// Output:
+	// primary now: true
+	// Done still open
+	// primary after the freeze: false
+}

@@ -21,9 +21,15 @@
 //   - Campaign honours its context: when ctx ends first it returns an error
 //     wrapping ctx.Err() and leaves nothing behind, so the member neither
 //     wins later nor delays other campaigners.
+//   - A Term's Deadline is never after the moment a successor can be
+//     granted the lease (allowing for the same drift bound), so an answer
+//     checked against it at the moment it is given (Valid) is true even
+//     from a process that was frozen and has not yet seen Done close.
 //   - Leader and Observe report the holder of a Term (ID, Token, Addr), or
 //     "no leader"; Observe delivers every change, in the order the changes
-//     happened.
+//     happened. Addr is the address of the holder's API as it advertises
+//     it (each backend has a setting for it), where a standby forwards
+//     operator commands.
 //
 // Package electortest checks all of this; every Elector passes it.
 //
@@ -37,8 +43,10 @@ package lease
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/storage"
 )
 
 var (
@@ -69,14 +77,50 @@ type Term interface {
 	// once. It closes Done before releasing the lease. Resigning an ended
 	// term is a no-op that returns nil.
 	Resign(ctx context.Context) error
+	// Deadline is the instant, on the Elector's clock, after which the
+	// term can no longer be trusted: no successor can be granted the
+	// lease before it (within the backend's drift margin), and Done
+	// closes by then while the holder's process runs. It moves later
+	// as the lease is renewed and never earlier.
+	//
+	// Done cannot close while the holder's process is frozen, so an
+	// answer given on the term's behalf (a health check, "I am
+	// primary") must check both, at the moment it answers: the term
+	// holds while Done is open and now is before Deadline (see Valid).
+	// Once Done is closed the term is over, whatever Deadline says (a
+	// resigned term's Deadline may lie ahead).
+	//
+	// Deadline is never the zero time: an Elector that cannot bound its
+	// terms in time cannot implement Term. (A zero Deadline would make
+	// Valid false: the term is then never trusted.)
+	Deadline() time.Time
+}
+
+// Valid reports whether term can still be trusted at now, a reading of
+// the clock its Elector runs on: its Done is open and now is before its
+// Deadline. It is the check to make at the moment an answer is given on
+// the term's behalf, since a process frozen past the deadline has not yet
+// had the chance to close Done. A nil term is not valid.
+func Valid(term Term, now time.Time) bool {
+	if term == nil {
+		return false
+	}
+	select {
+	case <-term.Done():
+		return false
+	default:
+	}
+	return now.Before(term.Deadline())
 }
 
 // Leader describes the holder of the lease. The zero Leader means nobody
 // holds it.
+//
+// In JSON its fields are "id", "token" (a decimal string) and "addr".
 type Leader struct {
-	ID    string      // the member's ID
-	Token fence.Token // the token of the holder's term
-	Addr  string      // the address the member advertises, if any
+	ID    string      `json:"id"`             // the member's ID
+	Token fence.Token `json:"token"`          // the token of the holder's term
+	Addr  string      `json:"addr,omitempty"` // the member's advertised API address (a URL or host:port), if any
 }
 
 // IsZero reports whether l is the zero Leader, "no leader".
@@ -100,8 +144,11 @@ type Elector interface {
 	Leader(ctx context.Context) (Leader, error)
 	// Observe returns a channel that receives the current leader at once
 	// and then every change, in order, with the zero Leader for "no
-	// leader". Changes are queued for a slow reader, never dropped. The
-	// channel is closed when ctx ends or the Elector is closed.
+	// leader". Changes are queued for a slow reader, in order; an elector
+	// may bound the queue by coalescing a long backlog to the newest
+	// holder (raftlease does past 64 changes), so a reader that falls far
+	// behind can miss intermediate holders but always sees the latest.
+	// The channel is closed when ctx ends or the Elector is closed.
 	Observe(ctx context.Context) <-chan Leader
 	// Close resigns any Term this member holds (its Err then wraps
 	// ErrResigned), ends a Campaign in progress with ErrClosed, closes the
@@ -117,4 +164,17 @@ type Transferer interface {
 	// Transfer hands the lease held by this member to the member with ID
 	// to, and returns once that member leads or ctx ends.
 	Transfer(ctx context.Context, to string) error
+}
+
+// TermBinder is implemented by a storage.Store whose writes can be bound
+// to a Term: the bound Store refuses every write once the term's lease has
+// ended, even before a successor has written anything, which fencing alone
+// cannot do (etcdstore.Store binds to the terms of lease/etcdlease).
+// replicate.Stream.RunTerm and ha.Node's shared maintenance flag bind their
+// Store this way when it is a TermBinder.
+type TermBinder interface {
+	storage.Store
+	// ForTerm returns the Store bound to term, or an error if term is
+	// not one this Store can bind to (a term of another elector).
+	ForTerm(term Term) (storage.Store, error)
 }

@@ -26,8 +26,8 @@ func (r *run) loop(ctx context.Context) error {
 	defer cpT.stop()
 	hbT := newIdleTimer(cfg.clock)
 	defer hbT.stop()
-	if cfg.policy.interval > 0 {
-		cpT.arm(cfg.policy.interval)
+	if cfg.checkpointInterval > 0 {
+		cpT.arm(cfg.checkpointInterval)
 	}
 	if cfg.heartbeat > 0 {
 		hbT.arm(cfg.heartbeat)
@@ -73,9 +73,9 @@ func (r *run) loop(ctx context.Context) error {
 			}
 			// Wake again when the newest checkpoint is one interval old;
 			// with nothing pending that is a full interval from now.
-			d := cfg.policy.interval - cfg.clock.Now().Sub(r.lastCP)
+			d := cfg.checkpointInterval - cfg.clock.Now().Sub(r.lastCP)
 			if d <= 0 {
-				d = cfg.policy.interval
+				d = cfg.checkpointInterval
 			}
 			cpT.arm(d)
 		case <-hbT.c():
@@ -162,7 +162,7 @@ func (r *run) flush(ctx context.Context) error {
 				return fmt.Errorf("replicate: stream %q: sink apply of %d records at %x under token %d: %w", r.s.Key, n, r.sinkPos, r.token, err)
 			}
 			r.sinkPos = r.batch[n-1].Pos
-		} else if err := r.s.Sink.Apply(ctx, r.token, r.batch); err != nil {
+		} else if err := r.cfg.sink.Apply(ctx, r.token, r.batch); err != nil {
 			return fmt.Errorf("replicate: stream %q: sink apply of %d records under token %d: %w", r.s.Key, n, r.token, err)
 		}
 		if r.durable {
@@ -195,7 +195,7 @@ func (r *run) flush(ctx context.Context) error {
 // maybeCheckpoint writes the applied checkpoint if the policy says so.
 func (r *run) maybeCheckpoint(ctx context.Context) error {
 	elapsed := r.cfg.clock.Now().Sub(r.lastCP)
-	if !r.cfg.policy.due(r.sinceCP, elapsed) {
+	if !r.cfg.policy().due(r.sinceCP, elapsed) {
 		return nil
 	}
 	return r.checkpoint(ctx)
@@ -226,10 +226,10 @@ func (r *run) checkpoint(ctx context.Context) error {
 // version last seen. Only checkpoints of progress are counted in Stats;
 // the claim at the start of a Run is not.
 func (r *run) commit(ctx context.Context, cp Checkpoint, progress bool) error {
-	cp.Token, cp.Time = r.token, r.cfg.clock.Now()
+	cp.Token, cp.Time, cp.Sink = r.token, r.cfg.clock.Now(), r.sinkID
 	enc := EncodeCheckpoint(cp)
 	for attempt := 0; ; attempt++ {
-		v, err := r.s.Store.CompareAndSwap(ctx, r.token, r.s.Key, r.storedVersion, enc)
+		v, err := r.cfg.store.CompareAndSwap(ctx, r.token, r.s.Key, r.storedVersion, enc)
 		if err == nil {
 			r.stored, r.storedVersion = cp, v
 			if !progress {
@@ -249,7 +249,7 @@ func (r *run) commit(ctx context.Context, cp Checkpoint, progress bool) error {
 			return fmt.Errorf("replicate: commit checkpoint %q at %x under token %d: %w", r.s.Key, cp.Pos, r.token, err)
 		}
 		// Someone else wrote the key: find out who before trying again.
-		got, ver, lerr := LoadCheckpoint(ctx, r.s.Store, r.s.Key)
+		got, ver, lerr := LoadCheckpoint(ctx, r.cfg.store, r.s.Key)
 		if lerr != nil {
 			return lerr
 		}
@@ -284,7 +284,7 @@ func (r *run) acknowledge(p Position) {
 func (r *run) beat(ctx context.Context) error {
 	now := r.cfg.clock.Now()
 	hb := Heartbeat{Pos: r.applied.Pos, Time: now}
-	if hs, ok := r.s.Sink.(HeartbeatSink); ok {
+	if hs, ok := r.cfg.sink.(HeartbeatSink); ok {
 		if err := hs.ApplyHeartbeat(ctx, r.token, hb); err != nil {
 			return fmt.Errorf("replicate: stream %q: sink heartbeat under token %d: %w", r.s.Key, r.token, err)
 		}

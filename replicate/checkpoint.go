@@ -30,36 +30,41 @@ var (
 // checkpointMagic starts every encoded checkpoint; CheckpointFormat follows it.
 var checkpointMagic = [4]byte{'h', 'k', 'c', 'p'}
 
-// CheckpointFormat is the format version EncodeCheckpoint writes and the
-// only one DecodeCheckpoint accepts.
-const CheckpointFormat = 1
+// CheckpointFormat is the format version EncodeCheckpoint writes.
+// DecodeCheckpoint also reads format 1, written before checkpoints
+// recorded their sink.
+const CheckpointFormat = 2
 
-// Layout of format 1, all integers big-endian:
+// Layout of format 2, all integers big-endian:
 //
-//	magic[4] format[1] token[8] unixSec[8] nanos[4] posLen[4] pos stateLen[4] state crc32c[4]
+//	magic[4] format[1] token[8] unixSec[8] nanos[4] posLen[4] pos stateLen[4] state sinkLen[4] sink crc32c[4]
 //
-// The CRC-32C (Castagnoli) covers every byte before it. Lengths are fixed
-// width so that one Checkpoint has exactly one encoding.
+// Format 1 is the same without sinkLen and sink. The CRC-32C (Castagnoli)
+// covers every byte before it. Lengths are fixed width so that one
+// Checkpoint has exactly one encoding.
 const (
 	cpHeaderLen = 4 + 1 + 8 + 8 + 4
 	cpMinLen    = cpHeaderLen + 4 + 4 + 4
 	// MaxCheckpointField bounds Pos and State, so that a damaged length
 	// cannot make the decoder allocate without limit.
 	MaxCheckpointField = 64 << 20
+	// MaxSinkID bounds Checkpoint.Sink.
+	MaxSinkID = 256
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // EncodeCheckpoint returns the binary encoding of c in format
-// CheckpointFormat: magic, version, token, time, length-prefixed position
-// and state, and a CRC-32C over all of it. The time keeps nanoseconds and
-// is decoded in UTC. It panics if Pos or State exceeds MaxCheckpointField,
-// which no Source should produce.
+// CheckpointFormat: magic, version, token, time, length-prefixed position,
+// state and sink ID, and a CRC-32C over all of it. The time keeps
+// nanoseconds and is decoded in UTC. It panics if Pos or State exceeds
+// MaxCheckpointField or Sink exceeds MaxSinkID, which no Source or sink
+// should produce.
 func EncodeCheckpoint(c Checkpoint) []byte {
-	if len(c.Pos) > MaxCheckpointField || len(c.State) > MaxCheckpointField {
-		panic(fmt.Sprintf("replicate: checkpoint position (%d bytes) or state (%d bytes) exceeds %d", len(c.Pos), len(c.State), MaxCheckpointField))
+	if len(c.Pos) > MaxCheckpointField || len(c.State) > MaxCheckpointField || len(c.Sink) > MaxSinkID {
+		panic(fmt.Sprintf("replicate: checkpoint position (%d bytes), state (%d bytes) or sink ID (%d bytes) too long", len(c.Pos), len(c.State), len(c.Sink)))
 	}
-	b := make([]byte, 0, cpMinLen+len(c.Pos)+len(c.State))
+	b := make([]byte, 0, cpMinLen+4+len(c.Pos)+len(c.State)+len(c.Sink))
 	b = append(b, checkpointMagic[:]...)
 	b = append(b, CheckpointFormat)
 	b = c.Token.AppendBinary(b)
@@ -67,15 +72,16 @@ func EncodeCheckpoint(c Checkpoint) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(c.Time.Nanosecond()))
 	b = wire.AppendField(b, c.Pos)
 	b = wire.AppendField(b, c.State)
+	b = wire.AppendField(b, []byte(c.Sink))
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-// DecodeCheckpoint decodes what EncodeCheckpoint produced. It fails on a
+// DecodeCheckpoint decodes what EncodeCheckpoint produced, in format 1 or
+// CheckpointFormat (a format 1 checkpoint has no Sink). It fails on a
 // wrong magic, a length that does not add up, a checksum mismatch
-// (ErrCorruptCheckpoint) or a format version other than CheckpointFormat
-// (ErrCheckpointVersion). It never returns a zero Checkpoint for damaged
-// input. An empty Pos or State decodes as nil. The returned slices do not
-// alias b.
+// (ErrCorruptCheckpoint) or another format version (ErrCheckpointVersion).
+// It never returns a zero Checkpoint for damaged input. An empty Pos or
+// State decodes as nil. The returned slices do not alias b.
 func DecodeCheckpoint(b []byte) (Checkpoint, error) {
 	if len(b) < 5 {
 		return Checkpoint{}, fmt.Errorf("%w: %d bytes, shorter than any checkpoint", ErrCorruptCheckpoint, len(b))
@@ -83,8 +89,9 @@ func DecodeCheckpoint(b []byte) (Checkpoint, error) {
 	if !bytes.Equal(b[:4], checkpointMagic[:]) {
 		return Checkpoint{}, fmt.Errorf("%w: magic %q, want %q", ErrCorruptCheckpoint, b[:4], checkpointMagic[:])
 	}
-	if b[4] != CheckpointFormat {
-		return Checkpoint{}, fmt.Errorf("%w: format %d, this code reads %d", ErrCheckpointVersion, b[4], CheckpointFormat)
+	format := b[4]
+	if format != 1 && format != CheckpointFormat {
+		return Checkpoint{}, fmt.Errorf("%w: format %d, this code reads 1 to %d", ErrCheckpointVersion, format, CheckpointFormat)
 	}
 	if len(b) < cpMinLen {
 		return Checkpoint{}, fmt.Errorf("%w: %d bytes, want at least %d", ErrCorruptCheckpoint, len(b), cpMinLen)
@@ -108,6 +115,13 @@ func DecodeCheckpoint(b []byte) (Checkpoint, error) {
 	}
 	if c.State, rest, err = wire.CutField(rest, "state", MaxCheckpointField, ErrCorruptCheckpoint); err != nil {
 		return Checkpoint{}, err
+	}
+	if format >= 2 {
+		var sink []byte
+		if sink, rest, err = wire.CutField(rest, "sink ID", MaxSinkID, ErrCorruptCheckpoint); err != nil {
+			return Checkpoint{}, err
+		}
+		c.Sink = string(sink)
 	}
 	if len(rest) != 0 {
 		return Checkpoint{}, fmt.Errorf("%w: %d trailing bytes", ErrCorruptCheckpoint, len(rest))

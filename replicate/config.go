@@ -21,110 +21,127 @@ const (
 	DefaultReadAhead          = 4
 )
 
-// ErrConfig is wrapped by every error Stream.Validate returns; the message
-// names the field and the rule it broke.
-var ErrConfig = errors.New("replicate: invalid stream configuration")
+// ErrConfig is wrapped by every error Stream.Validate (and so Run)
+// returns for a Stream it refuses. Each message reads "replicate: invalid
+// config: Field: rule".
+var ErrConfig = errors.New("replicate: invalid config")
 
-// config is a Stream's settings with the defaults filled in.
+// config is a Stream's settings: a copy of its fields, then (withDefaults)
+// with every default filled in and the negative "off" values turned into
+// zero.
 type config struct {
-	compare     func(a, b Position) int
-	maxRecords  int
-	maxBytes    int
-	maxWait     time.Duration
-	policy      policy
-	heartbeat   time.Duration // 0: off
-	stopTimeout time.Duration
-	readAhead   int
-	clock       clock.Clock
-	log         *slog.Logger
+	source  Source
+	sink    Sink
+	store   storage.Store
+	key     string
+	compare func(a, b Position) int
+
+	maxRecords         int
+	maxBytes           int
+	maxWait            time.Duration
+	checkpointRecords  int
+	checkpointInterval time.Duration
+	heartbeat          time.Duration // 0: off
+	stopTimeout        time.Duration
+	readAhead          int
+	clock              clock.Clock
+	log                *slog.Logger
+}
+
+// policy is the checkpoint policy of a config with defaults filled in.
+func (c config) policy() policy {
+	return policy{every: c.checkpointRecords, interval: c.checkpointInterval}
 }
 
 // Validate reports whether the Stream's configuration is usable, without
-// touching the Source, Sink or Store. The error wraps ErrConfig and names
-// the field. Run calls it first.
+// touching the Source, Sink or Store: it fills in the defaults and then
+// checks every rule. The error joins one error per broken rule, each
+// wrapping ErrConfig and naming the field. Run calls it first.
 func (s *Stream) Validate() error {
 	_, err := s.config()
 	return err
 }
 
 func (s *Stream) config() (config, error) {
-	bad := func(format string, args ...any) (config, error) {
-		return config{}, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
-	}
-	switch {
-	case s.Source == nil:
-		return bad("Source is nil")
-	case s.Sink == nil:
-		return bad("Sink is nil")
-	case s.Store == nil:
-		return bad("Store is nil")
-	}
-	if err := storage.ValidateKey(s.Key); err != nil {
-		return bad("Key: %v", err)
-	}
 	c := config{
-		compare:     s.Compare,
-		maxRecords:  orDefault(s.MaxRecords, DefaultMaxRecords),
-		maxBytes:    orDefault(s.MaxBytes, DefaultMaxBytes),
-		maxWait:     s.MaxWait,
-		stopTimeout: orDefault(s.StopTimeout, DefaultStopTimeout),
-		readAhead:   orDefault(s.ReadAhead, DefaultReadAhead),
-		clock:       s.Clock,
-		log:         s.Logger,
+		source: s.Source, sink: s.Sink, store: s.Store, key: s.Key, compare: s.Compare,
+		maxRecords: s.MaxRecords, maxBytes: s.MaxBytes, maxWait: s.MaxWait,
+		checkpointRecords: s.CheckpointRecords, checkpointInterval: s.CheckpointInterval,
+		heartbeat: s.HeartbeatInterval, stopTimeout: s.StopTimeout, readAhead: s.ReadAhead,
+		clock: s.Clock, log: s.Logger,
 	}
+	c = c.withDefaults()
+	if err := c.validate(); err != nil {
+		return config{}, err
+	}
+	return c, nil
+}
+
+// withDefaults fills in the zero fields and turns the negative values that
+// mean "off" (CheckpointRecords, CheckpointInterval, HeartbeatInterval)
+// into zero. Negative values of the other fields are left for validate.
+func (c config) withDefaults() config {
+	c.maxRecords = orDefault(c.maxRecords, DefaultMaxRecords)
+	c.maxBytes = orDefault(c.maxBytes, DefaultMaxBytes)
+	c.stopTimeout = orDefault(c.stopTimeout, DefaultStopTimeout)
+	c.readAhead = orDefault(c.readAhead, DefaultReadAhead)
+	c.checkpointRecords = max(0, orDefault(c.checkpointRecords, DefaultCheckpointRecords))
+	c.checkpointInterval = max(0, orDefault(c.checkpointInterval, DefaultCheckpointInterval))
+	c.heartbeat = max(0, orDefault(c.heartbeat, DefaultHeartbeatInterval))
 	if c.compare == nil {
-		cmp, ok := s.Source.(Comparer)
-		if !ok {
-			return bad("Compare is nil and the Source (%T) does not implement Comparer", s.Source)
+		if cmp, ok := c.source.(Comparer); ok {
+			c.compare = cmp.Compare
 		}
-		c.compare = cmp.Compare
-	}
-	switch {
-	case s.MaxRecords < 0:
-		return bad("MaxRecords is %d, want > 0 (0 selects %d)", s.MaxRecords, DefaultMaxRecords)
-	case s.MaxBytes < 0:
-		return bad("MaxBytes is %d, want > 0 (0 selects %d)", s.MaxBytes, DefaultMaxBytes)
-	case s.MaxWait < 0:
-		return bad("MaxWait is %v, want >= 0", s.MaxWait)
-	case s.StopTimeout < 0:
-		return bad("StopTimeout is %v, want > 0 (0 selects %v)", s.StopTimeout, DefaultStopTimeout)
-	case s.ReadAhead < 0:
-		return bad("ReadAhead is %d, want > 0 (0 selects %d)", s.ReadAhead, DefaultReadAhead)
-	}
-	switch {
-	case s.CheckpointRecords < 0:
-		c.policy.every = 0
-	case s.CheckpointRecords == 0:
-		c.policy.every = DefaultCheckpointRecords
-	default:
-		c.policy.every = s.CheckpointRecords
-	}
-	switch {
-	case s.CheckpointInterval < 0:
-		c.policy.interval = 0
-	case s.CheckpointInterval == 0:
-		c.policy.interval = DefaultCheckpointInterval
-	default:
-		c.policy.interval = s.CheckpointInterval
-	}
-	switch {
-	case s.HeartbeatInterval < 0:
-		c.heartbeat = 0
-	case s.HeartbeatInterval == 0:
-		c.heartbeat = DefaultHeartbeatInterval
-	default:
-		c.heartbeat = s.HeartbeatInterval
-	}
-	if c.maxWait > 0 && c.policy.interval > 0 && c.maxWait >= c.policy.interval {
-		return bad("MaxWait %v must be shorter than CheckpointInterval %v", c.maxWait, c.policy.interval)
 	}
 	if c.clock == nil {
 		c.clock = clock.Real()
 	}
 	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
+		c.log = slog.Default()
 	}
-	return c, nil
+	return c
+}
+
+// validate reports every rule c breaks, joined; it changes nothing.
+func (c config) validate() error {
+	var errs []error
+	bad := func(field, rule string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(rule, args...)))
+	}
+	if c.source == nil {
+		bad("Source", "is required")
+	}
+	if c.sink == nil {
+		bad("Sink", "is required")
+	}
+	if c.store == nil {
+		bad("Store", "is required")
+	}
+	if err := storage.ValidateKey(c.key); err != nil {
+		bad("Key", "%v", err)
+	}
+	if c.compare == nil && c.source != nil {
+		bad("Compare", "is nil and the Source (%T) does not implement Comparer", c.source)
+	}
+	if c.maxRecords < 0 {
+		bad("MaxRecords", "must be positive (0 selects %d), got %d", DefaultMaxRecords, c.maxRecords)
+	}
+	if c.maxBytes < 0 {
+		bad("MaxBytes", "must be positive (0 selects %d), got %d", DefaultMaxBytes, c.maxBytes)
+	}
+	if c.maxWait < 0 {
+		bad("MaxWait", "must not be negative, got %v", c.maxWait)
+	}
+	if c.maxWait > 0 && c.checkpointInterval > 0 && c.maxWait >= c.checkpointInterval {
+		bad("MaxWait", "%v must be shorter than CheckpointInterval %v", c.maxWait, c.checkpointInterval)
+	}
+	if c.stopTimeout < 0 {
+		bad("StopTimeout", "must be positive (0 selects %v), got %v", DefaultStopTimeout, c.stopTimeout)
+	}
+	if c.readAhead < 0 {
+		bad("ReadAhead", "must be positive (0 selects %d), got %d", DefaultReadAhead, c.readAhead)
+	}
+	return errors.Join(errs...)
 }
 
 func orDefault[T int | time.Duration](v, def T) T {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -113,4 +114,38 @@ func ExampleConditionalSink() {
 	// Output:
 	// true
 	// a b c d
+}
+
+// A checkpoint key used by one target is refused for another, until an
+// operator points the stream at the new target on purpose; then the new
+// target gets every record, from the beginning.
+func Example_repoint() {
+	ctx := context.Background()
+	src := &memrepl.Source{}
+	src.Append([]byte("x"), []byte("y"), []byte("z"))
+	store := memstore.New()
+	quiet := slog.New(slog.DiscardHandler)
+
+	old := &memrepl.DurableSink{}
+	s := &replicate.Stream{Source: src, Sink: old, Store: store, Key: "orders/checkpoint", Logger: quiet}
+	run, stop := context.WithCancel(ctx)
+	go func() { _ = old.WaitLen(ctx, 3); stop() }()
+	_ = s.Run(run, 1)
+
+	replacement := &memrepl.DurableSink{}
+	s2 := &replicate.Stream{Source: src, Sink: replacement, Store: store, Key: "orders/checkpoint", Logger: quiet}
+	err := s2.Run(ctx, 2)
+	fmt.Println("refused:", errors.Is(err, replicate.ErrIdentity))
+
+	if _, err := replicate.RebuildCheckpoint(ctx, store, "orders/checkpoint", 3, replacement, replicate.CompareBytes, time.Unix(0, 0)); err != nil {
+		fmt.Println(err)
+		return
+	}
+	run, stop = context.WithCancel(ctx)
+	go func() { _ = replacement.WaitLen(ctx, 3); stop() }()
+	_ = s2.Run(run, 4)
+	fmt.Println("the new target has", replacement.Len(), "records")
+	// Output:
+	// refused: true
+	// the new target has 3 records
 }

@@ -15,21 +15,37 @@
 // read the sink's position. With any other Sink delivery is at least once,
 // and the span replayed after a crash is bounded by the checkpoint policy.
 //
+// Records are never skipped. A DurableSink that stands behind the
+// checkpoint (a target restored from a backup) gets the records in between
+// again, from its own position; if the Source cannot give them any more,
+// the Stream refuses to start with ErrGap. A checkpoint records the ID of
+// the sink it was written for and an IdentifiedSink the stream it belongs
+// to, so a checkpoint key reused for another target, or two streams
+// pointed at one target, are refused with ErrIdentity.
+//
 // Checkpoints are stored in a versioned, checksummed encoding
 // (EncodeCheckpoint); a damaged or unknown one stops the Stream with an
 // error naming the key and is never read as "start from the beginning".
-// RebuildCheckpoint restores a lost checkpoint from a DurableSink.
+// RebuildCheckpoint restores a lost checkpoint from a DurableSink, and
+// points a stream at a new target on purpose.
+//
+// Under ha.Node, run the Stream as the work with RunTerm: it runs under
+// the term's token and binds the checkpoint store to the term when the
+// store can (lease.TermBinder: etcdstore).
 //
 // Adapters live in subpackages, so that a program compiles only what it
 // uses: memrepl (in memory, for tests), filelog (a segment-file log Source
 // and its Writer), filesink (a transactional file DurableSink), sqlsink
 // (a database/sql DurableSink for PostgreSQL), pgcdc (PostgreSQL change
 // data capture through a logical replication slot) and pgsink (its row
-// changes applied to a PostgreSQL target, a ConditionalSink).
+// changes applied to a PostgreSQL target, a ConditionalSink); the sinks
+// are IdentifiedSinks.
 package replicate
 
 import (
 	"context"
+	"encoding/hex"
+	"log/slog"
 	"time"
 
 	"github.com/hakit/hakit/fence"
@@ -37,7 +53,17 @@ import (
 
 // Position is a place in a Source's change stream. Its bytes are defined by
 // the Source and opaque to hakit; a nil Position means "the beginning".
+// Errors and logs show positions in hexadecimal.
 type Position []byte
+
+// LogValue shows p in hexadecimal in structured logs, as errors show it
+// ("nil" for the beginning), rather than as escaped raw bytes.
+func (p Position) LogValue() slog.Value {
+	if len(p) == 0 {
+		return slog.StringValue("nil")
+	}
+	return slog.StringValue(hex.EncodeToString(p))
+}
 
 // Record is one change read from a Source.
 type Record struct {
@@ -51,6 +77,10 @@ type Checkpoint struct {
 	State []byte      // opaque Source state needed to resume there (open transactions, ...)
 	Token fence.Token // the token of the term that wrote the checkpoint
 	Time  time.Time   // when it was taken
+	// Sink is the ID of the sink the checkpoint was written for
+	// (SinkIdentity.ID), "" if the sink has none; a Run refuses a sink
+	// with another ID (ErrIdentity). The Stream fills it in.
+	Sink string
 }
 
 // Source is a change stream that can be opened at a checkpoint.

@@ -29,18 +29,32 @@ var ErrCheckpointAhead = errors.New("replicate: stored checkpoint moved ahead of
 //
 // # Guarantees
 //
-//   - Resume: Run starts from the newer of the stored checkpoint and, if the
-//     Sink is a DurableSink, the Sink's own position. When the Sink is ahead
-//     and the checkpoint carries no State, the Source is opened at the
-//     Sink's position; when the checkpoint has State, the Source is opened
-//     at the checkpoint (so the State stays valid) and the records up to the
-//     Sink's position are read but not applied again.
+//   - Resume: with a DurableSink, Run resumes from where the Sink stands.
+//     When the Sink is ahead of the stored checkpoint and the checkpoint
+//     carries no State, the Source is opened at the Sink's position; when
+//     the checkpoint has State, the Source is opened at the checkpoint (so
+//     the State stays valid) and the records up to the Sink's position are
+//     read but not applied again. When the Sink is behind the checkpoint
+//     (restored from a backup, or replaced by a copy), the Source is
+//     opened at the Sink's position, with no State, and the records in
+//     between are delivered again; if the Source cannot be read from there
+//     any more (it was trimmed, or it needs State it does not have there,
+//     and says so by failing Open), Run stops before applying anything,
+//     with an error matching ErrGap that names both positions. Records are never
+//     skipped. With any other Sink, Run resumes from the checkpoint.
+//   - Identity: a checkpoint records the ID of the sink it was written
+//     for, and an IdentifiedSink the key of the stream it belongs to; Run
+//     refuses a checkpoint written for another sink, or a sink bound to
+//     another stream, with an error matching ErrIdentity, before it
+//     applies anything (see IdentifiedSink, and RebuildCheckpoint to point
+//     a stream at a new target on purpose).
 //   - Fencing: Run first re-commits the checkpoint it resumes from under its
 //     own token (the claim), so a newer term is detected before anything
 //     is applied and older terms are fenced out of the Store at once.
-//     Before it reads a DurableSink's position it applies an empty batch
-//     under its token, so that a fencing DurableSink refuses older terms
-//     from then on and no batch of theirs lands after the read.
+//     Before it reads a DurableSink's position it binds an IdentifiedSink
+//     (or applies an empty batch to another DurableSink) under its token,
+//     so that a fencing DurableSink refuses older terms from then on and
+//     no batch of theirs lands after the read.
 //     Every checkpoint is a CompareAndSwap under Run's token, on
 //     the version Run last read or wrote, and only ever to a position
 //     after the stored one, so the stored checkpoint never goes backwards.
@@ -136,7 +150,8 @@ type Stream struct {
 // concurrently with Run.
 func (s *Stream) Stats() Stats { return s.stats.snapshot() }
 
-// Run streams under token t until ctx ends or something fails.
+// Run streams under token t until ctx ends or something fails. To run
+// under a lease.Term, as ha.Node's work does, use RunTerm.
 //
 // When ctx ends, Run abandons the batch it has not yet applied (a batch
 // whose Apply was interrupted counts as not applied), stops the reader,
@@ -145,14 +160,21 @@ func (s *Stream) Stats() Stats { return s.stats.snapshot() }
 // (as when ctx ends before the Source is open).
 // Otherwise Run returns the first error: a stale token (matching
 // fence.ErrStale, from the Store or the Sink), a stored checkpoint that
-// cannot be decoded (naming the key), or an error of the Source, Sink or
-// Store. After a Source or Sink error Run still tries the final checkpoint
-// and joins its error, if any, to the one it returns.
+// cannot be decoded (naming the key), a checkpoint and a sink that do not
+// belong together (ErrIdentity), a sink behind a checkpoint that the
+// Source cannot close the gap to (ErrGap), or an error of the Source, Sink
+// or Store. After a Source or Sink error Run still tries the final
+// checkpoint and joins its error, if any, to the one it returns.
 func (s *Stream) Run(ctx context.Context, t fence.Token) error {
 	cfg, err := s.config()
 	if err != nil {
 		return err
 	}
+	return s.run(ctx, cfg, t)
+}
+
+// run is Run with the configuration decided.
+func (s *Stream) run(ctx context.Context, cfg config, t fence.Token) error {
 	if t == 0 {
 		return fmt.Errorf("replicate: run stream %q: %w", s.Key, fence.ErrNoToken)
 	}
@@ -199,6 +221,11 @@ type run struct {
 	// modified.
 	cond    ConditionalSink
 	sinkPos Position
+	// behind: the sink stood behind the stored checkpoint when the Run
+	// opened, and the Source is opened at the sink's position.
+	behind bool
+	// sinkID is the sink's ID, recorded in every checkpoint committed.
+	sinkID string
 
 	// durable: the Sink is a DurableSink, so an applied batch is durable
 	// at once. acker is the Cursor as an Acknowledger (nil: not one, or
@@ -248,8 +275,14 @@ func (r *run) open(ctx context.Context) error {
 			return err
 		}
 	}
-	cur, err := s.Source.Open(ctx, from)
+	cur, err := cfg.source.Open(ctx, from)
 	if err != nil {
+		if r.behind {
+			return fmt.Errorf("%w: stream %q: the sink %s stands at %s, behind the checkpoint at %s, and the source cannot be read from %s: %w; "+
+				"restore the target from a copy at or after %s, or make the source's records after %s readable again; nothing was applied",
+				ErrGap, s.Key, sinkName(r.stored.Sink), hexPos(from.Pos), hexPos(r.stored.Pos), hexPos(from.Pos), err,
+				hexPos(r.stored.Pos), hexPos(from.Pos))
+		}
 		return fmt.Errorf("replicate: stream %q: open source at %x: %w", s.Key, from.Pos, err)
 	}
 	now := cfg.clock.Now()
@@ -260,7 +293,7 @@ func (r *run) open(ctx context.Context) error {
 		r.atomic = ac.AtomicChunks()
 	}
 	r.s.stats.update(func(st *Stats) { st.Resumes++ })
-	cfg.log.Info("replicate: stream resumed", "key", s.Key, "token", r.token, "pos", from.Pos)
+	cfg.log.Info("replicate: stream resumed", "key", s.Key, "token", r.token, "pos", from.Pos, "sink", r.stored.Sink)
 
 	rctx, cancel := context.WithCancel(ctx)
 	r.chunks = make(chan chunk, cfg.readAhead)
@@ -270,12 +303,14 @@ func (r *run) open(ctx context.Context) error {
 	return nil
 }
 
-// claim loads the checkpoint, decides where to resume (from, and the
-// DurableSink position up to which records are skipped) and commits that
-// checkpoint under the Run's token.
+// claim loads the checkpoint, checks that it and the sink belong
+// together, decides where to resume (from, and the DurableSink position up
+// to which records are skipped) and commits the checkpoint under the Run's
+// token: the one it found, naming the sink, or the sink's position when
+// the sink is ahead of it.
 func (r *run) claim(ctx context.Context) (from Checkpoint, skip Position, err error) {
 	s, cfg := r.s, r.cfg
-	cp, ver, err := LoadCheckpoint(ctx, s.Store, s.Key)
+	cp, ver, err := LoadCheckpoint(ctx, cfg.store, s.Key)
 	if err != nil {
 		return Checkpoint{}, nil, err
 	}
@@ -283,28 +318,35 @@ func (r *run) claim(ctx context.Context) (from Checkpoint, skip Position, err er
 		return Checkpoint{}, nil, fmt.Errorf("replicate: checkpoint %q was written under token %d: %w", s.Key, cp.Token, fence.Stale(r.token, cp.Token))
 	}
 	r.stored, r.storedVersion = cp, ver
-	from = cp
-	if ds, ok := s.Sink.(DurableSink); ok {
-		// Fence the sink before reading its position: an empty batch
-		// admits t, so a batch a deposed member still has in flight is
-		// refused from now on instead of landing after the read and
-		// being applied again from the position read.
-		if err := ds.Apply(ctx, r.token, nil); err != nil {
-			return Checkpoint{}, nil, fmt.Errorf("replicate: stream %q: fence the sink under token %d: %w", s.Key, r.token, err)
-		}
+	sinkID, err := r.bindSink(ctx, cp)
+	if err != nil {
+		return Checkpoint{}, nil, err
+	}
+	r.sinkID = sinkID
+	from, claimed := cp, cp
+	r.behind = false
+	if ds, ok := cfg.sink.(DurableSink); ok {
 		sp, err := ds.Position(ctx)
 		if err != nil {
 			return Checkpoint{}, nil, fmt.Errorf("replicate: stream %q: read sink position: %w", s.Key, err)
 		}
 		r.cond, _ = ds.(ConditionalSink)
 		r.sinkPos = sp
-		if cfg.compare(sp, cp.Pos) > 0 {
-			if len(cp.State) == 0 {
-				from = Checkpoint{Pos: sp}
-			} else {
-				skip = sp
-			}
-			cfg.log.Info("replicate: sink is ahead of the checkpoint", "key", s.Key, "checkpoint", cp.Pos, "sink", sp, "skip", skip != nil)
+		switch c := cfg.compare(sp, cp.Pos); {
+		case c > 0 && len(cp.State) == 0:
+			from = Checkpoint{Pos: sp}
+			claimed = from
+			cfg.log.Info("replicate: sink is ahead of the checkpoint; resuming from the sink", "key", s.Key, "checkpoint", cp.Pos, "sink_pos", sp)
+		case c > 0:
+			skip = sp
+			cfg.log.Info("replicate: sink is ahead of the checkpoint; reading from the checkpoint and skipping what the sink has", "key", s.Key, "checkpoint", cp.Pos, "sink_pos", sp)
+		case c < 0:
+			// The target lost records it had acknowledged (restored
+			// from a backup): deliver them again from where it
+			// stands. The stored checkpoint stays where it is; it
+			// never goes backwards.
+			from, r.behind = Checkpoint{Pos: sp}, true
+			cfg.log.Warn("replicate: sink is behind the checkpoint; delivering the records in between again", "key", s.Key, "checkpoint", cp.Pos, "sink_pos", sp, "sink", sinkID)
 		}
 	}
 	// Claim the checkpoint for this term before anything is applied: the
@@ -313,10 +355,55 @@ func (r *run) claim(ctx context.Context) (from Checkpoint, skip Position, err er
 	// anything to the Sink.
 	// It is done even when the stored checkpoint already carries t: the
 	// Store may have admitted a larger token since it was written.
-	if err := r.commit(ctx, from, false); err != nil {
+	if err := r.commit(ctx, claimed, false); err != nil {
 		return Checkpoint{}, nil, err
 	}
 	return from, skip, nil
+}
+
+// bindSink checks that the stored checkpoint cp and the sink belong
+// together (see ErrIdentity) and fences the sink under the Run's token: an
+// IdentifiedSink is bound to this stream, another DurableSink gets an
+// empty batch, so that a batch a deposed member still has in flight is
+// refused from now on instead of landing after the position is read. It
+// returns the sink ID the Run's checkpoints are to record: the sink's, or
+// for a sink without identity the one the checkpoint already names.
+func (r *run) bindSink(ctx context.Context, cp Checkpoint) (string, error) {
+	s, cfg := r.s, r.cfg
+	is, ok := cfg.sink.(IdentifiedSink)
+	if !ok {
+		if cp.Sink != "" {
+			// Nothing to compare: a wrapper may hide the identity of
+			// the sink the checkpoint was written for. Say so, and
+			// keep the ID for a Run whose sink can be checked.
+			cfg.log.Warn("replicate: the sink has no identity; cannot check that the checkpoint was written for it",
+				"key", s.Key, "checkpoint_sink", cp.Sink, "sink_type", fmt.Sprintf("%T", cfg.sink))
+		}
+		if ds, ok := cfg.sink.(DurableSink); ok {
+			if err := ds.Apply(ctx, r.token, nil); err != nil {
+				return "", fmt.Errorf("replicate: stream %q: fence the sink under token %d: %w", s.Key, r.token, err)
+			}
+		}
+		return cp.Sink, nil
+	}
+	id, err := is.Identity(ctx)
+	if err != nil {
+		return "", fmt.Errorf("replicate: stream %q: read the sink's identity: %w", s.Key, err)
+	}
+	if cp.Sink != "" && cp.Sink != id.ID {
+		return "", fmt.Errorf("%w: checkpoint %q at %s was written for sink %s, but this stream's sink is %s "+
+			"(the key or prefix is used for another target, or the target was replaced); nothing was applied. "+
+			"If the stream is to deliver to this sink on purpose, run RebuildCheckpoint with it",
+			ErrIdentity, s.Key, hexPos(cp.Pos), cp.Sink, sinkName(id.ID))
+	}
+	if id.Stream != "" && id.Stream != s.Key {
+		return "", BoundElsewhere(id.ID, id.Stream, s.Key)
+	}
+	id, err = is.Bind(ctx, r.token, "", s.Key)
+	if err != nil {
+		return "", fmt.Errorf("replicate: stream %q: bind the sink under token %d: %w", s.Key, r.token, err)
+	}
+	return id.ID, nil
 }
 
 // read is the reader goroutine. It owns r.cur until it returns.

@@ -3,13 +3,16 @@ package rfc2136
 import (
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/hakit/hakit/dns"
 	"github.com/hakit/hakit/dns/internal/tokenrec"
 	mdns "github.com/miekg/dns"
 )
@@ -59,7 +62,7 @@ type Config struct {
 
 	// Timeout bounds each exchange with the server; 0 means 5 seconds.
 	Timeout time.Duration
-	// Logger receives one record per change; nil discards.
+	// Logger receives one record per change; nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -71,108 +74,143 @@ var algorithms = map[string]string{
 	"hmac-sha1":   mdns.HmacSHA1,
 }
 
-// validate checks c and fills in defaults; it returns the record's type
-// code and the records to write.
-func (c *Config) validate() (uint16, error) {
-	if _, _, err := net.SplitHostPort(c.Server); err != nil {
-		return 0, fmt.Errorf("rfc2136: config: Server %q is not host:port: %w", c.Server, err)
-	}
-	switch c.Net {
-	case "":
+// ErrConfig is wrapped by every error New returns for a Config it
+// refuses; each message reads "rfc2136: invalid config: Field: rule". It
+// also matches dns.ErrConfig.
+var ErrConfig error = configError{}
+
+type configError struct{}
+
+func (configError) Error() string        { return "rfc2136: invalid config" }
+func (configError) Is(target error) bool { return target == dns.ErrConfig }
+
+// withDefaults returns c with every zero field that has a default set to
+// it, and Targets copied.
+func (c Config) withDefaults() Config {
+	c.Targets = slices.Clone(c.Targets)
+	if c.Net == "" {
 		c.Net = "tcp"
-	case "tcp", "udp", "tcp-tls":
-	default:
-		return 0, fmt.Errorf("rfc2136: config: Net %q is not tcp, udp or tcp-tls", c.Net)
 	}
-	for _, f := range []struct {
-		field string
-		v     *string
-	}{{"Zone", &c.Zone}, {"Name", &c.Name}} {
-		if *f.v == "" {
-			return 0, fmt.Errorf("rfc2136: config: %s is empty", f.field)
-		}
-		if _, ok := mdns.IsDomainName(*f.v); !ok {
-			return 0, fmt.Errorf("rfc2136: config: %s %q is not a domain name", f.field, *f.v)
-		}
-		*f.v = mdns.CanonicalName(*f.v)
-	}
-	if !mdns.IsSubDomain(c.Zone, c.Name) {
-		return 0, fmt.Errorf("rfc2136: config: Name %q is not in Zone %q", c.Name, c.Zone)
-	}
-	if c.TokenName == "" {
+	if c.TokenName == "" && c.Name != "" {
 		c.TokenName = "_hakit." + c.Name
 	}
-	if _, ok := mdns.IsDomainName(c.TokenName); !ok {
-		return 0, fmt.Errorf("rfc2136: config: TokenName %q is not a domain name", c.TokenName)
+	if c.TTL == 0 {
+		c.TTL = 30
 	}
-	c.TokenName = mdns.CanonicalName(c.TokenName)
-	if !mdns.IsSubDomain(c.Zone, c.TokenName) {
-		return 0, fmt.Errorf("rfc2136: config: TokenName %q is not in Zone %q", c.TokenName, c.Zone)
+	if c.Algorithm == "" {
+		c.Algorithm = "hmac-sha256"
 	}
-	if c.TokenName == c.Name {
-		return 0, fmt.Errorf("rfc2136: config: TokenName %q must differ from Name", c.TokenName)
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
 	}
-	var typ uint16
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// recordType returns the DNS type code of c.Type, or 0.
+func (c *Config) recordType() uint16 {
 	switch strings.ToUpper(c.Type) {
 	case "A":
-		typ = mdns.TypeA
+		return mdns.TypeA
 	case "AAAA":
-		typ = mdns.TypeAAAA
+		return mdns.TypeAAAA
 	case "CNAME":
-		typ = mdns.TypeCNAME
+		return mdns.TypeCNAME
+	}
+	return 0
+}
+
+// validate reports every rule c breaks, joined; it changes nothing.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(field, rule string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(rule, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.Server); err != nil {
+		bad("Server", "%q is not host:port: %v", c.Server, err)
+	}
+	switch c.Net {
+	case "tcp", "udp", "tcp-tls":
 	default:
-		return 0, fmt.Errorf("rfc2136: config: Type %q is not A, AAAA or CNAME", c.Type)
+		bad("Net", "%q is not tcp, udp or tcp-tls", c.Net)
+	}
+	names := map[string]bool{}
+	for _, f := range []struct{ field, v string }{{"Zone", c.Zone}, {"Name", c.Name}, {"TokenName", c.TokenName}} {
+		switch _, ok := mdns.IsDomainName(f.v); {
+		case f.v == "":
+			bad(f.field, "must not be empty")
+		case !ok:
+			bad(f.field, "%q is not a domain name", f.v)
+		default:
+			names[f.field] = true
+		}
+	}
+	zone, name, tokenName := mdns.CanonicalName(c.Zone), mdns.CanonicalName(c.Name), mdns.CanonicalName(c.TokenName)
+	if names["Zone"] && names["Name"] && !mdns.IsSubDomain(zone, name) {
+		bad("Name", "%q is not in Zone %q", c.Name, c.Zone)
+	}
+	if names["Zone"] && names["TokenName"] && !mdns.IsSubDomain(zone, tokenName) {
+		bad("TokenName", "%q is not in Zone %q", c.TokenName, c.Zone)
+	}
+	if names["Name"] && names["TokenName"] && tokenName == name {
+		bad("TokenName", "%q must differ from Name", c.TokenName)
+	}
+	typ := c.recordType()
+	if typ == 0 {
+		bad("Type", "%q is not A, AAAA or CNAME", c.Type)
 	}
 	if len(c.Targets) == 0 {
-		return 0, fmt.Errorf("rfc2136: config: Targets is empty")
+		bad("Targets", "must not be empty")
+	}
+	if typ == mdns.TypeCNAME && len(c.Targets) > 1 {
+		bad("Targets", "a CNAME has exactly one target, got %d", len(c.Targets))
 	}
 	for i, tgt := range c.Targets {
 		switch typ {
 		case mdns.TypeA, mdns.TypeAAAA:
 			a, err := netip.ParseAddr(tgt)
 			if err != nil || a.Zone() != "" || (typ == mdns.TypeA) != a.Is4() {
-				return 0, fmt.Errorf("rfc2136: config: Targets[%d] %q is not an IPv%s address", i, tgt, map[bool]string{true: "4", false: "6"}[typ == mdns.TypeA])
+				bad(fmt.Sprintf("Targets[%d]", i), "%q is not an IPv%s address", tgt, map[bool]string{true: "4", false: "6"}[typ == mdns.TypeA])
 			}
 		case mdns.TypeCNAME:
-			if len(c.Targets) != 1 {
-				return 0, fmt.Errorf("rfc2136: config: a CNAME has exactly one target, got %d", len(c.Targets))
-			}
 			if _, ok := mdns.IsDomainName(tgt); !ok {
-				return 0, fmt.Errorf("rfc2136: config: Targets[0] %q is not a domain name", tgt)
+				bad(fmt.Sprintf("Targets[%d]", i), "%q is not a domain name", tgt)
 			}
-			c.Targets[0] = mdns.CanonicalName(tgt)
 		}
 	}
-	if c.TTL == 0 {
-		c.TTL = 30
-	}
 	if err := tokenrec.CheckMember(c.Member); err != nil {
-		return 0, fmt.Errorf("rfc2136: config: Member: %w", err)
+		bad("Member", "%v", err)
 	}
 	if c.KeyName == "" {
-		return 0, fmt.Errorf("rfc2136: config: KeyName is empty")
+		bad("KeyName", "must not be empty")
 	}
-	c.KeyName = mdns.CanonicalName(c.KeyName)
 	if c.Secret == "" {
-		return 0, fmt.Errorf("rfc2136: config: Secret is empty")
+		bad("Secret", "must not be empty")
+	} else if _, err := base64.StdEncoding.DecodeString(c.Secret); err != nil {
+		// The decoder's error would quote the secret's bytes; name only
+		// the field.
+		bad("Secret", "is not valid base64")
 	}
-	if _, err := base64.StdEncoding.DecodeString(c.Secret); err != nil {
-		// The error would quote the secret's bytes; name only the field.
-		return 0, fmt.Errorf("rfc2136: config: Secret is not valid base64")
+	if _, ok := algorithms[strings.ToLower(strings.TrimSuffix(c.Algorithm, "."))]; !ok {
+		bad("Algorithm", "%q is not supported", c.Algorithm)
 	}
-	if c.Algorithm == "" {
-		c.Algorithm = "hmac-sha256"
-	}
-	alg, ok := algorithms[strings.ToLower(strings.TrimSuffix(c.Algorithm, "."))]
-	if !ok {
-		return 0, fmt.Errorf("rfc2136: config: Algorithm %q is not supported", c.Algorithm)
-	}
-	c.Algorithm = alg
 	if c.Timeout < 0 {
-		return 0, fmt.Errorf("rfc2136: config: Timeout %v is negative", c.Timeout)
+		bad("Timeout", "must not be negative, got %v", c.Timeout)
 	}
-	if c.Timeout == 0 {
-		c.Timeout = 5 * time.Second
+	return errors.Join(errs...)
+}
+
+// normalized returns a valid c with names in canonical form and the
+// algorithm as miekg/dns names it, and the record's type code.
+func (c Config) normalized() (Config, uint16) {
+	c.Zone, c.Name, c.TokenName = mdns.CanonicalName(c.Zone), mdns.CanonicalName(c.Name), mdns.CanonicalName(c.TokenName)
+	c.KeyName = mdns.CanonicalName(c.KeyName)
+	c.Algorithm = algorithms[strings.ToLower(strings.TrimSuffix(c.Algorithm, "."))]
+	typ := c.recordType()
+	if typ == mdns.TypeCNAME {
+		c.Targets[0] = mdns.CanonicalName(c.Targets[0])
 	}
-	return typ, nil
+	return c, typ
 }

@@ -29,7 +29,10 @@ func Example() {
 		log.Fatal(err)
 	}
 	// Retry lost races and network trouble; a stale token is final.
-	s := dns.Retry(sw, dns.DefaultRetryPolicy())
+	s, err := dns.Retry(sw, dns.DefaultRetryPolicy())
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var term fence.Token = 42 // from lease.Term.Token()

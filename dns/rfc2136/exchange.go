@@ -58,6 +58,20 @@ func (s *Switcher) exchange(ctx context.Context, m *mdns.Msg, what string) (*mdn
 		return nil, dns.Permanent(fmt.Errorf("rfc2136: %s at %s with key %s: server answered %s: %w",
 			what, s.cfg.Server, s.cfg.KeyName, answerDetail(r), ErrAuth))
 	}
+	if r.IsTsig() == nil {
+		// miekg/dns verifies a TSIG an answer carries, but takes an
+		// answer without one: anyone on the path could forge the token
+		// record, or the success of an update, in it. A server may
+		// leave a refusal unsigned (Knot does, for a zone it does not
+		// serve): that one also matches ErrRefused.
+		err := fmt.Errorf("rfc2136: %s at %s with key %s: the answer (%s) carries no TSIG signature: %w",
+			what, s.cfg.Server, s.cfg.KeyName, answerDetail(r), ErrAuth)
+		switch r.Rcode {
+		case mdns.RcodeRefused, mdns.RcodeNotZone, mdns.RcodeNotImplemented, mdns.RcodeFormatError:
+			err = fmt.Errorf("%w (%w)", err, ErrRefused)
+		}
+		return nil, dns.Permanent(err)
+	}
 	return r, nil
 }
 

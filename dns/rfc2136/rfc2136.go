@@ -62,7 +62,8 @@
 // this rule: grant the TSIG key the update right for those two names and
 // nothing else, and do not edit them by hand while members run.
 //
-// Errors: ErrAuth (TSIG rejected: wrong key name, secret or clock) and
+// Errors: ErrAuth (TSIG rejected: wrong key name, secret or clock; or an
+// answer without a valid TSIG, which is refused rather than trusted) and
 // ErrRefused (the server's policy refused the update) are permanent,
 // marked with dns.Permanent; ErrConflict, ErrNotConfirmed, ErrTimeout and
 // ErrServer are transient.
@@ -87,7 +88,8 @@ import (
 // the zone, the record and the tokens involved.
 var (
 	// ErrAuth: the server rejected the TSIG signature (NOTAUTH: BADKEY,
-	// BADSIG, BADTIME), or its answer failed verification. Permanent.
+	// BADSIG, BADTIME), or its answer failed verification or carried no
+	// TSIG at all. Permanent.
 	ErrAuth = errors.New("rfc2136: TSIG authentication failed")
 	// ErrRefused: the server refused the update (REFUSED, NOTZONE,
 	// NOTIMP, FORMERR) or is not authoritative for the zone. Permanent.
@@ -133,15 +135,12 @@ var _ dns.Switcher = (*Switcher)(nil)
 // New validates cfg and returns a Switcher. It does not contact the
 // server.
 func New(cfg Config) (*Switcher, error) {
-	cfg.Targets = slices.Clone(cfg.Targets)
-	typ, err := cfg.validate()
-	if err != nil {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cfg, typ := cfg.normalized()
 	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	return &Switcher{
 		cfg: cfg,
 		typ: typ,

@@ -143,7 +143,7 @@ func TestTakeoverAndStale(t *testing.T) {
 	// Retry must not retry a stale refusal.
 	calls := 0
 	counting := switcherFunc(func(ctx context.Context, tok fence.Token) error { calls++; return a.Promote(ctx, tok) })
-	if err := dns.Retry(counting, dns.DefaultRetryPolicy()).Promote(ctx, 10); !errors.Is(err, fence.ErrStale) || calls != 1 {
+	if err := mustRetry(t, counting, dns.DefaultRetryPolicy()).Promote(ctx, 10); !errors.Is(err, fence.ErrStale) || calls != 1 {
 		t.Fatalf("retried stale promote: err = %v after %d calls", err, calls)
 	}
 }
@@ -190,7 +190,7 @@ func TestRaceLost(t *testing.T) {
 		if !errors.Is(err, ErrConflict) || errors.Is(err, fence.ErrStale) || dns.IsPermanent(err) {
 			t.Fatalf("err = %v, want a transient ErrConflict", err)
 		}
-		if err := dns.Retry(fresh, dns.RetryPolicy{Attempts: 3, Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1}).Promote(t.Context(), 4); err != nil {
+		if err := mustRetry(t, fresh, dns.RetryPolicy{Attempts: 3, Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1}).Promote(t.Context(), 4); err != nil {
 			t.Fatalf("retry: %v", err)
 		}
 		if tok, member, _, err := fresh.Observe(t.Context()); err != nil || tok != 4 || member != "fresh" {
@@ -224,8 +224,8 @@ func TestConcurrentMembers(t *testing.T) {
 		name := newName()
 		low := fence.Token(2*round + 1)
 		high := low + 1
-		a := dns.Retry(mustNew(t, k.config(name, "a", "192.0.2.1")), dns.RetryPolicy{Attempts: 5, Initial: time.Millisecond, Max: 10 * time.Millisecond, Multiplier: 2})
-		b := dns.Retry(mustNew(t, k.config(name, "b", "192.0.2.2")), dns.RetryPolicy{Attempts: 5, Initial: time.Millisecond, Max: 10 * time.Millisecond, Multiplier: 2})
+		a := mustRetry(t, mustNew(t, k.config(name, "a", "192.0.2.1")), dns.RetryPolicy{Attempts: 5, Initial: time.Millisecond, Max: 10 * time.Millisecond, Multiplier: 2})
+		b := mustRetry(t, mustNew(t, k.config(name, "b", "192.0.2.2")), dns.RetryPolicy{Attempts: 5, Initial: time.Millisecond, Max: 10 * time.Millisecond, Multiplier: 2})
 		var wg sync.WaitGroup
 		var errA, errB error
 		wg.Go(func() { errA = a.Promote(t.Context(), low) })
@@ -367,7 +367,7 @@ func TestConfigValidate(t *testing.T) {
 		{"Member", func(c *Config) { c.Member = "has space" }},
 		{"KeyName", func(c *Config) { c.KeyName = "" }},
 		{"Secret", func(c *Config) { c.Secret = "" }},
-		{"Secret is not valid base64", func(c *Config) { c.Secret = "not base64!" }},
+		{"Secret: is not valid base64", func(c *Config) { c.Secret = "not base64!" }},
 		{"Algorithm", func(c *Config) { c.Algorithm = "hmac-md4" }},
 		{"Timeout", func(c *Config) { c.Timeout = -time.Second }},
 	}
@@ -375,9 +375,26 @@ func TestConfigValidate(t *testing.T) {
 		c := ok
 		c.Targets = append([]string(nil), ok.Targets...)
 		tt.edit(&c)
-		if _, err := New(c); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("err = %v, want one mentioning %q", err, tt.want)
+		_, err := New(c)
+		if !errors.Is(err, ErrConfig) || !errors.Is(err, dns.ErrConfig) || !strings.Contains(err.Error(), tt.want) ||
+			!strings.HasPrefix(err.Error(), "rfc2136: invalid config: ") {
+			t.Errorf("err = %v, want an ErrConfig (and dns.ErrConfig) mentioning %q", err, tt.want)
 		}
+	}
+	// Every broken rule is reported, and the caller's Config is left
+	// as it was.
+	c := ok
+	c.Targets = []string{"db.example.com"}
+	c.Server, c.Zone, c.Secret, c.Timeout = "nohost", "", "", -time.Second
+	before := c.Targets[0]
+	_, err := New(c)
+	for _, field := range []string{"Server", "Zone", "Targets[0]", "Secret", "Timeout"} {
+		if err == nil || !strings.Contains(err.Error(), "rfc2136: invalid config: "+field+": ") {
+			t.Errorf("New with five broken fields: %v; want it to name %s", err, field)
+		}
+	}
+	if c.Targets[0] != before {
+		t.Errorf("New changed the caller's Targets: %q", c.Targets[0])
 	}
 }
 
@@ -467,4 +484,14 @@ func TestQueuedCallHonoursContext(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Demote still waiting for the Promote 10s after its context ended")
 	}
+}
+
+// mustRetry is dns.Retry for a policy the test knows to be valid.
+func mustRetry(t testing.TB, s dns.Switcher, p dns.RetryPolicy) dns.Switcher {
+	t.Helper()
+	r, err := dns.Retry(s, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

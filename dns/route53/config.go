@@ -2,13 +2,17 @@ package route53
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/route53"
+
+	"github.com/hakit/hakit/dns"
 	"github.com/hakit/hakit/dns/internal/tokenrec"
 )
 
@@ -55,90 +59,124 @@ type Config struct {
 	// PollInitial is the first wait between GetChange calls while a
 	// change propagates; 0 means 2s. Waits double up to PollMax.
 	PollInitial time.Duration
-	// PollMax caps the wait between GetChange calls; 0 means 15s.
+	// PollMax caps the wait between GetChange calls; 0 means 15s (or
+	// PollInitial, if that is longer).
 	PollMax time.Duration
 
-	// Logger receives one record per change; nil discards.
+	// Logger receives one record per change; nil means slog.Default().
 	Logger *slog.Logger
 }
 
-// validate checks c and fills in defaults.
-func (c *Config) validate() error {
-	if c.Client == nil {
-		return fmt.Errorf("route53: config: Client is nil")
-	}
-	if c.HostedZoneID == "" {
-		return fmt.Errorf("route53: config: HostedZoneID is empty")
-	}
-	if c.Name == "" {
-		return fmt.Errorf("route53: config: Name is empty")
-	}
-	c.Name = fqdn(c.Name)
-	if c.TokenName == "" {
+// ErrConfig is wrapped by every error New returns for a Config it
+// refuses; each message reads "route53: invalid config: Field: rule". It
+// also matches dns.ErrConfig.
+var ErrConfig error = configError{}
+
+type configError struct{}
+
+func (configError) Error() string        { return "route53: invalid config" }
+func (configError) Is(target error) bool { return target == dns.ErrConfig }
+
+// withDefaults returns c with every zero field that has a default set to
+// it, and Targets copied.
+func (c Config) withDefaults() Config {
+	c.Targets = slices.Clone(c.Targets)
+	if c.TokenName == "" && c.Name != "" {
 		c.TokenName = "_hakit." + c.Name
-	}
-	c.TokenName = fqdn(c.TokenName)
-	if c.TokenName == c.Name {
-		return fmt.Errorf("route53: config: TokenName %q must differ from Name", c.TokenName)
-	}
-	c.Type = strings.ToUpper(c.Type)
-	switch c.Type {
-	case "A", "AAAA", "CNAME":
-	default:
-		return fmt.Errorf("route53: config: Type %q is not A, AAAA or CNAME", c.Type)
-	}
-	if len(c.Targets) == 0 {
-		return fmt.Errorf("route53: config: Targets is empty")
-	}
-	for i, tgt := range c.Targets {
-		switch c.Type {
-		case "A", "AAAA":
-			a, err := netip.ParseAddr(tgt)
-			if err != nil || a.Zone() != "" || (c.Type == "A") != a.Is4() {
-				return fmt.Errorf("route53: config: Targets[%d] %q is not an %s address", i, tgt, map[string]string{"A": "IPv4", "AAAA": "IPv6"}[c.Type])
-			}
-			c.Targets[i] = a.String()
-		case "CNAME":
-			if len(c.Targets) != 1 {
-				return fmt.Errorf("route53: config: a CNAME has exactly one target, got %d", len(c.Targets))
-			}
-			c.Targets[0] = fqdn(tgt)
-		}
-	}
-	if c.TTL < 0 {
-		return fmt.Errorf("route53: config: TTL %d is negative", c.TTL)
 	}
 	if c.TTL == 0 {
 		c.TTL = 30
-	}
-	if err := tokenrec.CheckMember(c.Member); err != nil {
-		return fmt.Errorf("route53: config: Member: %w", err)
-	}
-	switch c.Failover {
-	case "":
-		if c.SetIdentifier != "" {
-			return fmt.Errorf("route53: config: SetIdentifier %q needs Failover PRIMARY or SECONDARY", c.SetIdentifier)
-		}
-	case "PRIMARY", "SECONDARY":
-		if c.SetIdentifier == "" {
-			return fmt.Errorf("route53: config: Failover %s needs a SetIdentifier", c.Failover)
-		}
-	default:
-		return fmt.Errorf("route53: config: Failover %q is not PRIMARY or SECONDARY", c.Failover)
-	}
-	if c.PollInitial < 0 || c.PollMax < 0 {
-		return fmt.Errorf("route53: config: PollInitial %v and PollMax %v must not be negative", c.PollInitial, c.PollMax)
 	}
 	if c.PollInitial == 0 {
 		c.PollInitial = 2 * time.Second
 	}
 	if c.PollMax == 0 {
-		c.PollMax = 15 * time.Second
+		c.PollMax = max(15*time.Second, c.PollInitial)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// validate reports every rule c breaks, joined; it changes nothing.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(field, rule string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(rule, args...)))
+	}
+	if c.Client == nil {
+		bad("Client", "is required")
+	}
+	if c.HostedZoneID == "" {
+		bad("HostedZoneID", "must not be empty")
+	}
+	if c.Name == "" {
+		bad("Name", "must not be empty")
+	} else if fqdn(c.TokenName) == fqdn(c.Name) {
+		bad("TokenName", "%q must differ from Name", c.TokenName)
+	}
+	typ := strings.ToUpper(c.Type)
+	switch typ {
+	case "A", "AAAA", "CNAME":
+	default:
+		bad("Type", "%q is not A, AAAA or CNAME", c.Type)
+	}
+	if len(c.Targets) == 0 {
+		bad("Targets", "must not be empty")
+	}
+	if typ == "CNAME" && len(c.Targets) > 1 {
+		bad("Targets", "a CNAME has exactly one target, got %d", len(c.Targets))
+	}
+	if typ == "A" || typ == "AAAA" {
+		for i, tgt := range c.Targets {
+			a, err := netip.ParseAddr(tgt)
+			if err != nil || a.Zone() != "" || (typ == "A") != a.Is4() {
+				bad(fmt.Sprintf("Targets[%d]", i), "%q is not an %s address", tgt, map[string]string{"A": "IPv4", "AAAA": "IPv6"}[typ])
+			}
+		}
+	}
+	if c.TTL < 0 {
+		bad("TTL", "must not be negative, got %d", c.TTL)
+	}
+	if err := tokenrec.CheckMember(c.Member); err != nil {
+		bad("Member", "%v", err)
+	}
+	switch c.Failover {
+	case "":
+		if c.SetIdentifier != "" {
+			bad("SetIdentifier", "%q needs Failover PRIMARY or SECONDARY", c.SetIdentifier)
+		}
+	case "PRIMARY", "SECONDARY":
+		if c.SetIdentifier == "" {
+			bad("SetIdentifier", "Failover %s needs a SetIdentifier", c.Failover)
+		}
+	default:
+		bad("Failover", "%q is not PRIMARY or SECONDARY", c.Failover)
+	}
+	if c.PollInitial < 0 {
+		bad("PollInitial", "must not be negative, got %v", c.PollInitial)
 	}
 	if c.PollMax < c.PollInitial {
-		return fmt.Errorf("route53: config: PollMax %v is below PollInitial %v", c.PollMax, c.PollInitial)
+		bad("PollMax", "must be at least PollInitial %v, got %v", c.PollInitial, c.PollMax)
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// normalized returns a valid c with names as Route 53 returns them
+// (lower case, trailing dot), the type in upper case and addresses in
+// canonical form.
+func (c Config) normalized() Config {
+	c.Name, c.TokenName = fqdn(c.Name), fqdn(c.TokenName)
+	c.Type = strings.ToUpper(c.Type)
+	for i, tgt := range c.Targets {
+		if c.Type == "CNAME" {
+			c.Targets[i] = fqdn(tgt)
+		} else {
+			c.Targets[i] = netip.MustParseAddr(tgt).String()
+		}
+	}
+	return c
 }
 
 // fqdn lowercases a name and gives it the trailing dot Route 53 returns.

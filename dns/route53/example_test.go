@@ -38,7 +38,11 @@ func Example() {
 	// Route 53 changes take tens of seconds to reach INSYNC.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := dns.Retry(sw, dns.DefaultRetryPolicy()).Promote(ctx, 42); err != nil {
+	retrying, err := dns.Retry(sw, dns.DefaultRetryPolicy())
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := retrying.Promote(ctx, 42); err != nil {
 		log.Print(err)
 	}
 }

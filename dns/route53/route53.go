@@ -120,14 +120,12 @@ var _ dns.Switcher = (*Switcher)(nil)
 
 // New validates cfg and returns a Switcher. It does not contact Route 53.
 func New(cfg Config) (*Switcher, error) {
-	cfg.Targets = slices.Clone(cfg.Targets)
+	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.normalized()
 	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	return &Switcher{cfg: cfg, log: log.With("zone", cfg.HostedZoneID, "name", cfg.Name, "member", cfg.Member), sem: make(chan struct{}, 1)}, nil
 }
 

@@ -217,7 +217,7 @@ func TestRaceLost(t *testing.T) {
 				if !errors.Is(err, ErrConflict) || dns.IsPermanent(err) || !strings.Contains(err.Error(), "already exists") {
 					t.Fatalf("err = %v, want a transient ErrConflict quoting Route 53", err)
 				}
-				if err := dns.Retry(me, dns.RetryPolicy{Attempts: 2, Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1}).Promote(t.Context(), tt.mine); err != nil {
+				if err := mustRetry(t, me, dns.RetryPolicy{Attempts: 2, Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1}).Promote(t.Context(), tt.mine); err != nil {
 					t.Fatalf("retry: %v", err)
 				}
 			}
@@ -356,8 +356,19 @@ func TestConfigValidate(t *testing.T) {
 		c := ok
 		c.Targets = append([]string(nil), ok.Targets...)
 		tt.edit(&c)
-		if _, err := New(c); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("err = %v, want one mentioning %q", err, tt.want)
+		_, err := New(c)
+		if !errors.Is(err, ErrConfig) || !errors.Is(err, dns.ErrConfig) || !strings.Contains(err.Error(), tt.want) ||
+			!strings.HasPrefix(err.Error(), "route53: invalid config: ") {
+			t.Errorf("err = %v, want an ErrConfig (and dns.ErrConfig) mentioning %q", err, tt.want)
+		}
+	}
+	// Every broken rule is reported.
+	c := ok
+	c.Client, c.HostedZoneID, c.TTL, c.Failover = nil, "", -1, "TERTIARY"
+	_, err := New(c)
+	for _, field := range []string{"Client", "HostedZoneID", "TTL", "Failover"} {
+		if err == nil || !strings.Contains(err.Error(), "route53: invalid config: "+field+": ") {
+			t.Errorf("New with four broken fields: %v; want it to name %s", err, field)
 		}
 	}
 }
@@ -425,4 +436,14 @@ func TestQueuedCallHonoursContext(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Demote still waiting for the Promote 10s after its context ended")
 	}
+}
+
+// mustRetry is dns.Retry for a policy the test knows to be valid.
+func mustRetry(t testing.TB, s dns.Switcher, p dns.RetryPolicy) dns.Switcher {
+	t.Helper()
+	r, err := dns.Retry(s, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

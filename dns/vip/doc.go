@@ -18,3 +18,16 @@
 // holds it. Use it together with a fenced switcher (RFC 2136, Route 53)
 // or behind a load balancer health check when that matters.
 package vip
+
+import "github.com/hakit/hakit/dns"
+
+// ErrConfig is wrapped by every error New returns for a Config it
+// refuses; each message reads "vip: invalid config: Field: rule". It also
+// matches dns.ErrConfig. (It is declared on every system, so that code
+// testing for it builds everywhere.)
+var ErrConfig error = configError{}
+
+type configError struct{}
+
+func (configError) Error() string        { return "vip: invalid config" }
+func (configError) Is(target error) bool { return target == dns.ErrConfig }

@@ -42,7 +42,7 @@ type Config struct {
 	// on a thread that joined it (which needs CAP_SYS_ADMIN). "" means
 	// the namespace of the process.
 	NetNSPath string
-	// Logger receives one record per change; nil discards.
+	// Logger receives one record per change; nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -68,38 +68,54 @@ type Switcher struct {
 
 var _ dns.Switcher = (*Switcher)(nil)
 
-// New validates cfg and returns a Switcher. It does not touch the system.
+// New fills in cfg's defaults, validates it and returns a Switcher. An
+// invalid cfg is refused with an error wrapping ErrConfig that names every
+// broken field. New does not touch the system.
 func New(cfg Config) (*Switcher, error) {
-	if cfg.Interface == "" {
-		return nil, errors.New("vip: config: Interface is empty")
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
-	p, err := netip.ParsePrefix(cfg.Address)
-	if err != nil {
-		return nil, fmt.Errorf("vip: config: Address %q is not address/prefix-length: %w", cfg.Address, err)
+	p := netip.MustParsePrefix(cfg.Address)
+	return &Switcher{cfg: cfg, prefix: p, log: cfg.Logger.With("interface", cfg.Interface, "vip", p.String()), sem: make(chan struct{}, 1)}, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Announcements == 0 {
+		c.Announcements = 3
 	}
-	if p.Addr().Zone() != "" || p.Addr().Is4In6() {
-		return nil, fmt.Errorf("vip: config: Address %q must be a plain IPv4 or IPv6 address", cfg.Address)
+	if c.Interval == 0 {
+		c.Interval = 200 * time.Millisecond
 	}
-	if !p.Addr().IsGlobalUnicast() && !p.Addr().IsPrivate() {
-		return nil, fmt.Errorf("vip: config: Address %q is not a unicast address", cfg.Address)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
-	if cfg.Announcements < 0 {
-		return nil, fmt.Errorf("vip: config: Announcements %d is negative", cfg.Announcements)
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	bad := func(field, rule string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(rule, args...)))
 	}
-	if cfg.Announcements == 0 {
-		cfg.Announcements = 3
+	if c.Interface == "" {
+		bad("Interface", "must not be empty")
 	}
-	if cfg.Interval < 0 {
-		return nil, fmt.Errorf("vip: config: Interval %v is negative", cfg.Interval)
+	switch p, err := netip.ParsePrefix(c.Address); {
+	case err != nil:
+		bad("Address", "%q is not address/prefix-length: %v", c.Address, err)
+	case p.Addr().Zone() != "" || p.Addr().Is4In6():
+		bad("Address", "%q must be a plain IPv4 or IPv6 address", c.Address)
+	case !p.Addr().IsGlobalUnicast() && !p.Addr().IsPrivate():
+		bad("Address", "%q is not a unicast address", c.Address)
 	}
-	if cfg.Interval == 0 {
-		cfg.Interval = 200 * time.Millisecond
+	if c.Announcements < 0 {
+		bad("Announcements", "must not be negative, got %d", c.Announcements)
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if c.Interval < 0 {
+		bad("Interval", "must not be negative, got %v", c.Interval)
 	}
-	return &Switcher{cfg: cfg, prefix: p, log: log.With("interface", cfg.Interface, "vip", p.String()), sem: make(chan struct{}, 1)}, nil
+	return errors.Join(errs...)
 }
 
 // String names the switcher in dns.Multi's errors.

@@ -161,8 +161,16 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Interface: "eth0", Address: "192.0.2.1/24", Interval: -1}, "Interval"},
 	}
 	for _, tt := range tests {
-		if _, err := New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("New(%+v) = %v, want an error naming %s", tt.cfg, err, tt.want)
+		_, err := New(tt.cfg)
+		if !errors.Is(err, ErrConfig) || !errors.Is(err, dns.ErrConfig) || !strings.Contains(err.Error(), tt.want) ||
+			!strings.HasPrefix(err.Error(), "vip: invalid config: ") {
+			t.Errorf("New(%+v) = %v, want an ErrConfig (and dns.ErrConfig) naming %s", tt.cfg, err, tt.want)
+		}
+	}
+	_, err := New(Config{Address: "nonsense", Interval: -1})
+	for _, field := range []string{"Interface", "Address", "Interval"} {
+		if err == nil || !strings.Contains(err.Error(), "vip: invalid config: "+field+": ") {
+			t.Errorf("New with three broken fields: %v; want it to name %s", err, field)
 		}
 	}
 }

@@ -42,9 +42,18 @@ type adminClient struct {
 
 // post sends POST base/command[?to=to] with the bearer token.
 func (a *adminClient) post(ctx context.Context, base, command, to string) error {
-	u := strings.TrimSuffix(base, "/") + "/" + command
+	q := url.Values{}
 	if to != "" {
-		u += "?to=" + url.QueryEscape(to)
+		q.Set("to", to)
+	}
+	return a.postQuery(ctx, base, command, q)
+}
+
+// postQuery sends POST base/command?q with the bearer token.
+func (a *adminClient) postQuery(ctx context.Context, base, command string, q url.Values) error {
+	u := strings.TrimSuffix(base, "/") + "/" + command
+	if len(q) > 0 {
+		u += "?" + q.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {

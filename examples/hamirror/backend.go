@@ -26,6 +26,10 @@ type backend struct {
 	// when Run returns, then close runs. Safe to call after the elector
 	// was closed, and when it never was.
 	close func() error
+	// stopped, if set, is closed when the backend stops on its own;
+	// stopErr then says why (nil after close).
+	stopped <-chan struct{}
+	stopErr func() error
 }
 
 // openBackend starts the configured backend. For "raft" this starts this
@@ -55,16 +59,18 @@ func openRaft(ctx context.Context, c *Config, logger *slog.Logger) (*backend, er
 		ID:            c.ID,
 		Peers:         peers,
 		DataDir:       c.Raft.DataDir,
+		APIAddr:       c.Members[c.ID].API,
 		TickInterval:  c.Raft.TickInterval.D(),
 		ElectionTicks: c.Raft.ElectionTicks,
 		DriftMargin:   c.Raft.DriftMargin.D(),
 		TLS:           tlsc,
+		Insecure:      c.Raft.Insecure,
 		Logger:        logger.With("component", "raft"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hamirror: start raft member %s (data dir %s): %w", c.ID, c.Raft.DataDir, err)
 	}
-	return &backend{elector: g, store: g.Store(), close: g.Close}, nil
+	return &backend{elector: g, store: g.Store(), close: g.Close, stopped: g.Stopped(), stopErr: g.Err}, nil
 }
 
 func openEtcd(c *Config, logger *slog.Logger) (*backend, error) {
@@ -92,9 +98,11 @@ func openEtcd(c *Config, logger *slog.Logger) (*backend, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("hamirror: etcd elector: %w", err), cli.Close())
 	}
-	te := &termElector{Elector: el}
-	store := &termStore{base: etcdstore.New(cli, c.Etcd.Prefix+"store/"), el: te}
-	return &backend{elector: te, store: store, close: func() error {
+	// etcdstore.Store is a lease.TermBinder: the Stream (RunTerm) and the
+	// Node's maintenance flag bind their writes to the term, so they fail
+	// as soon as its lease is gone.
+	store := etcdstore.New(cli, c.Etcd.Prefix+"store/")
+	return &backend{elector: el, store: store, close: func() error {
 		// Closing twice is harmless: the Node closed it already after Run.
 		return errors.Join(el.Close(), cli.Close())
 	}}, nil

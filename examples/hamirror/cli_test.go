@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
@@ -54,7 +53,7 @@ func newOpCluster(t *testing.T, approvalOn string) *opCluster {
 		n, err := ha.New(ha.Config{
 			ID:      id,
 			Elector: e,
-			Work: func(ctx context.Context, t fence.Token) error {
+			Work: func(ctx context.Context, _ lease.Term) error {
 				<-ctx.Done()
 				return nil
 			},

@@ -173,6 +173,11 @@ type RaftConfig struct {
 	ElectionTicks int       `json:"election_ticks"` // 0: 10
 	DriftMargin   Duration  `json:"drift_margin"`   // 0: 100ms
 	TLS           *TLSFiles `json:"tls"`            // mutual TLS: cert, key and ca all required
+	// Insecure runs the members over plain TCP, without tls: trusted,
+	// isolated networks and tests only (anyone who reaches a member's
+	// Raft port can speak as any member). A group of more than one
+	// member needs tls or insecure.
+	Insecure bool `json:"insecure"`
 }
 
 // EtcdConfig configures the etcd backend.
@@ -214,10 +219,14 @@ type SwitchersConfig struct {
 }
 
 // ExecConfig runs hook commands (argument vectors, not shell strings).
+// A hook's environment is PATH, HAKIT_TOKEN, HAKIT_ROLE, HAKIT_MEMBER and
+// what Env lists ("NAME=value", or "NAME" to pass the daemon's value
+// on): never the admin token or anything else of the daemon's.
 type ExecConfig struct {
 	Promote [][]string `json:"promote"`
 	Demote  [][]string `json:"demote"`
 	Timeout Duration   `json:"timeout"`
+	Env     []string   `json:"env"`
 }
 
 // RFC2136Config points a DNS name at the active member.

@@ -21,7 +21,7 @@ const validJSON = `{
   "source": {"dir": "/srv/changes", "poll_interval": "20ms"},
   "sink": {"path": "/mnt/target/changes.log"},
   "stream": {"checkpoint_interval": "500ms"},
-  "raft": {"data_dir": "/var/lib/hamirror", "tick_interval": "100ms", "election_ticks": 10}
+  "raft": {"data_dir": "/var/lib/hamirror", "tick_interval": "100ms", "election_ticks": 10, "insecure": true}
 }`
 
 func parseValid(t *testing.T) *Config {
@@ -71,6 +71,9 @@ func TestValidateNamesFieldAndRule(t *testing.T) {
 		{"raft election ticks", func(c *Config) { c.Raft.ElectionTicks = 2 }, []string{"raft.election_ticks: must be at least 3"}},
 		{"raft negative tick", func(c *Config) { c.Raft.TickInterval = Duration(-time.Second) }, []string{"raft.tick_interval: must not be negative"}},
 		{"raft mutual tls needs ca", func(c *Config) { c.Raft.TLS = &TLSFiles{Cert: "c", Key: "k"} }, []string{"raft.tls.ca: is required"}},
+		{"raft plain tcp", func(c *Config) { c.Raft.Insecure = false }, []string{
+			"raft.tls: is required for a group of more than one member", "hamirror certs", "raft.insecure"}},
+		{"raft tls and insecure", func(c *Config) { c.Raft.TLS = &TLSFiles{Cert: "c", Key: "k", CA: "ca"} }, []string{"raft.insecure: must not be set together with raft.tls"}},
 		{"etcd endpoints", func(c *Config) { c.Backend = "etcd" }, []string{"etcd.endpoints: at least one endpoint"}},
 		{"etcd endpoint form", func(c *Config) { c.Backend = "etcd"; c.Etcd.Endpoints = []string{"localhost"} }, []string{"etcd.endpoints[0]: must be host:port"}},
 		{"etcd ttl seconds", func(c *Config) {
@@ -237,4 +240,51 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("Validate error is not ErrConfig: %v", err)
 		}
 	})
+}
+
+// TestWarnings: a CA shared by the API and the Raft links, and secret
+// files others can read, are named at start.
+func TestWarnings(t *testing.T) {
+	dir := t.TempDir()
+	pki := writeTestPKI(t, dir)
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(pki.Key, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	c := parseValid(t)
+	c.AdminTokenFile = token
+	c.TLS = &pki
+	copyCA := filepath.Join(dir, "copy-of-ca.crt")
+	b, err := os.ReadFile(pki.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(copyCA, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.Raft.TLS = &TLSFiles{Cert: pki.Cert, Key: pki.Key, CA: copyCA}
+	got := strings.Join(c.warnings(), "\n")
+	for _, want := range []string{
+		"raft.tls.ca and tls.ca share a CA",
+		"admin_token_file: " + token + " holds a secret but its mode 0644 lets others read it",
+		"tls.key: " + pki.Key + " holds a secret but its mode 0640",
+		"raft.tls.key: " + pki.Key,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings do not say %q:\n%s", want, got)
+		}
+	}
+	if err := os.Chmod(token, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(pki.Key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Raft.TLS.CA = filepath.Join(writeRaftCerts(t), "raft-ca.crt")
+	if w := c.warnings(); len(w) != 0 {
+		t.Errorf("warnings for private files and separate CAs: %q", w)
+	}
 }

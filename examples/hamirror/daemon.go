@@ -15,9 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hakit/hakit/dns"
-	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
-	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/replicate"
 )
 
@@ -42,6 +40,9 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 	}
 	if token == "" {
 		logger.Warn("no admin token (admin_token_file or $" + EnvAdminToken + "): switchover, pause, resume and approve are refused")
+	}
+	for _, w := range c.warnings() {
+		logger.Warn("hamirror: " + w)
 	}
 	srvTLS, err := serverTLS("tls", c.TLS)
 	if err != nil {
@@ -98,15 +99,10 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	admin := &adminClient{http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cliTLS}}, token: token}
-	apis := map[string]string{}
-	for id, m := range c.Members {
-		apis[id] = m.API
-	}
 	node, err := ha.New(ha.Config{
 		ID:              c.ID,
 		Elector:         b.elector,
-		Work:            func(ctx context.Context, t fence.Token) error { return stream.Run(ctx, t) },
+		Work:            stream.RunTerm,
 		Switcher:        switcher,
 		PromoteDelay:    c.HA.PromoteDelay.D(),
 		StopTimeout:     c.HA.StopTimeout.D(),
@@ -115,17 +111,12 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 		RequireApproval: c.HA.RequireApproval,
 		Shared:          b.store,
 		AdminToken:      token,
-		// The Raft leader advertises its Raft address, not its API, so
-		// commands are forwarded by member ID through the config.
-		Forward: func(ctx context.Context, leader lease.Leader, command, to string) error {
-			api, ok := apis[leader.ID]
-			if !ok {
-				return fmt.Errorf("hamirror: forward %s: leader %q is not in members", command, leader.ID)
-			}
-			return admin.post(ctx, api, command, to)
-		},
-		Logger:     logger.With("component", "ha"),
-		Registerer: reg,
+		// Both electors advertise members.<ID>.api, so the Node's own
+		// Forward reaches the active member (sending the token only
+		// over https or on loopback).
+		AdminClient: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cliTLS}},
+		Logger:      logger.With("component", "ha"),
+		Registerer:  reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: ha: %v", ErrConfig, err)
@@ -138,7 +129,30 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("GET /replication", replicationHandler(node, stream, tgt.token))
 	mux.Handle("/lb", health)
+	if g, ok := b.elector.(raftMembers); ok {
+		mux.Handle("/raft/", membershipHandler(g, token))
+	}
 	return &daemon{cfg: c, logger: logger, node: node, stream: stream, target: tgt, backend: b, handler: mux, tls: srvTLS}, nil
+}
+
+// Limits of the HTTP API's server: a client that sends slowly, reads
+// slowly, idles or sends huge headers cannot hold a connection or memory
+// for long. No handler streams, and the slowest (a forwarded admin
+// command, which waits for the active member) is bounded by the admin
+// client's 30 s, below WriteTimeout.
+const (
+	httpReadHeaderTimeout = 10 * time.Second
+	httpReadTimeout       = 30 * time.Second
+	httpWriteTimeout      = 60 * time.Second
+	httpIdleTimeout       = 2 * time.Minute
+	httpMaxHeaderBytes    = 64 << 10
+)
+
+// newHTTPServer returns the API's server with the limits above.
+func newHTTPServer(h http.Handler, tlsc *tls.Config, logger *slog.Logger) *http.Server {
+	return &http.Server{Handler: h, TLSConfig: tlsc, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: httpReadTimeout, WriteTimeout: httpWriteTimeout,
+		IdleTimeout: httpIdleTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
 }
 
 // run serves the API and runs the Node until ctx ends, then shuts down in
@@ -152,8 +166,7 @@ func (d *daemon) run(ctx context.Context) error {
 		_ = d.close()
 		return fmt.Errorf("hamirror: listen: %w", err)
 	}
-	srv := &http.Server{Handler: d.handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: d.tls,
-		ErrorLog: slog.NewLogLogger(d.logger.Handler(), slog.LevelWarn)}
+	srv := newHTTPServer(d.handler, d.tls, d.logger)
 	srvErr := make(chan error, 1)
 	go func() {
 		if d.tls != nil {
@@ -176,6 +189,12 @@ func (d *daemon) run(ctx context.Context) error {
 		// The API is the load balancer's view of this member: without
 		// it, step down rather than run unseen.
 		runErr = fmt.Errorf("hamirror: http server: %w", err)
+		cancel()
+		<-nodeErr
+	case <-d.backend.stopped: // nil (never ready) for etcd
+		// The Raft member stopped on its own (a failed disk, a wiped
+		// data directory): say why and exit rather than campaign on.
+		runErr = d.backend.stopErr()
 		cancel()
 		<-nodeErr
 	}

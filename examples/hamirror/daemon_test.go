@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,7 +60,7 @@ func daemonConfigs(t *testing.T, n int, backend string, endpoints []string) []*C
 			Sink:    SinkConfig{Path: filepath.Join(dir, "target.log")},
 			Stream:  StreamConfig{CheckpointInterval: Duration(100 * time.Millisecond)},
 			Backend: backend,
-			Raft:    RaftConfig{DataDir: filepath.Join(dir, "raft-"+id), TickInterval: Duration(50 * time.Millisecond)},
+			Raft:    RaftConfig{DataDir: filepath.Join(dir, "raft-"+id), TickInterval: Duration(50 * time.Millisecond), Insecure: true},
 			Etcd:    EtcdConfig{Endpoints: endpoints, TTL: Duration(2 * time.Second), Prefix: "test/"},
 			HA:      HAConfig{HoldOff: Duration(200 * time.Millisecond)},
 		}
@@ -252,4 +254,31 @@ func TestDaemonRaft(t *testing.T) {
 func TestDaemonEtcd(t *testing.T) {
 	srv := etcdtest.Start(t)
 	testDaemonFailover(t, daemonConfigs(t, 2, "etcd", srv.Endpoints()), "", nil)
+}
+
+// TestHTTPServerLimits: the API's server bounds slow and idle clients and
+// header size; an oversized header is answered 431 without reaching the
+// handler.
+func TestHTTPServerLimits(t *testing.T) {
+	var reached atomic.Bool
+	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Store(true) }), nil, slog.New(slog.DiscardHandler))
+	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes <= 0 {
+		t.Fatalf("server without limits: %+v", srv)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/status", nil)
+	req.Header.Set("X-Padding", strings.Repeat("x", 2*httpMaxHeaderBytes))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || reached.Load() {
+		t.Fatalf("oversized header: status %d, handler reached %v", resp.StatusCode, reached.Load())
+	}
 }

@@ -13,7 +13,6 @@ import (
 
 	pb "go.etcd.io/raft/v3/raftpb"
 
-	"github.com/hakit/hakit/dns"
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
 	"github.com/hakit/hakit/lease"
@@ -52,7 +51,7 @@ func (c *demoCluster) startMember(id string) (*demoMember, error) {
 	if err != nil {
 		return nil, fmt.Errorf("member %s: raft listener: %w", id, err)
 	}
-	tcp, err := raftlease.NewTCPTransport(raftlease.TCPConfig{ID: id, Listener: ln,
+	tcp, err := raftlease.NewTCPTransport(raftlease.TCPConfig{ID: id, Listener: ln, Insecure: true, // one process, loopback
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: c.logger.With("member", id)})
 	if err != nil {
 		ln.Close()
@@ -91,8 +90,7 @@ func (c *demoCluster) startMember(id string) (*demoMember, error) {
 	m.node, err = ha.New(ha.Config{
 		ID:          id,
 		Elector:     g,
-		Work:        func(ctx context.Context, t fence.Token) error { return m.stream.Run(ctx, t) },
-		Switcher:    &dns.Health{},
+		Work:        m.stream.RunTerm,
 		HoldOff:     time.Second,
 		StopTimeout: 3 * time.Second,
 		Shared:      g.Store(),

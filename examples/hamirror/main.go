@@ -14,6 +14,8 @@
 //	hamirror pause      [conn flags]   maintenance mode on (cluster-wide)
 //	hamirror resume     [conn flags]   maintenance mode off
 //	hamirror approve    [conn flags] -member ID
+//	hamirror certs      -dir DIR -members a=10.0.0.1,b=10.0.0.2,c=10.0.0.3
+//	hamirror member     remove -id ID | add -id ID -raft HOST:PORT [conn flags]
 //
 // The configuration file is JSON; see Config and hamirror.json in this
 // directory. The operator commands read the members' API addresses and
@@ -49,6 +51,8 @@ commands:
   pause       maintenance mode on: no failover, no step-down
   resume      maintenance mode off
   approve     let a member configured with require_approval take over once (-member ID)
+  certs       write a Raft CA and member certificates for raft.tls (-dir DIR -members a=HOST,b=HOST,...)
+  member      change the Raft membership: "member remove -id ID", "member add -id ID -raft HOST:PORT"
 
 "hamirror <command> -h" lists the command's flags.
 `
@@ -69,6 +73,10 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(ctx, rest, stdout, stderr)
 	case "switchover", "pause", "resume", "approve":
 		err = cmdAdmin(ctx, cmd, rest, stdout, stderr)
+	case "certs":
+		err = cmdCerts(rest, stdout, stderr)
+	case "member":
+		err = cmdMember(ctx, rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

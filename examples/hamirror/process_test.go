@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"net/http"
@@ -264,11 +265,15 @@ func checkHistory(t *testing.T, procs map[string]*proc) {
 				Msg     string
 				Version storage.Version
 				Token   fence.Token
-				Pos     []byte
+				Pos     string // hexadecimal ("nil" for none)
 			}
 			// A line cut by kill -9 does not decode; every whole line does.
 			if json.Unmarshal(line, &rec) == nil && rec.Msg == "replicate: checkpoint committed" {
-				hist = append(hist, checkpointWrite{Member: id, Version: rec.Version, Token: rec.Token, Pos: rec.Pos})
+				pos, perr := hex.DecodeString(strings.TrimPrefix(rec.Pos, "nil"))
+				if perr != nil {
+					t.Fatalf("%s: checkpoint position %q is not hexadecimal: %v", p.log, rec.Pos, perr)
+				}
+				hist = append(hist, checkpointWrite{Member: id, Version: rec.Version, Token: rec.Token, Pos: pos})
 			}
 			if err != nil {
 				break

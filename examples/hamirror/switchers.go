@@ -23,6 +23,7 @@ func buildSwitchers(c *Config, health *dns.Health, logger *slog.Logger) (dns.Swi
 			Promote: e.Promote,
 			Demote:  e.Demote,
 			Timeout: e.Timeout.D(),
+			Env:     e.Env,
 			Logger:  logger.With("switcher", "exec"),
 		})
 		if err != nil {
@@ -51,7 +52,11 @@ func buildSwitchers(c *Config, health *dns.Health, logger *slog.Logger) (dns.Swi
 		if err != nil {
 			return nil, fmt.Errorf("%w: switchers.rfc2136: %v", ErrConfig, err)
 		}
-		chain = append(chain, dns.Retry(s, dns.DefaultRetryPolicy()))
+		retrying, err := dns.Retry(s, dns.DefaultRetryPolicy())
+		if err != nil {
+			return nil, fmt.Errorf("%w: switchers.rfc2136: %v", ErrConfig, err)
+		}
+		chain = append(chain, retrying)
 	}
 	if v := sw.VIP; v != nil {
 		s, err := newVIP(v, logger.With("switcher", "vip"))

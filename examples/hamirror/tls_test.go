@@ -71,6 +71,7 @@ func writeTestPKI(t *testing.T, dir string) TLSFiles {
 // over https with the CA.
 func TestDaemonTLS(t *testing.T) {
 	pki := writeTestPKI(t, t.TempDir())
+	raftDir := writeRaftCerts(t)
 	cfgs := daemonConfigs(t, 3, "raft", nil)
 	for _, c := range cfgs {
 		for id, m := range c.Members {
@@ -79,13 +80,40 @@ func TestDaemonTLS(t *testing.T) {
 		}
 		files := pki
 		c.TLS = &files
-		raftFiles := pki
-		c.Raft.TLS = &raftFiles
+		c.Raft.TLS = &TLSFiles{Cert: filepath.Join(raftDir, c.ID+".crt"), Key: filepath.Join(raftDir, c.ID+".key"), CA: filepath.Join(raftDir, "raft-ca.crt")}
+		c.Raft.Insecure = false
 		if err := c.Validate(); err != nil {
 			t.Fatal(err)
 		}
+		if w := c.warnings(); len(w) != 0 {
+			t.Errorf("member %s: warnings %q", c.ID, w)
+		}
 	}
 	testDaemonFailover(t, cfgs, pki.CA, nil)
+}
+
+// writeRaftCerts writes a Raft CA and certificates for members a, b and c
+// with "hamirror certs", and returns the directory.
+func writeRaftCerts(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "raft-pki")
+	var out strings.Builder
+	if code := runMain(t.Context(), []string{"certs", "-dir", dir, "-members", "a=127.0.0.1,b,c", "-days", "2"}, &out, &out); code != 0 {
+		t.Fatalf("hamirror certs exited %d:\n%s", code, out.String())
+	}
+	for _, name := range []string{"raft-ca.crt", "raft-ca.key", "a.crt", "a.key", "b.crt", "b.key", "c.crt", "c.key"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(name, ".key") && fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %04o, want 0600", name, fi.Mode().Perm())
+		}
+	}
+	if code := runMain(t.Context(), []string{"certs", "-dir", dir, "-members", "a"}, &out, &out); code == 0 {
+		t.Error("hamirror certs overwrote existing files")
+	}
+	return dir
 }
 
 func TestTLSFileErrorsNameTheField(t *testing.T) {

@@ -71,6 +71,13 @@ func (c *Config) Validate() error {
 		}
 		v.nonNegative("raft.drift_margin", c.Raft.DriftMargin.D())
 		v.tlsFiles("raft.tls", c.Raft.TLS, true, true)
+		switch {
+		case c.Raft.TLS != nil && c.Raft.Insecure:
+			v.add("raft.insecure", "must not be set together with raft.tls")
+		case c.Raft.TLS == nil && !c.Raft.Insecure && len(c.Members) > 1:
+			v.add("raft.tls", "is required for a group of more than one member: mutual TLS with a certificate per member "+
+				"naming hakit://member/<id> (\"hamirror certs\" writes a set); or set raft.insecure on a trusted, isolated network")
+		}
 	case "etcd":
 		if len(c.Etcd.Endpoints) == 0 {
 			v.add("etcd.endpoints", "at least one endpoint is required with backend \"etcd\"")

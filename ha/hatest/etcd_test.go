@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/etcdlease"
@@ -86,7 +85,8 @@ func startEtcdCluster(t *testing.T, wrap func(lease.Elector) lease.Elector) *etc
 		}
 		store := c.rec.Store(id, etcdstore.New(cli, "hatest/store/"))
 		rsink := c.rec.Sink(id, c.sink)
-		work := c.rec.Work(id, func(ctx context.Context, tok fence.Token) error {
+		work := c.rec.Work(id, func(ctx context.Context, term lease.Term) error {
+			tok := term.Token()
 			s := &replicate.Stream{Source: c.src, Sink: rsink, Store: store, Key: c.rec.CheckpointKey,
 				MaxRecords: 20, CheckpointRecords: 40, CheckpointInterval: 50 * time.Millisecond, StopTimeout: time.Second}
 			return s.Run(ctx, tok)

@@ -36,7 +36,7 @@ type member struct {
 
 	el       *memlease.Elector
 	m        *core.Machine
-	queue    []core.Event
+	queue    []core.Input
 	deferred []func()
 
 	camp      *campaign
@@ -126,7 +126,7 @@ func (m *member) deliver(inc int, fn func()) {
 	m.w.settle()
 }
 
-func (m *member) post(ev core.Event) { m.queue = append(m.queue, ev) }
+func (m *member) post(ev core.Input) { m.queue = append(m.queue, ev) }
 
 // poll turns what changed outside the member (a campaign decided, a term
 // ended, a new leader) into events and feeds every queued event to the
@@ -345,9 +345,9 @@ func (m *member) exec(acts []core.Action) {
 		case core.Forward:
 			w.forward(a.Leader.ID, a.To)
 		case core.Emit:
-			if a.Note.Kind == core.NoteRole {
-				m.role = a.Note.Role
-				w.logf("%s %s: %s (token %d): %s", w.clk.Now().Format("15:04:05.000"), m.id, a.Note.Role, a.Note.Token, a.Note.Reason)
+			if a.Event.Kind == core.EventRole {
+				m.role = a.Event.Role
+				w.logf("%s %s: %s (token %d): %s", w.clk.Now().Format("15:04:05.000"), m.id, a.Event.Role, a.Event.Token, a.Event.Reason)
 			}
 		case core.Reply, core.Exit:
 		default:

@@ -219,7 +219,8 @@ func (s *recSink) Position(ctx context.Context) (replicate.Position, error) {
 // Work returns w recording each of its runs for member: when it started,
 // when its context ended (Run.Stopped) and when it returned.
 func (r *Recorder) Work(member string, w ha.WorkFunc) ha.WorkFunc {
-	return func(ctx context.Context, t fence.Token) error {
+	return func(ctx context.Context, term lease.Term) error {
+		t := term.Token()
 		r.mu.Lock()
 		r.h.Runs = append(r.h.Runs, Run{Member: member, Token: t, Interval: Interval{Start: time.Now()}, From: -1})
 		i := len(r.h.Runs) - 1
@@ -231,7 +232,7 @@ func (r *Recorder) Work(member string, w ha.WorkFunc) ha.WorkFunc {
 			r.mu.Unlock()
 		})
 		defer stop()
-		err := w(ctx, t)
+		err := w(ctx, term)
 		now := time.Now()
 		r.mu.Lock()
 		r.h.Runs[i].End = now

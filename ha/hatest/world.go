@@ -124,10 +124,40 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// validate reports every rule o (with defaults filled in) breaks, joined;
+// it changes nothing.
+func (o Options) validate() error {
+	var errs []error
+	bad := func(field, rule string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(rule, args...)))
+	}
+	if o.MaxDrift < 0 || o.MaxDrift >= 0.5 {
+		bad("MaxDrift", "must be in [0, 0.5), got %v", o.MaxDrift)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"Members", o.Members}, {"Batch", o.Batch}, {"CheckpointEvery", o.CheckpointEvery}, {"SourceBatch", o.SourceBatch}} {
+		if f.v < 1 {
+			bad(f.name, "must be positive, got %d", f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"HoldOff", o.HoldOff}, {"SwitchDelay", o.SwitchDelay}, {"StopTimeout", o.StopTimeout}, {"CheckInterval", o.CheckInterval},
+		{"MaxDelay", o.MaxDelay}, {"OpTimeout", o.OpTimeout}, {"BatchEvery", o.BatchEvery}, {"SourceEvery", o.SourceEvery}} {
+		if f.d < 0 {
+			bad(f.name, "must not be negative, got %v", f.d)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // campaignRetry is the Machine's wait after a failed campaign, as ha.Node
-// derives it from HoldOff.
+// derives it from HoldOff (ha.Config.CampaignRetry's default).
 func (o Options) campaignRetry() time.Duration {
-	return max(min(o.HoldOff, time.Second), 100*time.Millisecond)
+	return min(o.HoldOff, time.Second)
 }
 
 // Bound is the liveness bound of guarantee 5 for these options: after the
@@ -182,9 +212,15 @@ type World struct {
 	healed   time.Time
 }
 
-// ErrOptions is wrapped by the error NewWorld returns for inconsistent
-// Options; the message names the field.
-var ErrOptions = errors.New("hatest: invalid options")
+// ErrConfig is wrapped by the error NewWorld returns for inconsistent
+// Options; each message reads "hatest: invalid config: Field: rule", one
+// per broken rule.
+var ErrConfig = errors.New("hatest: invalid config")
+
+// ErrOptions is the old name of ErrConfig.
+//
+// Deprecated: use ErrConfig.
+var ErrOptions = ErrConfig
 
 // epoch is the virtual time at which every World begins.
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -198,13 +234,8 @@ func (w *World) Start() time.Time { return w.start }
 // inconsistent.
 func NewWorld(seed int64, opts Options) (*World, error) {
 	opts = opts.withDefaults()
-	if opts.MaxDrift < 0 || opts.MaxDrift >= 0.5 {
-		return nil, fmt.Errorf("%w: MaxDrift must be in [0, 0.5), got %v", ErrOptions, opts.MaxDrift)
-	}
-	for name, v := range map[string]int{"Members": opts.Members, "Batch": opts.Batch, "CheckpointEvery": opts.CheckpointEvery, "SourceBatch": opts.SourceBatch} {
-		if v < 1 {
-			return nil, fmt.Errorf("%w: %s must be positive, got %d", ErrOptions, name, v)
-		}
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
 	w := &World{seed: seed, opts: opts, rng: rand.New(rand.NewSource(seed)), clk: clock.NewFake(epoch), start: epoch,
 		sink: &memrepl.DurableSink{}, source: &memrepl.Source{}, seq: map[string]uint64{}}
@@ -220,7 +251,7 @@ func NewWorld(seed int64, opts Options) (*World, error) {
 	}
 	el, err := memlease.NewElection(w.clk, lo)
 	if err != nil {
-		return nil, fmt.Errorf("%w: Lease: %w", ErrOptions, err)
+		return nil, fmt.Errorf("%w: Lease: %w", ErrConfig, err)
 	}
 	w.election = el
 	w.net = &network{w: w, cuts: map[link]int{}, maxDelay: opts.MaxDelay}

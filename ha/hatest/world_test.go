@@ -62,8 +62,8 @@ func render(h *History) []string {
 
 func TestNewWorldRejectsBadOptions(t *testing.T) {
 	for _, o := range []Options{{MaxDrift: 0.5}, {MaxDrift: -0.1}, {Members: -1}, {Batch: -2}} {
-		if _, err := NewWorld(1, o); !errors.Is(err, ErrOptions) {
-			t.Errorf("NewWorld(%+v) = %v, want ErrOptions", o, err)
+		if _, err := NewWorld(1, o); !errors.Is(err, ErrConfig) {
+			t.Errorf("NewWorld(%+v) = %v, want ErrConfig", o, err)
 		}
 	}
 }

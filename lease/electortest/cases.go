@@ -247,6 +247,12 @@ func testCutOffHolder(s *suite) {
 	if took := rb.at.Sub(start); took > s.tm.Failover {
 		s.t.Errorf("member %q took over %v after holder %q was cut off; want at most Failover %v", b, took, a, s.tm.Failover)
 	}
+	// The old term's deadline must not lie after the takeover: an
+	// answer checked against it from a holder that was frozen, and has
+	// not seen Done close, would otherwise still say "primary".
+	if dl := ra.term.Deadline(); dl.After(rb.at) {
+		s.t.Errorf("member %q term %d: Deadline %v is after member %q won at %v", a, ra.term.Token(), dl, b, rb.at)
+	}
 	lost := ra.term.Err()
 	if !errors.Is(lost, lease.ErrLost) {
 		s.t.Errorf("member %q term %d: Err after being cut off = %v, want it to wrap lease.ErrLost", a, ra.term.Token(), lost)

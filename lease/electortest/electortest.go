@@ -27,7 +27,8 @@
 //     not stop the member from winning afterwards.
 //   - CutOffHolder: after Isolate of the holder, a waiting member wins
 //     within Timing.Failover, and the holder's Done was closed, with Err
-//     wrapping lease.ErrLost, when that Campaign returned; after Heal the
+//     wrapping lease.ErrLost, when that Campaign returned, and its
+//     Deadline was not after that moment; after Heal the
 //     old term stays ended and the old holder wins again only under a new
 //     token.
 //   - Leader: lease.ErrNoLeader, then the holder's ID and token (and one
@@ -38,8 +39,9 @@
 //   - Turns: every member campaigns and resigns repeatedly, at once.
 //
 // Throughout, each time a Campaign returns the suite checks, at that
-// instant, that every earlier Term's Done is closed and that the new token
-// is larger than every earlier one.
+// instant, that every earlier Term's Done is closed, that the new token
+// is larger than every earlier one and that the new Term's Deadline lies
+// ahead.
 //
 // # Time
 //
@@ -54,6 +56,8 @@ package electortest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -87,7 +91,8 @@ type Cluster interface {
 }
 
 // Timing gives the suite the backend's time source and its bounds. Zero
-// fields take the defaults named below.
+// fields take the defaults named below; a negative duration fails the
+// suite with ErrConfig.
 type Timing struct {
 	// Clock is the clock the backend's leases run on; durations below
 	// are measured on it. Default clock.Real().
@@ -116,19 +121,38 @@ func (tm Timing) withDefaults() Timing {
 	if tm.Clock == nil {
 		tm.Clock = clock.Real()
 	}
-	if tm.Handover <= 0 {
+	if tm.Handover == 0 {
 		tm.Handover = time.Second
 	}
-	if tm.Failover <= 0 {
+	if tm.Failover == 0 {
 		tm.Failover = 10 * time.Second
 	}
-	if tm.Settle <= 0 {
+	if tm.Settle == 0 {
 		tm.Settle = 50 * time.Millisecond
 	}
-	if tm.Wait <= 0 {
+	if tm.Wait == 0 {
 		tm.Wait = 30 * time.Second
 	}
 	return tm
+}
+
+// ErrConfig is wrapped by the error the suite fails with for a Timing
+// with a negative duration; the message reads "electortest: invalid
+// config: Field: rule", one per broken rule.
+var ErrConfig = errors.New("electortest: invalid config")
+
+// validate reports every negative duration of tm, joined.
+func (tm Timing) validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"Handover", tm.Handover}, {"Failover", tm.Failover}, {"Settle", tm.Settle}, {"Wait", tm.Wait}} {
+		if f.d < 0 {
+			errs = append(errs, fmt.Errorf("%w: Timing.%s: must not be negative, got %v", ErrConfig, f.name, f.d))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Run runs the conformance suite as subtests of t, one fresh Cluster each

@@ -46,9 +46,13 @@ func newSuite(t *testing.T, newCluster func(*testing.T) Cluster) *suite {
 	if len(ids) > 5 {
 		ids = ids[:5]
 	}
+	tm := c.Timing().withDefaults()
+	if err := tm.validate(); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &suite{
-		t: t, c: c, tm: c.Timing().withDefaults(), ids: ids, base: ctx,
+		t: t, c: c, tm: tm, ids: ids, base: ctx,
 		electors: map[string]lease.Elector{}, isolated: map[string]bool{},
 	}
 	t.Cleanup(func() {
@@ -163,6 +167,10 @@ func (s *suite) checkWin(id string, term lease.Term, at time.Time) {
 	}
 	if term.Token() == 0 {
 		s.t.Errorf("member %q won the zero token, which belongs to no term", id)
+	}
+	if d := term.Deadline(); !d.After(at) {
+		s.t.Errorf("member %q term %d: Deadline %v is not after the win at %v: a new term must be trusted for a while",
+			id, term.Token(), d, at)
 	}
 	s.won = append(s.won, win{id: id, term: term, at: at})
 }

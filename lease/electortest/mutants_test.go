@@ -38,6 +38,8 @@ func TestSuiteCatchesBrokenElectors(t *testing.T) {
 		{"cancel-leaves-campaign", "CampaignCancel", `member "m1"`},
 		{"observe-skips-no-leader", "Observe", "has not delivered"},
 		{"leader-stale", "Leader", "want member"},
+		{"deadline-late", "CutOffHolder", "is after member"},
+		{"deadline-zero", "OneWinner", "is not after the win"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mutant, func(t *testing.T) {
@@ -257,6 +259,16 @@ func (t *brokenTerm) Token() fence.Token {
 		return 1
 	}
 	return t.Term.Token()
+}
+
+func (t *brokenTerm) Deadline() time.Time {
+	switch t.b.mutant {
+	case "deadline-late":
+		return t.Term.Deadline().Add(time.Hour)
+	case "deadline-zero":
+		return time.Time{}
+	}
+	return t.Term.Deadline()
 }
 
 func (t *brokenTerm) Resign(ctx context.Context) error {

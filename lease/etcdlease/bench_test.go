@@ -31,6 +31,9 @@ type failoverSample struct {
 	// within the observation window.
 	margin   time.Duration
 	marginOK bool
+	// early: the holder gave up its term before it was cut off (under
+	// load); failover is then not measured.
+	early bool
 }
 
 // BenchmarkFailover measures failover (holder's link cut → successor's

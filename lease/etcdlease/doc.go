@@ -25,18 +25,34 @@
 //	deadline = send time of the newest answered keepalive + granted TTL - DriftMargin
 //
 // is before the moment etcd can expire the lease, as long as this member's
-// clock and the etcd leader's clock drift apart by less than DriftMargin
-// over one TTL. Done closes at that deadline unless an answered keepalive
-// has moved it. A successor can only win after the leader key is gone,
+// clock and the etcd leader's clock drift apart, and this member's timers
+// run late, by less than DriftMargin in all over one TTL. Done closes at
+// that deadline unless an answered keepalive has moved it (or earlier: see
+// below). A successor can only win after the leader key is gone,
 // that is after expiry, so a holder that is cut off stops strictly before
 // a successor's Campaign returns. Done also closes, earlier, when etcd says
 // the lease is not found (expired or revoked), when the leader key is
 // deleted, and on Resign or Close.
 //
-// What this does not give: a process that is paused (GC, SIGSTOP) past its
-// deadline learns that only when it runs again; every write that matters
-// must therefore carry Term.Token and be fenced by the resource (package
-// storage, and etcdstore's binding to a Term).
+// # A starved process
+//
+// The deadline is only as good as the timer that acts on it, and a timer
+// fires late when the process is starved of CPU (a loaded machine, a
+// container at its CPU quota, a long GC). While a term is held the keeper
+// wakes every DriftMargin/4 and measures how late each of its timers
+// fired; it ends the term at the deadline less the largest lateness of the
+// last TTL, expecting its deadline timer to be as late, and at once when a
+// timer fires more than DriftMargin/2 late, since it can then no longer
+// keep the margin. (A keepalive answer that arrives after that point does
+// not revive the term.) Term.Deadline stays the deadline itself, the
+// bound a check at answer time (lease.Valid) compares with.
+//
+// What this does not give: a process that is frozen (SIGSTOP, a paused
+// VM, a stall longer than the margin) across its deadline learns that only
+// when it runs again; every write that matters must therefore carry
+// Term.Token and be fenced by the resource (package storage, and
+// etcdstore's binding to a Term), and every answer given for the term must
+// be checked at the moment it is given (lease.Valid, which ha.Node does).
 //
 // # TTL
 //

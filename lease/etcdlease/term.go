@@ -71,8 +71,10 @@ func (t *Term) Done() <-chan struct{} { return t.k.done }
 // wrapping lease.ErrLost or lease.ErrResigned.
 func (t *Term) Err() error { return t.k.Err() }
 
-// Deadline returns the time, on the Elector's clock, at which Done closes
-// unless another keepalive is answered first.
+// Deadline returns the self-fencing deadline, on the Elector's clock:
+// the send time of the newest answered keepalive + TTL - DriftMargin. It
+// moves only later. Done closes at the latest then, and earlier by the
+// lateness of this process's timers (see the package doc).
 func (t *Term) Deadline() time.Time { return t.k.Deadline() }
 
 // EndedAt returns the time, on the Elector's clock, at which Done was

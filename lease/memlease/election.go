@@ -77,9 +77,14 @@ var (
 	// ErrCampaigning is returned by Campaign while another Campaign of the
 	// same member is in progress.
 	ErrCampaigning = errors.New("memlease: already campaigning")
-	// ErrInvalidOptions is wrapped by the error NewElection returns for bad
-	// Options.
-	ErrInvalidOptions = errors.New("memlease: invalid options")
+	// ErrConfig is wrapped by the error NewElection returns for bad
+	// Options; the message names each broken field and its rule
+	// ("memlease: invalid config: TTL: must be positive").
+	ErrConfig = errors.New("memlease: invalid config")
+	// ErrInvalidOptions is the old name of ErrConfig.
+	//
+	// Deprecated: use ErrConfig.
+	ErrInvalidOptions = ErrConfig
 )
 
 // Options configures an Election. The zero Options gives the defaults.
@@ -103,26 +108,36 @@ type Options struct {
 	OnChange func(lease.Leader)
 }
 
-func (o Options) withDefaults() (Options, error) {
+// withDefaults returns o with every zero field set to its default.
+func (o Options) withDefaults() Options {
 	if o.TTL == 0 {
 		o.TTL = DefaultTTL
 	}
-	if o.TTL < 0 {
-		return o, fmt.Errorf("%w: TTL %v must be positive", ErrInvalidOptions, o.TTL)
-	}
-	if o.DriftMargin == 0 {
+	if o.DriftMargin == 0 && o.TTL > 0 {
 		o.DriftMargin = o.TTL / 10
 	}
-	if o.DriftMargin < 0 || o.DriftMargin >= o.TTL/2 {
-		return o, fmt.Errorf("%w: DriftMargin %v must be at least zero and less than half of TTL %v", ErrInvalidOptions, o.DriftMargin, o.TTL)
-	}
-	if o.RenewInterval == 0 {
+	if o.RenewInterval == 0 && o.TTL > 0 {
 		o.RenewInterval = o.TTL / 3
 	}
-	if o.RenewInterval <= 0 || o.RenewInterval >= o.TTL-o.DriftMargin {
-		return o, fmt.Errorf("%w: RenewInterval %v must be positive and less than TTL %v - DriftMargin %v", ErrInvalidOptions, o.RenewInterval, o.TTL, o.DriftMargin)
+	return o
+}
+
+// validate reports every rule o breaks, joined; it changes nothing.
+func (o Options) validate() error {
+	var errs []error
+	bad := func(field, rule string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(rule, args...)))
 	}
-	return o, nil
+	if o.TTL <= 0 {
+		bad("TTL", "must be positive, got %v", o.TTL)
+	}
+	if o.DriftMargin < 0 || o.DriftMargin >= o.TTL/2 {
+		bad("DriftMargin", "must be at least zero and less than half of TTL %v, got %v", o.TTL, o.DriftMargin)
+	}
+	if o.RenewInterval <= 0 || o.RenewInterval >= o.TTL-o.DriftMargin {
+		bad("RenewInterval", "must be positive and less than TTL %v - DriftMargin %v, got %v", o.TTL, o.DriftMargin, o.RenewInterval)
+	}
+	return errors.Join(errs...)
 }
 
 // Election is one lease that any number of members campaign for. It is
@@ -143,13 +158,13 @@ type Election struct {
 }
 
 // NewElection returns an empty election on clk. It fails, wrapping
-// ErrInvalidOptions and naming the field, if opts are inconsistent.
+// ErrConfig and naming every broken field, if opts are inconsistent.
 func NewElection(clk clock.Clock, opts Options) (*Election, error) {
-	o, err := opts.withDefaults()
-	if err != nil {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	return &Election{clk: clk, opts: o, members: map[string]*Elector{}, changed: make(chan struct{})}, nil
+	return &Election{clk: clk, opts: opts, members: map[string]*Elector{}, changed: make(chan struct{})}, nil
 }
 
 // Options returns the options in effect, defaults filled in.

@@ -306,6 +306,17 @@ type term struct {
 func (t *term) Token() fence.Token    { return t.token }
 func (t *term) Done() <-chan struct{} { return t.done }
 
+// Deadline returns the self-fencing deadline: last renewal that reached
+// the election + TTL - DriftMargin, on the Election's clock. A paused
+// member's deadline stays where it was, so that an answer checked against
+// it (lease.Valid) is false once the clock passes it, although Done stays
+// open until Resume.
+func (t *term) Deadline() time.Time {
+	t.m.e.mu.Lock()
+	defer t.m.e.mu.Unlock()
+	return t.deadline
+}
+
 func (t *term) Err() error {
 	t.m.e.mu.Lock()
 	defer t.m.e.mu.Unlock()

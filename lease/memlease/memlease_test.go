@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,10 +36,17 @@ func TestOptionsValidation(t *testing.T) {
 			if tt.ok != (err == nil) {
 				t.Fatalf("NewElection(%+v) error = %v, want ok = %v", tt.opts, err, tt.ok)
 			}
-			if err != nil && !errors.Is(err, ErrInvalidOptions) {
-				t.Fatalf("error %v does not wrap ErrInvalidOptions", err)
+			if err != nil && (!errors.Is(err, ErrConfig) || !strings.HasPrefix(err.Error(), "memlease: invalid config: ")) {
+				t.Fatalf("error %v does not wrap ErrConfig with its message", err)
 			}
 		})
+	}
+	// Every broken rule is reported, not only the first.
+	_, err := NewElection(clock.NewFake(epoch), Options{TTL: -time.Second, RenewInterval: -time.Second})
+	for _, field := range []string{"TTL: ", "DriftMargin: ", "RenewInterval: "} {
+		if err == nil || !strings.Contains(err.Error(), "memlease: invalid config: "+field) {
+			t.Errorf("NewElection with TTL and RenewInterval negative: %v; want it to name %s", err, field)
+		}
 	}
 	e, _ := NewElection(clock.NewFake(epoch), Options{})
 	if o := e.Options(); o.TTL != DefaultTTL || o.DriftMargin != DefaultTTL/10 || o.RenewInterval != DefaultTTL/3 {

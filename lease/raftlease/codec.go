@@ -30,6 +30,7 @@ const (
 	opDelete    opKind = 3 // remove key
 	opCandidate opKind = 4 // member wants (on) or no longer wants the lease
 	opHolder    opKind = 5 // member holds the lease in Raft term term
+	opLogged    opKind = 6 // member holds a log the group counts on
 )
 
 func (k opKind) String() string {
@@ -44,6 +45,8 @@ func (k opKind) String() string {
 		return "candidate"
 	case opHolder:
 		return "holder"
+	case opLogged:
+		return "logged"
 	}
 	return fmt.Sprintf("op(%d)", byte(k))
 }
@@ -62,9 +65,10 @@ type command struct {
 	old   storage.Version // cas
 	value []byte          // put, cas
 
-	member uint64 // candidate, holder
+	member uint64 // candidate, holder, logged
 	on     bool   // candidate
 	term   uint64 // holder
+	addr   string // holder: its advertised API address (Config.APIAddr), "" for none
 }
 
 func (c *command) encode() []byte {
@@ -93,6 +97,13 @@ func (c *command) encode() []byte {
 	case opHolder:
 		b = binary.BigEndian.AppendUint64(b, c.member)
 		b = binary.BigEndian.AppendUint64(b, c.term)
+		if c.addr != "" {
+			// Absent when empty: a record without an address keeps the
+			// encoding it had before addresses were carried.
+			b = appendString(b, c.addr)
+		}
+	case opLogged:
+		b = binary.BigEndian.AppendUint64(b, c.member)
 	}
 	return b
 }
@@ -129,6 +140,13 @@ func decodeCommand(data []byte) (command, error) {
 	case opHolder:
 		c.member = d.u64()
 		c.term = d.u64()
+		if d.err == nil && d.off < len(d.b) {
+			if c.addr = d.string(maxAddrLen); d.err == nil && c.addr == "" {
+				d.fail("empty holder address is encoded by omission")
+			}
+		}
+	case opLogged:
+		c.member = d.u64()
 	default:
 		if d.err == nil {
 			d.fail(fmt.Sprintf("unknown command kind %d", byte(c.kind)))

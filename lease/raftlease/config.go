@@ -1,16 +1,22 @@
 package raftlease
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/binary"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net"
+	"net/url"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hakit/hakit/lease/clock"
+	"github.com/hakit/hakit/lease/raftlease/internal/raftid"
+	"github.com/hakit/hakit/lease/raftlease/internal/tcp"
 )
 
 // The defaults that Start applies to zero Config fields.
@@ -29,15 +35,15 @@ const (
 	DefaultSnapshotEntries = 10000
 	// DefaultCompactionMargin is how many entries before a snapshot stay
 	// in the log.
-	DefaultCompactionMargin = 1000
+	DefaultCompactionMargin = 500
 	// DefaultMaxValueBytes bounds one stored value.
 	DefaultMaxValueBytes = 1 << 20
 )
 
 // Config configures one member of a Raft group. The zero value of every
-// field except ID, Peers (unless Join) and DataDir (unless Storage is
-// overridden for tests) selects the documented default; Start validates the
-// result and names the field and the rule it breaks.
+// field except ID, Peers (unless Join) and DataDir selects the documented
+// default; Start validates the result and names the field and the rule it
+// breaks.
 type Config struct {
 	// ID is this member's name, unique in the group. It is what
 	// lease.Leader.ID reports. Raft numbers members with uint64: the
@@ -53,12 +59,24 @@ type Config struct {
 	// replicated log (see AddMember and RemoveMember) and a member's entry
 	// here only supplies its address if the log does not know it.
 	Peers map[string]string
-	// Join starts a member that was added to a running group with
-	// AddMember: it bootstraps nothing and learns the membership from the
-	// leader. Peers must still name at least one reachable member.
+	// Join says this member must never bootstrap a new group: it was
+	// added to a running group with AddMember and learns the membership
+	// from the leader. A member with an empty data directory asks its
+	// peers before it bootstraps anything (see the package doc), so Join
+	// matters only where the peers it lists could all be new as well.
+	// Peers must name at least one reachable member besides this one.
 	Join bool
 	// DataDir holds the write-ahead log and snapshots. Required.
 	DataDir string
+	// APIAddr is the address of this member's API (ha.Node's Handler) as
+	// the other members should reach it: an http or https URL, or
+	// host:port for http. It is carried in the holder record, so it is
+	// what lease.Leader.Addr reports while this member holds the lease,
+	// and where a standby's ha.Node forwards operator commands. Empty
+	// means none: Leader.Addr is then empty, and forwarding fails with an
+	// error naming this field. (Peers holds the Raft transport's
+	// addresses, which are not the API.) At most 1024 bytes.
+	APIAddr string
 
 	// TickInterval is the length of one Raft tick. Default 100 ms.
 	TickInterval time.Duration
@@ -78,20 +96,36 @@ type Config struct {
 	DriftMargin time.Duration
 
 	// SnapshotEntries is how many applied entries trigger a snapshot of
-	// the store and a compaction of the log. Default 10000.
+	// the store and a compaction of the log. Default 10000. A snapshot is
+	// taken sooner once the entries applied since the last one hold a
+	// quarter of the store's bytes (and 64 KiB at least), so that the log
+	// held in memory stays small next to the store.
 	SnapshotEntries uint64
 	// CompactionMargin is how many entries before a snapshot stay in the
 	// log so that a slightly lagging follower catches up from the log
-	// rather than by snapshot. Default 1000.
+	// rather than by snapshot. Default 500: they are held in memory, and
+	// the store they would spare sending is small.
 	CompactionMargin uint64
 	// MaxValueBytes bounds the size of one stored value. Default 1 MiB.
 	MaxValueBytes int
 
-	// TLS, if set, secures the default TCP transport: the same config is
-	// used to accept and to dial. For mutual TLS set Certificates,
-	// RootCAs, ClientCAs and ClientAuth = tls.RequireAndVerifyClientCert.
-	// Ignored when Transport is set.
+	// TLS secures the default TCP transport with mutual TLS that binds
+	// every link to a member: set Certificates (this member's certificate,
+	// naming it as PeerIdentity reads) and RootCAs (the CA that signs
+	// member certificates, which should sign nothing else); see
+	// TCPConfig.TLS for the checks. A group of more than one member
+	// needs TLS or Insecure. Must be nil when Transport is set (configure
+	// that transport instead).
 	TLS *tls.Config
+	// Insecure lets the default TCP transport run a group of more than
+	// one member over plain TCP: trusted, isolated networks and tests
+	// only. Anyone who can reach a member's port can then speak Raft as
+	// any member: end its term, crash nothing but confuse everything.
+	Insecure bool
+	// PeerIdentity returns the member ID a verified peer certificate
+	// names. Nil is raftcert.MemberID: the certificate's one URI SAN
+	// hakit://member/<ID>; its CN and DNS names are not read.
+	PeerIdentity func(cert *x509.Certificate) (id string, err error)
 	// Transport carries Raft messages. Nil selects a TCP transport that
 	// listens on Peers[ID]; to listen on another address (all
 	// interfaces, behind NAT) pass one made with NewTCPTransport. Tests
@@ -102,9 +136,6 @@ type Config struct {
 	Clock clock.Clock
 	// Logger receives the group's logs. Nil discards them.
 	Logger *slog.Logger
-
-	// storage overrides the durable log; tests use it to run in memory.
-	storage logStore
 }
 
 // ErrConfig is wrapped by every validation error of Start.
@@ -118,13 +149,13 @@ func configError(field, rule string, args ...any) error {
 // the leader may vote for another: a follower resets its election counter
 // when a message arrives, which may be just before its next tick, so only
 // ElectionTicks-1 full ticks are certain to pass.
-func (c *Config) electionTimeout() time.Duration {
+func (c Config) electionTimeout() time.Duration {
 	return time.Duration(c.ElectionTicks-1) * c.TickInterval
 }
 
 // fenceWindow is how long after the last quorum acknowledgement the leader
 // still trusts its term.
-func (c *Config) fenceWindow() time.Duration { return c.electionTimeout() - c.DriftMargin }
+func (c Config) fenceWindow() time.Duration { return c.electionTimeout() - c.DriftMargin }
 
 func (c Config) withDefaults() Config {
 	if c.TickInterval == 0 {
@@ -162,51 +193,140 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-func (c *Config) validate() error {
-	if c.ID == "" {
-		return configError("ID", "must not be empty")
+// validate reports every rule c breaks, joined; nil if none. It does not
+// change c.
+func (c Config) validate() error {
+	var errs []error
+	bad := func(field, rule string, args ...any) { errs = append(errs, configError(field, rule, args...)) }
+	switch {
+	case c.ID == "":
+		bad("ID", "must not be empty")
+	case len(c.ID) > maxMemberIDLen:
+		bad("ID", "%d bytes exceeds %d", len(c.ID), maxMemberIDLen)
 	}
-	if len(c.ID) > maxMemberIDLen {
-		return configError("ID", "%d bytes exceeds %d", len(c.ID), maxMemberIDLen)
+	errs = append(errs, c.peerProblems()...)
+	if c.DataDir == "" {
+		bad("DataDir", "must not be empty")
 	}
+	errs = append(errs, c.timingProblems()...)
+	if c.CompactionMargin > c.SnapshotEntries*100 {
+		bad("CompactionMargin", "%d is more than 100x SnapshotEntries %d", c.CompactionMargin, c.SnapshotEntries)
+	}
+	if c.MaxValueBytes < 0 || c.MaxValueBytes > maxValueLimit {
+		bad("MaxValueBytes", "%d is outside [0, %d]", c.MaxValueBytes, maxValueLimit)
+	}
+	if err := checkAPIAddr(c.APIAddr); err != nil {
+		bad("APIAddr", "%v", err)
+	}
+	errs = append(errs, c.securityProblems()...)
+	return errors.Join(errs...)
+}
+
+func (c Config) peerProblems() []error {
+	var errs []error
+	bad := func(field, rule string, args ...any) { errs = append(errs, configError(field, rule, args...)) }
 	if !c.Join {
-		if _, ok := c.Peers[c.ID]; !ok {
-			return configError("Peers", "must include this member's ID %q", c.ID)
+		if _, ok := c.Peers[c.ID]; !ok && c.ID != "" {
+			bad("Peers", "must include this member's ID %q", c.ID)
 		}
-	} else if len(c.Peers) == 0 {
-		return configError("Peers", "a joining member needs at least one peer")
+	} else if _, self := c.Peers[c.ID]; len(c.Peers) == 0 || (len(c.Peers) == 1 && self) {
+		bad("Peers", "a joining member needs at least one peer besides itself")
+	} else if _, ok := c.Peers[c.ID]; !ok && c.Transport == nil {
+		bad("Peers", "must include this member's ID %q: the default transport listens on that address", c.ID)
 	}
 	if _, err := raftIDs(c.Peers); err != nil {
-		return err
+		errs = append(errs, err)
 	}
-	for id, addr := range c.Peers {
+	for _, id := range slices.Sorted(maps.Keys(c.Peers)) {
+		addr := c.Peers[id]
 		if addr == "" && c.Transport == nil {
-			return configError("Peers", "member %q has an empty address", id)
+			bad("Peers", "member %q has an empty address", id)
 		}
 		if len(id) > maxMemberIDLen || len(addr) > maxAddrLen {
-			return configError("Peers", "member %q: ID or address too long", id)
+			bad("Peers", "member %q: ID or address too long", id)
 		}
 	}
-	if c.DataDir == "" && c.storage == nil {
-		return configError("DataDir", "must not be empty")
+	return errs
+}
+
+func (c Config) timingProblems() []error {
+	var errs []error
+	bad := func(field, rule string, args ...any) { errs = append(errs, configError(field, rule, args...)) }
+	if c.TickInterval < time.Millisecond {
+		bad("TickInterval", "%v is below 1ms", c.TickInterval)
+	}
+	if c.HeartbeatTicks < 1 {
+		bad("HeartbeatTicks", "%d is below 1", c.HeartbeatTicks)
 	}
 	switch {
-	case c.TickInterval < time.Millisecond:
-		return configError("TickInterval", "%v is below 1ms", c.TickInterval)
-	case c.HeartbeatTicks < 1:
-		return configError("HeartbeatTicks", "%d is below 1", c.HeartbeatTicks)
 	case c.ElectionTicks < 3:
-		return configError("ElectionTicks", "%d is below 3", c.ElectionTicks)
+		bad("ElectionTicks", "%d is below 3", c.ElectionTicks)
 	case c.ElectionTicks <= c.HeartbeatTicks:
-		return configError("ElectionTicks", "%d must exceed HeartbeatTicks %d", c.ElectionTicks, c.HeartbeatTicks)
+		bad("ElectionTicks", "%d must exceed HeartbeatTicks %d", c.ElectionTicks, c.HeartbeatTicks)
+	}
+	switch {
 	case c.DriftMargin < 0:
-		return configError("DriftMargin", "%v is negative", c.DriftMargin)
-	case c.DriftMargin >= c.electionTimeout():
-		return configError("DriftMargin", "%v must be below (ElectionTicks-1) x TickInterval = %v", c.DriftMargin, c.electionTimeout())
-	case c.CompactionMargin > c.SnapshotEntries*100:
-		return configError("CompactionMargin", "%d is more than 100x SnapshotEntries %d", c.CompactionMargin, c.SnapshotEntries)
-	case c.MaxValueBytes < 0 || c.MaxValueBytes > maxValueLimit:
-		return configError("MaxValueBytes", "%d is outside [0, %d]", c.MaxValueBytes, maxValueLimit)
+		bad("DriftMargin", "%v is negative", c.DriftMargin)
+	case c.ElectionTicks >= 3 && c.DriftMargin >= c.electionTimeout():
+		bad("DriftMargin", "%v must be below (ElectionTicks-1) x TickInterval = %v", c.DriftMargin, c.electionTimeout())
+	}
+	return errs
+}
+
+// securityProblems: plain TCP between the members of a group is an
+// explicit opt-in.
+func (c Config) securityProblems() []error {
+	var errs []error
+	bad := func(field, rule string, args ...any) { errs = append(errs, configError(field, rule, args...)) }
+	if c.Transport != nil {
+		if c.TLS != nil || c.Insecure || c.PeerIdentity != nil {
+			bad("TLS", "TLS, Insecure and PeerIdentity configure the default transport; with Transport set, configure that transport")
+		}
+		return errs
+	}
+	alone := !c.Join && len(c.Peers) == 1
+	switch {
+	case c.TLS == nil && !c.Insecure && !alone:
+		bad("TLS", "plain TCP between the members of a group is refused: set TLS (mutual TLS with a certificate per member "+
+			"naming hakit://member/<ID>, see package raftcert) or, on a trusted, isolated network or in tests only, Insecure")
+	case c.TLS != nil && c.Insecure:
+		bad("Insecure", "must not be set together with TLS")
+	case c.TLS != nil:
+		for _, p := range c.tcpConfig().Problems() {
+			if p.Field != "Addr" { // Peers[ID], reported above
+				bad(p.Field, "%s", p.Rule)
+			}
+		}
+	}
+	return errs
+}
+
+// tcpConfig is the default transport's configuration.
+func (c Config) tcpConfig() tcp.Config {
+	return tcp.Config{
+		ID: c.ID, Addr: c.Peers[c.ID], TLS: c.TLS, Insecure: c.TLS == nil, PeerIdentity: c.PeerIdentity, Logger: c.Logger,
+	}.WithDefaults()
+}
+
+// checkAPIAddr accepts "", an http or https URL with a host, or host:port.
+func checkAPIAddr(a string) error {
+	switch {
+	case a == "":
+		return nil
+	case len(a) > maxAddrLen:
+		return fmt.Errorf("%d bytes exceeds %d", len(a), maxAddrLen)
+	case strings.Contains(a, "://"):
+		u, err := url.Parse(a)
+		if err != nil {
+			return fmt.Errorf("%q is not a URL: %v", a, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%q is not an http or https URL with a host", a)
+		}
+	default:
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%q is neither a URL nor host:port: %v", a, err)
+		}
 	}
 	return nil
 }
@@ -221,14 +341,7 @@ const (
 // 8 bytes, big endian, of SHA-256("hakit/raftlease/member\x00" + id), with
 // 0 (Raft's "nobody") mapped to 1. A simulated Transport uses it to route
 // messages by their To field.
-func RaftID(id string) uint64 {
-	sum := sha256.Sum256([]byte("hakit/raftlease/member\x00" + id))
-	n := binary.BigEndian.Uint64(sum[:8])
-	if n == 0 {
-		n = 1
-	}
-	return n
-}
+func RaftID(id string) uint64 { return raftid.Of(id) }
 
 // raftIDs maps every peer to its Raft number and refuses collisions.
 func raftIDs(peers map[string]string) (map[uint64]string, error) {

@@ -4,171 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
+	"slices"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/tracker"
 
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/lease"
+	"github.com/hakit/hakit/lease/raftlease/internal/elect"
 )
 
 // ErrHolding is returned by Campaign while this member already holds a
 // Term.
 var ErrHolding = errors.New("raftlease: already holding a term")
 
-// Term is a member's tenure as lease holder: the Raft term in which it
-// leads, announced through the log. It implements lease.Term.
-//
-// Done closes, with Err wrapping lease.ErrLost, as soon as the member
-// steps down (CheckQuorum found no quorum, a higher term appeared, it was
-// removed), its term changes, or its self-fence deadline passes: the last
-// time a quorum acknowledged a heartbeat, plus (ElectionTicks-1) ticks,
-// minus DriftMargin. No other member can be elected before that deadline
-// plus DriftMargin, so a holder cut off from the majority stops before a
-// successor starts, as long as the members' clocks drift apart by less
-// than DriftMargin per election timeout.
-type Term struct {
-	g        *Group
-	raftTerm uint64
-
-	done chan struct{}
-	once sync.Once
-
-	mu       sync.Mutex
-	err      error
-	deadline time.Time
-	moved    chan struct{} // signalled when deadline moves
-}
-
-var _ lease.Term = (*Term)(nil)
-
-func newTerm(g *Group, raftTerm uint64, deadline time.Time) *Term {
-	t := &Term{g: g, raftTerm: raftTerm, done: make(chan struct{}), deadline: deadline, moved: make(chan struct{}, 1)}
-	go t.watch()
-	return t
-}
-
-// Token returns the Raft term in which this member leads.
-func (t *Term) Token() fence.Token { return fence.Token(t.raftTerm) }
-
-// Done is closed when the term ends or can no longer be trusted.
-func (t *Term) Done() <-chan struct{} { return t.done }
-
-// Err is nil while the term is held, and says why it ended afterwards.
-func (t *Term) Err() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.err
-}
-
-// Deadline returns the current self-fence deadline: the term ends then
-// unless a quorum acknowledges the leader again before.
-func (t *Term) Deadline() time.Time {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.deadline
-}
-
-// Resign ends the term (Done closes first) and hands Raft leadership to
-// the most up-to-date member that campaigns, or failing that to the most
-// up-to-date voter, which then leads within about one round trip. It
-// waits until leadership has moved, ctx ends, or an election timeout
-// passed (a group of one member cannot hand leadership on). Resigning an
-// ended term is a no-op that returns nil.
-func (t *Term) Resign(ctx context.Context) error {
-	if !t.end(fmt.Errorf("%w: member %q resigned the term with token %d", lease.ErrResigned, t.g.cfg.ID, t.raftTerm)) {
-		return nil
-	}
-	g := t.g
-	moving := false
-	if err := g.do(ctx, func() {
-		g.dropHeld(t)
-		moving = g.transferAway()
-	}); err != nil {
-		if errors.Is(err, lease.ErrClosed) || errors.Is(err, ErrStopped) {
-			return nil
-		}
-		return err
-	}
-	if !moving {
-		return nil // nobody to hand over to
-	}
-	return g.waitLead(ctx, func(lead uint64) bool { return lead != g.self }, g.cfg.electionTimeout()+g.cfg.TickInterval)
-}
-
-// end closes Done with err unless the term has ended already, and reports
-// whether it did.
-func (t *Term) end(err error) bool {
-	ended := false
-	t.once.Do(func() {
-		t.mu.Lock()
-		t.err = err
-		t.mu.Unlock()
-		close(t.done)
-		ended = true
-		t.g.log.Info("raftlease: term ended", "token", t.raftTerm, "err", err)
-	})
-	return ended
-}
-
-func (t *Term) ended() bool {
-	select {
-	case <-t.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// extend moves the self-fence deadline later.
-func (t *Term) extend(d time.Time) {
-	t.mu.Lock()
-	moved := d.After(t.deadline)
-	if moved {
-		t.deadline = d
-	}
-	t.mu.Unlock()
-	if moved {
-		select {
-		case t.moved <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// watch ends the term at its self-fence deadline. It runs on its own
-// timer rather than the tick so that Done never closes late.
-func (t *Term) watch() {
-	clk := t.g.clk
-	for {
-		d := t.Deadline().Sub(clk.Now())
-		if d <= 0 {
-			t.end(fmt.Errorf("%w: member %q: self-fence deadline of the term with token %d passed without a quorum acknowledgement", lease.ErrLost, t.g.cfg.ID, t.raftTerm))
-			return
-		}
-		timer := clk.NewTimer(d)
-		select {
-		case <-timer.C():
-		case <-t.moved:
-			// The deadline only moves later; waiting on the old timer
-			// would be correct too, but rearming keeps one timer armed.
-			timer.Stop()
-		case <-t.done:
-			timer.Stop()
-			return
-		}
-	}
-}
-
-// electorState is the run loop's view of the election.
+// electorState is the run loop's side of the election: the Campaigns
+// waiting, the Term held, and the decisions (package elect), which the
+// run loop carries out (see reconcile).
 type electorState struct {
-	waiters       map[*waiter]struct{}
-	held          *Term
-	usedTerm      uint64    // the last Raft term in which a Term was granted here
-	holderSent    uint64    // the Raft term for which a holder record was proposed
-	candidateSent time.Time // when the candidate flag was last proposed
+	waiters map[*waiter]struct{}
+	held    *Term
+	dec     *elect.Elector
 }
 
 type waiter struct{ ch chan campaignResult }
@@ -178,7 +34,10 @@ type campaignResult struct {
 	err error
 }
 
-func (e *electorState) init() { e.waiters = map[*waiter]struct{}{} }
+func (e *electorState) init(p elect.Params) {
+	e.waiters = map[*waiter]struct{}{}
+	e.dec = elect.New(p)
+}
 
 func (e *electorState) failWaiters(err error) {
 	for w := range e.waiters {
@@ -189,6 +48,9 @@ func (e *electorState) failWaiters(err error) {
 
 // setHeld records the Term this member holds (nil: none).
 func (g *Group) setHeld(t *Term) {
+	if t == nil && g.el.held != nil {
+		g.el.dec.Released(g.el.held.raftTerm)
+	}
 	g.el.held = t
 	g.hb.setHeld(t)
 }
@@ -202,8 +64,8 @@ func (g *Group) dropHeld(t *Term) {
 func (e *electorState) tick(g *Group) {
 	// A group of one member acknowledges itself.
 	if t := e.held; t != nil {
-		if q := g.hb.quorumAck(g.clk.Now()); !q.IsZero() {
-			t.extend(q.Add(g.cfg.fenceWindow()))
+		if d := e.dec.Deadline(g.hb.quorumAck(g.clk.Now())); !d.IsZero() {
+			t.extend(d)
 		}
 	}
 }
@@ -271,126 +133,84 @@ func (g *Group) campaignErr(err error) error {
 	return err
 }
 
-func (g *Group) currentTerm() *Term {
-	var t *Term
-	if g.do(context.Background(), func() { t = g.el.held }) != nil {
-		return nil
-	}
-	return t
-}
-
-// reconcile is the election's step function, run after every Ready: it
-// ends a Term whose leadership is gone, keeps this member's candidacy in
-// the log in line with whether it wants the lease, and as leader either
-// grants a waiting Campaign or hands leadership to a member that wants
-// it.
+// reconcile runs the election's step function (package elect) after
+// every Ready and carries out what it decides.
 func (g *Group) reconcile(st raft.BasicStatus) {
-	e := &g.el
-	if t := e.held; t != nil {
-		switch {
-		case t.ended():
-			g.setHeld(nil)
-		case st.RaftState != raft.StateLeader || st.GetTerm() != t.raftTerm:
-			t.end(fmt.Errorf("%w: member %q: leadership of term %d lost (now term %d, %s)", lease.ErrLost, g.cfg.ID, t.raftTerm, st.GetTerm(), st.RaftState))
-			g.setHeld(nil)
-		}
+	if t := g.el.held; t != nil && t.ended() {
+		g.el.dec.Released(t.raftTerm)
+		g.setHeld(nil)
 	}
-	g.syncCandidate(len(e.waiters) > 0 || e.held != nil)
-	if st.RaftState != raft.StateLeader || st.LeadTransferee != raft.None || e.held != nil {
-		return
-	}
-	if len(e.waiters) == 0 {
-		if to := g.bestTarget(true); to != raft.None {
-			g.log.Info("raftlease: handing leadership to a candidate", "to", g.memberName(to))
-			g.rn.TransferLeader(to)
-		}
-		return
-	}
-	if e.usedTerm == st.GetTerm() {
-		// This term was granted once already; a new Term needs a new
-		// Raft term, hence a round through another leader.
-		g.transferAway()
-		return
-	}
-	if h := g.sm.holder; h.member != g.self || h.term != st.GetTerm() {
-		if e.holderSent != st.GetTerm() {
-			c := command{kind: opHolder, origin: g.self, nonce: g.nonce, seq: g.nextSeq(), member: g.self, term: st.GetTerm()}
-			if err := g.rn.Propose(c.encode()); err == nil {
-				e.holderSent = st.GetTerm()
-			}
-		}
-		return
-	}
-	now := g.clk.Now()
-	q := g.hb.quorumAck(now)
-	deadline := q.Add(g.cfg.fenceWindow())
-	if q.IsZero() || !now.Before(deadline) {
-		return // wait for a quorum to acknowledge this term
-	}
-	t := newTerm(g, st.GetTerm(), deadline)
-	g.setHeld(t)
-	e.usedTerm = st.GetTerm()
-	for w := range e.waiters {
-		delete(e.waiters, w)
-		w.ch <- campaignResult{t: t}
-		break
-	}
-	g.log.Info("raftlease: elected", "token", st.GetTerm(), "deadline", deadline)
+	g.act(g.el.dec.Step(g.electionView(st)))
 }
 
-// syncCandidate proposes this member's candidacy flag when the log does
-// not show what the member wants, at most every half election timeout.
-func (g *Group) syncCandidate(want bool) {
-	if g.sm.candidates[g.self] == want || g.lead == raft.None {
-		return
-	}
+// electionView is the state the election's decisions read.
+func (g *Group) electionView(st raft.BasicStatus) elect.View {
 	now := g.clk.Now()
-	if now.Sub(g.el.candidateSent) < g.cfg.electionTimeout()/2 {
-		return
+	v := elect.View{
+		Now:          now,
+		Leader:       st.RaftState == raft.StateLeader,
+		Term:         st.GetTerm(),
+		Lead:         st.Lead,
+		Transferring: st.LeadTransferee != raft.None,
+		Holder:       elect.Holder{Member: g.sm.holder.member, Term: g.sm.holder.term},
+		Candidate:    g.sm.candidates[g.self],
+		Waiting:      len(g.el.waiters) > 0,
+		QuorumAck:    g.hb.quorumAck(now),
 	}
-	c := command{kind: opCandidate, origin: g.self, nonce: g.nonce, seq: g.nextSeq(), member: g.self, on: want}
-	if err := g.rn.Propose(c.encode()); err == nil {
-		g.el.candidateSent = now
+	if v.Leader {
+		in, _ := sortedVoters(g.confState)
+		g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+			if id != g.self {
+				v.Peers = append(v.Peers, elect.Peer{ID: id, Match: pr.Match, Active: pr.RecentActive,
+					Voter: slices.Contains(in, id), Candidate: g.sm.candidates[id]})
+			}
+		})
+	}
+	return v
+}
+
+// act carries out the election's decisions, in order.
+func (g *Group) act(acts []elect.Action) {
+	for _, a := range acts {
+		switch a := a.(type) {
+		case elect.EndTerm:
+			if t := g.el.held; t != nil && t.raftTerm == a.Term {
+				t.end(fmt.Errorf("%w: member %q: %s", lease.ErrLost, g.cfg.ID, a.Reason))
+				g.setHeld(nil)
+			}
+		case elect.ProposeCandidate:
+			c := command{kind: opCandidate, origin: g.self, nonce: g.nonce, seq: g.nextSeq(), member: g.self, on: a.On}
+			if g.rn.Propose(c.encode()) != nil {
+				g.el.dec.Dropped(a)
+			}
+		case elect.ProposeHolder:
+			c := command{kind: opHolder, origin: g.self, nonce: g.nonce, seq: g.nextSeq(), member: g.self, term: a.Term, addr: g.cfg.APIAddr}
+			if g.rn.Propose(c.encode()) != nil {
+				g.el.dec.Dropped(a)
+			}
+		case elect.Transfer:
+			g.log.Info("raftlease: "+a.Why, "to", g.memberName(a.To))
+			g.rn.TransferLeader(a.To)
+		case elect.Grant:
+			t := newTerm(g, a.Term, a.Deadline)
+			g.setHeld(t)
+			for w := range g.el.waiters {
+				delete(g.el.waiters, w)
+				w.ch <- campaignResult{t: t}
+				break
+			}
+			g.log.Info("raftlease: elected", "token", a.Term, "deadline", a.Deadline)
+		}
 	}
 }
 
 // transferAway hands leadership to the best other member: a campaigning
-// one if any is active, else the most up-to-date voter.
-// It reports whether a transfer is under way.
+// one if any is active, else the most up-to-date voter. It reports
+// whether a transfer is under way.
 func (g *Group) transferAway() bool {
-	if g.role != raft.StateLeader {
-		return false
-	}
-	to := g.bestTarget(true)
-	if to == raft.None {
-		to = g.bestTarget(false)
-	}
-	if to == raft.None {
-		return false
-	}
-	g.log.Info("raftlease: transferring leadership", "to", g.memberName(to))
-	g.rn.TransferLeader(to)
-	return true
-}
-
-// bestTarget returns the active voter other than this member with the
-// highest match index, among candidates only if asked; raft.None if none.
-func (g *Group) bestTarget(candidatesOnly bool) uint64 {
-	in, _ := sortedVoters(g.confState)
-	voter := map[uint64]bool{}
-	for _, id := range in {
-		voter[id] = true
-	}
-	best, bestMatch := uint64(raft.None), uint64(0)
-	g.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
-		if id == g.self || !voter[id] || !pr.RecentActive || (candidatesOnly && !g.sm.candidates[id]) {
-			return
-		}
-		if best == raft.None || pr.Match > bestMatch || (pr.Match == bestMatch && id < best) {
-			best, bestMatch = id, pr.Match
-		}
-	})
-	return best
+	acts := g.el.dec.TransferAway(g.electionView(g.rn.BasicStatus()))
+	g.act(acts)
+	return len(acts) > 0
 }
 
 func (g *Group) nextSeq() uint64 {
@@ -423,7 +243,7 @@ func (g *Group) publishView() {
 	h := g.sm.holder
 	if g.lead != raft.None && h.member == g.lead && h.term == g.raftTerm {
 		if h.member != g.self || g.el.held != nil {
-			l = lease.Leader{ID: g.memberName(h.member), Token: fence.Token(h.term), Addr: g.memberAddr(h.member)}
+			l = lease.Leader{ID: g.memberName(h.member), Token: fence.Token(h.term), Addr: h.addr}
 		}
 	}
 	name := ""
@@ -463,8 +283,9 @@ func (g *Group) Transfer(ctx context.Context, to string) error {
 			t.end(fmt.Errorf("%w: member %q handed the term with token %d to %q", lease.ErrResigned, g.cfg.ID, t.raftTerm, to))
 			g.setHeld(nil)
 		}
-		g.el.usedTerm = g.raftTerm
-		g.rn.TransferLeader(id)
+		// The Term ended with ErrResigned above; HandOver's EndTerm finds
+		// nothing held.
+		g.act(g.el.dec.HandOver(g.electionView(g.rn.BasicStatus()), id))
 	}); derr != nil {
 		return derr
 	}

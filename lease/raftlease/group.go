@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
+	"github.com/hakit/hakit/lease/raftlease/internal/elect"
 )
 
 var (
@@ -28,8 +28,9 @@ var (
 	ErrNotLeader = errors.New("raftlease: not the leader")
 
 	// ErrStopped is wrapped by every call on a Group whose run loop
-	// stopped on an error (a failed disk write, an undecodable entry);
-	// the error names the cause and also wraps lease.ErrClosed.
+	// stopped on its own: a failed disk write, an undecodable entry, a
+	// panic (PanicError), a wiped data directory (ErrWipedMember). The
+	// error names the cause and also wraps lease.ErrClosed.
 	ErrStopped = errors.New("raftlease: group stopped")
 )
 
@@ -55,6 +56,7 @@ type Group struct {
 	confState   *pb.ConfState
 	applied     uint64
 	snapIndex   uint64
+	logBytes    int // bytes of the entries applied since the last snapshot
 	nonce, seq  uint64
 	quietUntil  time.Time // votes are ignored before this (see step)
 	campaignAt  uint64    // campaign once this index is applied (new group)
@@ -68,6 +70,11 @@ type Group struct {
 	confWaiters map[uint64]chan error
 	hb          heartbeatTracker
 	el          electorState
+	received    *receivedSnap     // a snapshot checked before Step, decoded
+	probe       *prober           // non-nil while an empty member asks its peers (replace.go)
+	loggedSent  map[uint64]uint64 // member -> Raft term its logged record was proposed in
+
+	guard guard // counts dropped messages from any goroutine (its own lock)
 
 	mu          sync.Mutex
 	stopErr     error // set before donec closes
@@ -93,10 +100,15 @@ type proposal struct {
 // Start validates cfg, opens the data directory, starts the transport and
 // the run loop, and returns the running member. It returns once the
 // member runs, not once the group has a leader. A member whose data
-// directory holds a log restarts from it; otherwise a new group is
-// bootstrapped from Peers (or, with Join, the member waits to be given
-// the log by the leader). ctx bounds only the start.
-func Start(ctx context.Context, cfg Config) (*Group, error) {
+// directory holds a log restarts from it; one whose directory is empty
+// asks its peers whether to bootstrap a new group, join the existing one,
+// or stop with ErrWipedMember (see the package doc). ctx bounds only the
+// start.
+func Start(ctx context.Context, cfg Config) (*Group, error) { return start(ctx, cfg, nil) }
+
+// start is Start on the durable log db, or on the log in cfg.DataDir if db
+// is nil; tests pass a log kept in memory.
+func start(ctx context.Context, cfg Config, db logStore) (*Group, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -122,10 +134,9 @@ func Start(ctx context.Context, cfg Config) (*Group, error) {
 	var nb [8]byte
 	_, _ = crand.Read(nb[:])
 	g.nonce = binary.BigEndian.Uint64(nb[:])
-	g.el.init()
+	g.el.init(elect.Params{Self: g.self, FenceWindow: cfg.fenceWindow(), Resend: cfg.electionTimeout() / 2})
 	g.hb.self, g.hb.window = g.self, cfg.fenceWindow()
 
-	db := cfg.storage
 	if db == nil {
 		var err error
 		if db, err = openLog(cfg.DataDir, g.log); err != nil {
@@ -139,7 +150,9 @@ func Start(ctx context.Context, cfg Config) (*Group, error) {
 	}
 	tr := cfg.Transport
 	if tr == nil {
-		t, err := NewTCPTransport(TCPConfig{ID: cfg.ID, Addr: cfg.Peers[cfg.ID], TLS: cfg.TLS, Logger: cfg.Logger})
+		ic := cfg.tcpConfig()
+		ic.Name = g.peerName
+		t, err := newTCP(ic)
 		if err != nil {
 			db.Close()
 			return nil, err
@@ -203,14 +216,24 @@ func (g *Group) open() error {
 	if err != nil {
 		return fmt.Errorf("raftlease: member %q: %w", g.cfg.ID, err)
 	}
-	if !fresh || g.cfg.Join {
+	if !fresh {
 		// A member that restarts has forgotten when it last heard from
-		// the leader, and one that joins never heard from it; neither
-		// may vote for a rival before the leader's lease can have run
-		// out (see step).
+		// the leader; it may not vote for a rival before the leader's
+		// lease can have run out (see step). One that joins waits the
+		// same once it knows it may (see onProbe).
 		g.quietUntil = g.clk.Now().Add(time.Duration(g.cfg.ElectionTicks) * g.cfg.TickInterval)
 		return nil
 	}
+	if !g.cfg.Join && len(g.probePeers()) == 0 {
+		return g.bootstrap() // a group of one
+	}
+	// An empty data directory: ask the peers first (see replace.go).
+	g.probe = &prober{answers: map[uint64]probeAnswer{}, since: g.clk.Now()}
+	return nil
+}
+
+// bootstrap starts a new group of Config.Peers.
+func (g *Group) bootstrap() error {
 	ids, _ := raftIDs(g.cfg.Peers)
 	peers := make([]raft.Peer, 0, len(ids))
 	for id, name := range ids {
@@ -220,6 +243,7 @@ func (g *Group) open() error {
 	if err := g.rn.Bootstrap(peers); err != nil {
 		return fmt.Errorf("raftlease: member %q: bootstrap: %w", g.cfg.ID, err)
 	}
+	g.log.Info("raftlease: bootstrapped a new group", "members", len(peers))
 	// On a new group nobody can hold a lease yet, so the member with the
 	// lowest Raft ID starts the first election at once instead of after
 	// a timeout.
@@ -245,7 +269,16 @@ func (g *Group) peerAddrs() map[uint64]string {
 	return out
 }
 
-// Close resigns any held Term, stops the run loop and the transport and
+// CloseTimeout bounds what Close spends handing over before it stops the
+// member: ending the held Term, withdrawing the member's candidacy and
+// moving Raft leadership away. A member cut off from the others returns
+// after it, plus any disk sync in progress.
+const CloseTimeout = 100 * time.Millisecond
+
+// Close ends any held Term (its Done closes first, with Err wrapping
+// lease.ErrResigned), withdraws this member's candidacy and, if it leads,
+// hands Raft leadership to the best other member, waiting for both at
+// most CloseTimeout; then it stops the run loop and the transport and
 // closes the log. It does not remove the member from the group.
 func (g *Group) Close() error {
 	g.mu.Lock()
@@ -256,12 +289,9 @@ func (g *Group) Close() error {
 	}
 	g.closing = true
 	g.mu.Unlock()
-	g.withdraw()
-	if t := g.currentTerm(); t != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.electionTimeout())
-		_ = t.Resign(ctx)
-		cancel()
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), CloseTimeout)
+	g.handOff(ctx)
+	cancel()
 	close(g.stopc)
 	<-g.donec
 	err := g.tr.Close()
@@ -271,35 +301,102 @@ func (g *Group) Close() error {
 	return err
 }
 
-// withdraw fails waiting Campaigns with lease.ErrClosed and takes this
-// member's candidacy out of the log, so that no leader hands leadership
-// to a member that is going away. It waits at most an election timeout.
-func (g *Group) withdraw() {
-	ch := make(chan result, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.electionTimeout())
-	defer cancel()
+// handOff ends the held Term, fails waiting Campaigns with
+// lease.ErrClosed, takes this member's candidacy out of the log (so that
+// no leader hands leadership to a member that is going away) and moves
+// Raft leadership away; it waits for the withdrawal to apply and the
+// leadership to move until ctx ends.
+func (g *Group) handOff(ctx context.Context) {
+	withdrawn := make(chan result, 1)
+	moving := false
 	if g.do(ctx, func() {
+		if t := g.el.held; t != nil {
+			t.end(fmt.Errorf("%w: member %q is closing; it resigned the term with token %d", lease.ErrResigned, g.cfg.ID, t.raftTerm))
+			g.setHeld(nil)
+		}
 		g.el.failWaiters(lease.ErrClosed)
-		if !g.sm.candidates[g.self] || g.lead == raft.None {
-			ch <- result{}
-			return
-		}
-		c := command{kind: opCandidate, origin: g.self, nonce: g.nonce, seq: g.nextSeq(), member: g.self}
-		if g.rn.Propose(c.encode()) != nil {
-			ch <- result{}
-			return
-		}
-		// Kept when leadership moves: a follower's proposal is
-		// forwarded, and Close waits for it to be applied.
-		g.pending[c.seq] = &proposal{ch: ch, term: g.raftTerm, keep: true}
-		g.el.candidateSent = g.clk.Now()
+		// The withdrawal first: a leader refuses proposals while it
+		// transfers leadership.
+		g.withdraw(withdrawn)
+		moving = g.transferAway()
 	}) != nil {
 		return
 	}
 	select {
-	case <-ch:
+	case <-withdrawn:
 	case <-ctx.Done():
+		return
 	}
+	if moving {
+		_ = g.waitLead(ctx, func(lead uint64) bool { return lead != g.self }, 0)
+	}
+}
+
+// withdraw proposes this member's candidacy flag off, if the log shows it
+// on; done receives the outcome once it is applied (at once if there is
+// nothing to withdraw). It runs on the loop.
+func (g *Group) withdraw(done chan result) {
+	if len(g.el.dec.Withdraw(g.electionView(g.rn.BasicStatus()))) == 0 {
+		done <- result{}
+		return
+	}
+	c := command{kind: opCandidate, origin: g.self, nonce: g.nonce, seq: g.nextSeq(), member: g.self}
+	if g.rn.Propose(c.encode()) != nil {
+		done <- result{}
+		return
+	}
+	// Kept when leadership moves: a follower's proposal is forwarded,
+	// and Close waits for it to be applied.
+	g.pending[c.seq] = &proposal{ch: done, term: g.raftTerm, keep: true}
+}
+
+// peerName names a member for the transport's logs from Config.Peers
+// (the transport runs outside the loop, which owns the applied
+// membership).
+func (g *Group) peerName(id uint64) string {
+	for name := range g.cfg.Peers {
+		if RaftID(name) == id {
+			return name
+		}
+	}
+	return ""
+}
+
+// Stopped returns a channel that is closed once the member has stopped:
+// after Close, or when it stopped on its own (see Err).
+func (g *Group) Stopped() <-chan struct{} { return g.donec }
+
+// Err returns nil while the member runs and after Close; once it stopped
+// on its own, the reason, wrapping ErrStopped (a failed disk, a panic in
+// its run loop, ErrWipedMember).
+func (g *Group) Err() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopErr == nil || errors.Is(g.stopErr, ErrStopped) {
+		return g.stopErr
+	}
+	return nil
+}
+
+// Stats are a member's counters of what it refused.
+type Stats struct {
+	// Dropped counts the messages from peers dropped before Raft saw
+	// them because they cannot be legitimate, by reason (the Drop
+	// constants). Each reason is also logged, at most once a second.
+	Dropped map[string]uint64
+	// Transport holds the TCP transport's counters when the transport is
+	// a TCPTransport (or wraps one); nil otherwise.
+	Transport *TCPStats
+}
+
+// Stats returns the member's counters.
+func (g *Group) Stats() Stats {
+	s := Stats{Dropped: g.guard.snapshot()}
+	if t, ok := g.tr.(interface{ Stats() TCPStats }); ok {
+		ts := t.Stats()
+		s.Transport = &ts
+	}
+	return s
 }
 
 // ID returns this member's ID.
@@ -307,175 +404,6 @@ func (g *Group) ID() string { return g.cfg.ID }
 
 // Config returns the member's configuration with defaults filled in.
 func (g *Group) Config() Config { return g.cfg }
-
-// do runs f on the run loop and waits for it to return.
-func (g *Group) do(ctx context.Context, f func()) error {
-	done := make(chan struct{})
-	wrapped := func() { f(); close(done) }
-	select {
-	case g.actc <- wrapped:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-g.donec:
-		return g.stoppedErr()
-	}
-	select {
-	case <-done:
-		return nil
-	case <-g.donec:
-		// The loop may have run f just before stopping.
-		select {
-		case <-done:
-			return nil
-		default:
-		}
-		return g.stoppedErr()
-	}
-}
-
-func (g *Group) stoppedErr() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.stopErr != nil {
-		return g.stopErr
-	}
-	return lease.ErrClosed
-}
-
-type handler struct{ g *Group }
-
-func (h handler) Receive(m *pb.Message) {
-	if m.GetType() == pb.MsgHeartbeatResp {
-		h.g.hb.receive(m, h.g.clk.Now())
-	}
-	select {
-	case h.g.recvc <- m:
-	default: // as if the network lost it
-	}
-}
-
-func (h handler) Unreachable(id uint64) {
-	h.g.post(func() { h.g.rn.ReportUnreachable(id) })
-}
-
-func (h handler) SnapshotDone(id uint64, ok bool) {
-	st := raft.SnapshotFinish
-	if !ok {
-		st = raft.SnapshotFailure
-	}
-	h.g.post(func() { h.g.rn.ReportSnapshot(id, st) })
-}
-
-// post queues f for the run loop without waiting; it is dropped if the
-// loop is overwhelmed or gone (the reports it carries are hints).
-func (g *Group) post(f func()) {
-	select {
-	case g.actc <- f:
-	default:
-	}
-}
-
-// run is the only goroutine that touches the Raft node and the state
-// machine.
-//
-// Ticks come from a timer rather than a ticker so that a follower can
-// re-phase them: each heartbeat from its leader restarts the tick timer
-// (see step), with a random delay of up to half a tick. Followers of one
-// leader then count election ticks from nearly the same instant, the last
-// heartbeat, so the first to time out usually finds the others out of
-// their lease too, instead of being refused by one whose tick fell a
-// little later and waiting another full timeout; the random part breaks
-// ties between followers that drew the same timeout, which would
-// otherwise split the vote. A follower's lease still lasts at least
-// ElectionTicks-1 ticks after the heartbeat, as the fence assumes.
-func (g *Group) run() {
-	g.tick = g.clk.NewTimer(g.cfg.TickInterval)
-	defer g.tick.Stop()
-	var err error
-	for err == nil {
-		select {
-		case <-g.tick.C():
-			g.tick.Reset(g.cfg.TickInterval)
-			g.rn.Tick()
-			g.onTick()
-		case m := <-g.recvc:
-			g.step(m)
-		case f := <-g.actc:
-			f()
-		case <-g.stopc:
-			g.shutdown(lease.ErrClosed)
-			return
-		}
-		// Take what else is waiting, so that one disk sync covers many
-		// proposals.
-	more:
-		for i := 0; i < 128; i++ {
-			select {
-			case m := <-g.recvc:
-				g.step(m)
-			case f := <-g.actc:
-				f()
-			default:
-				break more
-			}
-		}
-		err = g.processReady()
-	}
-	g.log.Error("raftlease: stopping", "err", err)
-	g.shutdown(fmt.Errorf("%w (%w): member %q: %w", ErrStopped, lease.ErrClosed, g.cfg.ID, err))
-}
-
-// shutdown ends everything that waits on the loop with err.
-func (g *Group) shutdown(err error) {
-	g.mu.Lock()
-	g.stopErr = err
-	g.mu.Unlock()
-	if t := g.el.held; t != nil {
-		t.end(fmt.Errorf("%w: member %q stopped: %w", lease.ErrLost, g.cfg.ID, err))
-		g.setHeld(nil)
-	}
-	for id, ch := range g.confWaiters {
-		ch <- err
-		delete(g.confWaiters, id)
-	}
-	for id, p := range g.pending {
-		p.ch <- result{err: err}
-		delete(g.pending, id)
-	}
-	for id, r := range g.reads {
-		r.ch <- readResult{err: err}
-		delete(g.reads, id)
-	}
-	g.el.failWaiters(err)
-	g.publish(lease.Leader{}, "")
-	close(g.donec)
-	g.closeObservers()
-}
-
-// step hands an incoming message to Raft, after the group's own checks.
-func (g *Group) step(m *pb.Message) {
-	switch m.GetType() {
-	case pb.MsgVote, pb.MsgPreVote:
-		// A restarted member does not know how recently the leader was
-		// heard from, so it could vote a rival in while the leader's
-		// lease still runs; it stays out of elections for one election
-		// timeout. A leadership transfer is let through: the leader
-		// asked for it.
-		if string(m.GetContext()) != campaignTransferCtx && g.clk.Now().Before(g.quietUntil) {
-			return
-		}
-	case pb.MsgHeartbeat:
-		// Re-phase ticks to the leader's heartbeat (see run). Raft
-		// resets the election counter on this message, so the ticks a
-		// follower skips this way count for nothing.
-		if g.role == raft.StateFollower && m.GetFrom() == g.lead {
-			g.tick.Reset(g.cfg.TickInterval + rand.N(g.cfg.TickInterval/2))
-		}
-	}
-	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
-		g.log.Debug("raftlease: step", "type", m.GetType().String(), "from", fmt.Sprintf("%x", m.GetFrom()), "err", err)
-	}
-}
 
 func (g *Group) notLeaderErr(what string) error {
 	if g.lead == raft.None {
@@ -501,11 +429,6 @@ func (g *Group) memberAddr(id uint64) string {
 		return m.Addr
 	}
 	return g.cfg.Peers[g.memberName(id)]
-}
-
-// onTick runs the group's own timers: re-issued reads, the lease.
-func (g *Group) onTick() {
-	g.el.tick(g)
 }
 
 // sortedVoters returns the voters of the incoming and outgoing

@@ -2,6 +2,7 @@ package raftlease
 
 import (
 	"context"
+	"hash/crc32"
 	"log/slog"
 	"net"
 	"os"
@@ -14,27 +15,40 @@ import (
 
 // partTransport wraps a real TCP transport and drops every message to or
 // from the members it is told to cut off: a network partition as the
-// member sees it.
+// member sees it. cutOut holds the members its sends to are lost, cutIn
+// those whose messages it ignores.
 type partTransport struct {
 	*TCPTransport
-	mu  sync.Mutex
-	cut map[uint64]bool
+	mu     sync.Mutex
+	cutOut map[uint64]bool
+	cutIn  map[uint64]bool
 }
 
-func (p *partTransport) isCut(id uint64) bool {
+func (p *partTransport) isCut(id uint64, in bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cut[id]
+	if in {
+		return p.cutIn[id]
+	}
+	return p.cutOut[id]
 }
 
+// setCut cuts the member off from ids both ways.
 func (p *partTransport) setCut(ids map[uint64]bool) {
 	p.mu.Lock()
-	p.cut = ids
+	p.cutOut, p.cutIn = ids, ids
+	p.mu.Unlock()
+}
+
+// setCutIn sets only whom the member ignores.
+func (p *partTransport) setCutIn(ids map[uint64]bool) {
+	p.mu.Lock()
+	p.cutIn = ids
 	p.mu.Unlock()
 }
 
 func (p *partTransport) Send(m *pb.Message) {
-	if !p.isCut(m.GetTo()) {
+	if !p.isCut(m.GetTo(), false) {
 		p.TCPTransport.Send(m)
 	}
 }
@@ -47,7 +61,7 @@ type partHandler struct {
 }
 
 func (h partHandler) Receive(m *pb.Message) {
-	if !h.p.isCut(m.GetFrom()) {
+	if !h.p.isCut(m.GetFrom(), true) {
 		h.Handler.Receive(m)
 	}
 }
@@ -71,7 +85,9 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func newCluster(t *testing.T, n int, tweak func(*Config)) *cluster {
+// newCluster makes a group of n members "a", "b", ... and starts them, or
+// only those named in only.
+func newCluster(t *testing.T, n int, tweak func(*Config), only ...string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, peers: map[string]string{}, dirs: map[string]string{}, lns: map[string]net.Listener{},
 		nets: map[string]*partTransport{}, groups: map[string]*Group{}, tweak: tweak}
@@ -80,7 +96,9 @@ func newCluster(t *testing.T, n int, tweak func(*Config)) *cluster {
 		c.addSlot(id)
 	}
 	for _, id := range c.ids {
-		c.start(id)
+		if len(only) == 0 || contains(only, id) {
+			c.start(id)
+		}
 	}
 	t.Cleanup(c.closeAll)
 	return c
@@ -127,7 +145,7 @@ func (c *cluster) transport(id string) *partTransport {
 			c.t.Fatalf("listen again on %s: %v", c.peers[id], err)
 		}
 	}
-	tr, err := NewTCPTransport(TCPConfig{ID: id, Listener: ln, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: testLogger(c.t).With("m", id)})
+	tr, err := NewTCPTransport(TCPConfig{ID: id, Listener: ln, Insecure: true, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: testLogger(c.t).With("m", id)})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -198,13 +216,17 @@ func (c *cluster) setLink(a, b string, up bool) {
 			continue
 		}
 		tr.mu.Lock()
-		if tr.cut == nil {
-			tr.cut = map[uint64]bool{}
-		}
-		if up {
-			delete(tr.cut, RaftID(pair[1]))
-		} else {
-			tr.cut[RaftID(pair[1])] = true
+		for _, cut := range []*map[uint64]bool{&tr.cutOut, &tr.cutIn} {
+			m := map[uint64]bool{}
+			for k, v := range *cut {
+				m[k] = v
+			}
+			if up {
+				delete(m, RaftID(pair[1]))
+			} else {
+				m[RaftID(pair[1])] = true
+			}
+			*cut = m
 		}
 		tr.mu.Unlock()
 	}
@@ -258,6 +280,8 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func crc32c(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }
 
 // eventually polls f until it returns nil, failing the test with f's last
 // error after d.

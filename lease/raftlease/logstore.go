@@ -1,6 +1,9 @@
 package raftlease
 
 import (
+	"bytes"
+	"io"
+
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
@@ -13,9 +16,10 @@ type logStore interface {
 	// order, before it returns. Entries replace any stored entries at the
 	// same and higher indexes.
 	Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) error
-	// CreateSnapshot records a snapshot of the state machine at index
-	// (already applied) with configuration cs.
-	CreateSnapshot(index uint64, cs *pb.ConfState, data []byte) error
+	// CreateSnapshotFrom records a snapshot of the state machine at
+	// index (already applied) with configuration cs, its size bytes of
+	// data streamed by write.
+	CreateSnapshotFrom(index uint64, cs *pb.ConfState, size int, write func(io.Writer) error) error
 	// Compact discards the entries before index.
 	Compact(index uint64) error
 	Close() error
@@ -55,7 +59,12 @@ func (m *memLog) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) err
 	return nil
 }
 
-func (m *memLog) CreateSnapshot(index uint64, cs *pb.ConfState, data []byte) error {
-	_, err := m.ms.CreateSnapshot(index, cs, data)
+func (m *memLog) CreateSnapshotFrom(index uint64, cs *pb.ConfState, size int, write func(io.Writer) error) error {
+	var b bytes.Buffer
+	b.Grow(size)
+	if err := write(&b); err != nil {
+		return err
+	}
+	_, err := m.ms.CreateSnapshot(index, cs, b.Bytes())
 	return err
 }

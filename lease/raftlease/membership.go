@@ -46,6 +46,9 @@ func (g *Group) AddMember(ctx context.Context, id, addr string) error {
 	if id == "" || len(id) > maxMemberIDLen || len(addr) > maxAddrLen {
 		return configError("AddMember", "member ID must be 1 to %d bytes and the address at most %d", maxMemberIDLen, maxAddrLen)
 	}
+	if g.cfg.Transport == nil && g.cfg.TLS == nil && !g.cfg.Insecure {
+		return configError("AddMember", "member %q runs a group of one over plain TCP; restart it with TLS (or, on a trusted, isolated network, Insecure) before adding members", g.cfg.ID)
+	}
 	rid := RaftID(id)
 	return g.changeConf(ctx, fmt.Sprintf("add member %q", id), func() (*pb.ConfChange, error) {
 		if m, ok := g.sm.members[rid]; ok && m.ID != id {
@@ -141,6 +144,7 @@ func (g *Group) applyConfChange(index uint64, cc *pb.ConfChange) {
 	case pb.ConfChangeRemoveNode:
 		delete(g.sm.members, id)
 		delete(g.sm.candidates, id)
+		delete(g.sm.logged, id)
 		if id != g.self {
 			g.tr.RemovePeer(id)
 		} else {

@@ -7,8 +7,12 @@ import (
 	"github.com/hakit/hakit/lease"
 )
 
-// observer feeds one Observe channel from an unbounded queue, so a slow
-// reader delays nothing and loses nothing.
+// maxObserveQueue bounds the changes queued for one Observe channel.
+const maxObserveQueue = 64
+
+// observer feeds one Observe channel from a bounded queue, so a slow
+// reader delays nothing and holds little: up to maxObserveQueue changes
+// wait in order; past that they are replaced by the latest one.
 type observer struct {
 	ch     chan lease.Leader
 	mu     chan struct{} // a one-slot lock around queue
@@ -52,7 +56,13 @@ func (g *Group) publishHolder(l lease.Leader) {
 
 func (o *observer) push(l lease.Leader) {
 	o.mu <- struct{}{}
-	o.queue = append(o.queue, l)
+	if len(o.queue) >= maxObserveQueue {
+		// Coalesce: the reader is this far behind, so it learns the
+		// current holder next instead of every change in between.
+		o.queue = append(o.queue[:0], l)
+	} else {
+		o.queue = append(o.queue, l)
+	}
 	<-o.mu
 	select {
 	case o.signal <- struct{}{}:
@@ -62,8 +72,11 @@ func (o *observer) push(l lease.Leader) {
 
 // Observe returns a channel that receives the current lease holder at
 // once and then every change as this member learns of it, in order, the
-// zero Leader meaning none. Changes are queued for a slow reader, never
-// dropped. The channel is closed when ctx ends or the Group is closed.
+// zero Leader meaning none. Up to 64 changes are queued for a slow
+// reader; a reader further behind gets the latest holder next, the
+// changes in between coalesced away, so no reader makes the member hold
+// an unbounded queue. The channel is closed when ctx ends or the Group is
+// closed.
 func (g *Group) Observe(ctx context.Context) <-chan lease.Leader {
 	o := &observer{
 		ch:     make(chan lease.Leader),
@@ -88,11 +101,14 @@ func (g *Group) Observe(ctx context.Context) <-chan lease.Leader {
 			g.mu.Unlock()
 		}()
 		for {
+			// Taken off the queue before it is sent: a push that
+			// coalesces meanwhile must not lose the latest value.
 			o.mu <- struct{}{}
 			var next lease.Leader
 			have := len(o.queue) > 0
 			if have {
 				next = o.queue[0]
+				o.queue = o.queue[1:]
 			}
 			<-o.mu
 			if !have {
@@ -107,9 +123,6 @@ func (g *Group) Observe(ctx context.Context) <-chan lease.Leader {
 			}
 			select {
 			case o.ch <- next:
-				o.mu <- struct{}{}
-				o.queue = o.queue[1:]
-				<-o.mu
 			case <-ctx.Done():
 				return
 			case <-o.closed:

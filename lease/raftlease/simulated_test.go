@@ -26,6 +26,8 @@ type memTransport struct {
 	self uint64
 }
 
+func newMemNet() *memNet { return &memNet{nodes: map[uint64]Handler{}, cut: map[uint64]bool{}} }
+
 func (n *memNet) transport(id string) *memTransport { return &memTransport{n: n, self: RaftID(id)} }
 
 func (t *memTransport) Start(h Handler) error {
@@ -59,15 +61,15 @@ func (t *memTransport) Close() error {
 // virtual time.
 func TestSimulatedClock(t *testing.T) {
 	fake := clock.NewFake(time.Unix(1e9, 0))
-	net := &memNet{nodes: map[uint64]Handler{}, cut: map[uint64]bool{}}
+	net := newMemNet()
 	peers := map[string]string{"a": "", "b": "", "c": ""}
 	groups := map[string]*Group{}
 	for _, id := range []string{"a", "b", "c"} {
-		g, err := Start(context.Background(), Config{
+		// The log in memory: nothing here is about disks.
+		g, err := start(context.Background(), Config{
 			ID: id, Peers: peers, Clock: fake, Transport: net.transport(id),
-			Logger:  testLogger(t).With("m", id),
-			storage: newMemLog(), // the log in memory: nothing here is about disks
-		})
+			Logger: testLogger(t).With("m", id), DataDir: "unused",
+		}, newMemLog())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,14 +141,14 @@ func TestSimulatedClock(t *testing.T) {
 // at most the fence window after the last acknowledgement, and no later.
 func TestSelfFenceDeadline(t *testing.T) {
 	fake := clock.NewFake(time.Unix(1e9, 0))
-	net := &memNet{nodes: map[uint64]Handler{}, cut: map[uint64]bool{}}
+	net := newMemNet()
 	peers := map[string]string{"a": "", "b": "", "c": ""}
 	groups := map[string]*Group{}
 	for _, id := range []string{"a", "b", "c"} {
-		g, err := Start(context.Background(), Config{
+		g, err := start(context.Background(), Config{
 			ID: id, Peers: peers, Clock: fake, Transport: net.transport(id),
-			Logger: testLogger(t).With("m", id), storage: newMemLog(),
-		})
+			Logger: testLogger(t).With("m", id), DataDir: "unused",
+		}, newMemLog())
 		if err != nil {
 			t.Fatal(err)
 		}

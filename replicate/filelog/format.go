@@ -48,6 +48,10 @@ var (
 	// ErrShort is returned by DecodeRecord when b holds only the start of
 	// a record: more bytes are needed, nothing is wrong yet.
 	ErrShort = errors.New("filelog: incomplete record")
+	// ErrConfig is wrapped by every error about WriterOptions or Source
+	// fields out of range; each message reads "filelog: invalid config:
+	// Field: rule".
+	ErrConfig = errors.New("filelog: invalid config")
 )
 
 const (

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/filelog"
 )
 
@@ -42,5 +43,40 @@ func TestMissingNextSegmentIsNamed(t *testing.T) {
 				t.Fatalf("Next at the end of segment 1 with segment 2 gone = %v, want ErrTruncated naming %s", err, filelog.SegmentName(2))
 			}
 		})
+	}
+}
+
+// A log whose first segment was removed (retention) cannot be read from
+// its beginning: opening at the nil position must say so instead of
+// starting silently at the oldest segment left.
+func TestOpenAtBeginningOfTrimmedLogIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	w := openWriter(t, dir, 60)
+	appendN(t, w, 0, 20)
+	if err := os.Remove(filepath.Join(dir, filelog.SegmentName(1))); err != nil {
+		t.Fatal(err)
+	}
+	src := &filelog.Source{Dir: dir}
+	c, err := src.Open(context.Background(), replicate.Checkpoint{})
+	if err == nil {
+		c.Close()
+		t.Fatal("Open at the beginning of a log without segment 1 succeeded")
+	}
+	if !errors.Is(err, filelog.ErrTruncated) || !strings.Contains(err.Error(), "segment 1") {
+		t.Fatalf("Open at the beginning: %v; want ErrTruncated naming segment 1", err)
+	}
+}
+
+// Out-of-range options are refused with ErrConfig, naming every field.
+func TestOptionsOutOfRange(t *testing.T) {
+	if _, err := filelog.OpenWriter(t.TempDir(), filelog.WriterOptions{SegmentSize: -1}); !errors.Is(err, filelog.ErrConfig) ||
+		!strings.Contains(err.Error(), "filelog: invalid config: SegmentSize: ") {
+		t.Errorf("OpenWriter with a negative SegmentSize: %v", err)
+	}
+	_, err := (&filelog.Source{Dir: t.TempDir(), PollInterval: -1, ReadSize: -1}).Open(context.Background(), replicate.Checkpoint{})
+	for _, field := range []string{"PollInterval", "ReadSize"} {
+		if !errors.Is(err, filelog.ErrConfig) || !strings.Contains(err.Error(), "filelog: invalid config: "+field+": ") {
+			t.Errorf("Open with negative options: %v; want it to name %s", err, field)
+		}
 	}
 }

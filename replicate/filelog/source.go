@@ -40,10 +40,13 @@ var (
 // Compare orders positions by their bytes (replicate.Comparer).
 func (s *Source) Compare(a, b replicate.Position) int { return replicate.CompareBytes(a, b) }
 
-// Open returns a Cursor after from.Pos; a nil Pos is the start of the
-// oldest segment (waiting for the first segment if there is none yet). A
-// malformed position, a missing segment or a segment shorter than the
-// position is an error naming the file and offset.
+// Open returns a Cursor after from.Pos; a nil Pos is the beginning of the
+// log, the start of segment 1 (waiting for it if the log is empty). A log
+// whose segment 1 was removed cannot be read from its beginning: a nil
+// Pos is then an error matching ErrTruncated, never a silent start at the
+// oldest segment left. A malformed position, a missing segment or a
+// segment shorter than the position is an error naming the file and
+// offset.
 func (s *Source) Open(ctx context.Context, from replicate.Checkpoint) (replicate.Cursor, error) {
 	c := &cursor{
 		dir:  s.Dir,
@@ -51,10 +54,20 @@ func (s *Source) Open(ctx context.Context, from replicate.Checkpoint) (replicate
 		read: s.ReadSize,
 		clk:  s.Clock,
 	}
-	if c.poll <= 0 {
+	var errs []error
+	if c.poll < 0 {
+		errs = append(errs, fmt.Errorf("%w: PollInterval: must not be negative, got %v", ErrConfig, c.poll))
+	}
+	if c.read < 0 {
+		errs = append(errs, fmt.Errorf("%w: ReadSize: must not be negative, got %d", ErrConfig, c.read))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if c.poll == 0 {
 		c.poll = DefaultPollInterval
 	}
-	if c.read <= 0 {
+	if c.read == 0 {
 		c.read = DefaultReadSize
 	}
 	if c.clk == nil {
@@ -67,6 +80,12 @@ func (s *Source) Open(ctx context.Context, from replicate.Checkpoint) (replicate
 		}
 		if len(segs) == 0 {
 			return c, nil // seg 0: waiting for segment 1
+		}
+		if segs[0] != 1 {
+			// The beginning is gone (retention, or damage): starting
+			// at the oldest segment left would skip what was before it.
+			return nil, fmt.Errorf("%w: %s has no segment 1 (the oldest is %s), so the log cannot be read from its beginning",
+				ErrTruncated, s.Dir, SegmentName(segs[0]))
 		}
 		if err := c.openSegment(segs[0], HeaderLen); err != nil {
 			return nil, err

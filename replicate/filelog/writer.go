@@ -46,14 +46,27 @@ type WriterOptions struct {
 	SegmentSize int64
 }
 
-// OpenWriter opens the log in dir for appending, creating dir and the
-// first segment if needed.
-func OpenWriter(dir string, opts WriterOptions) (*Writer, error) {
-	if opts.SegmentSize < 0 {
-		return nil, fmt.Errorf("filelog: SegmentSize %d is negative", opts.SegmentSize)
+func (o WriterOptions) withDefaults() WriterOptions {
+	if o.SegmentSize == 0 {
+		o.SegmentSize = DefaultSegmentSize
 	}
-	if opts.SegmentSize == 0 {
-		opts.SegmentSize = DefaultSegmentSize
+	return o
+}
+
+func (o WriterOptions) validate() error {
+	if o.SegmentSize < 0 {
+		return fmt.Errorf("%w: SegmentSize: must not be negative, got %d", ErrConfig, o.SegmentSize)
+	}
+	return nil
+}
+
+// OpenWriter opens the log in dir for appending, creating dir and the
+// first segment if needed. Invalid options are refused with an error
+// wrapping ErrConfig.
+func OpenWriter(dir string, opts WriterOptions) (*Writer, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("filelog: create log directory: %w", err)

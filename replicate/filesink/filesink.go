@@ -75,8 +75,9 @@ func (s *Sink) step(name string) error {
 }
 
 var (
-	_ replicate.DurableSink   = (*Sink)(nil)
-	_ replicate.HeartbeatSink = (*Sink)(nil)
+	_ replicate.DurableSink    = (*Sink)(nil)
+	_ replicate.HeartbeatSink  = (*Sink)(nil)
+	_ replicate.IdentifiedSink = (*Sink)(nil)
 )
 
 // Open opens or creates the sink whose data file is path, and recovers it:
@@ -88,11 +89,11 @@ var (
 // when it ends.
 func Open(path string) (*Sink, error) {
 	s := &Sink{path: path, statePath: path + ".state", tmpPath: path + ".state.tmp", lockPath: path + ".lock", sem: make(chan struct{}, 1)}
-	lock, err := os.OpenFile(s.lockPath, os.O_RDWR|os.O_CREATE, 0o644)
+	lock, err := os.OpenFile(s.lockPath, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("filesink: %w", err)
 	}
-	data, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	data, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("filesink: %w", err)
@@ -172,8 +173,11 @@ func (s *Sink) recover() (State, error) {
 			return State{}, fmt.Errorf("%w: %s has %d bytes but no state file %s; it was not written by this sink", ErrCorrupt, s.path, st.Size(), s.statePath)
 		}
 		// Commit the empty state before any data, so that "data without
-		// state" always means a foreign file.
-		return State{}, s.writeState(State{})
+		// state" always means a foreign file. The new sink gets its
+		// identity here: a copy of these files keeps it, a new sink
+		// does not.
+		fresh := State{SinkID: replicate.NewSinkID()}
+		return fresh, s.writeState(fresh)
 	}
 	if err != nil {
 		return State{}, fmt.Errorf("filesink: %w", err)
@@ -201,8 +205,15 @@ func (s *Sink) recover() (State, error) {
 }
 
 // writeState commits st: temporary file, fsync, rename, directory fsync.
+// The temporary file is created afresh (O_EXCL, which follows no
+// symbolic link): whatever is at its name, a crash's leftover or a link
+// planted to make the sink write elsewhere, is removed, never written
+// through.
 func (s *Sink) writeState(st State) error {
-	f, err := os.OpenFile(s.tmpPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err := os.Remove(s.tmpPath); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("filesink: %w", err)
+	}
+	f, err := os.OpenFile(s.tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return fmt.Errorf("filesink: %w", err)
 	}
@@ -308,6 +319,48 @@ func (s *Sink) ApplyHeartbeat(ctx context.Context, t fence.Token, hb replicate.H
 		st.Token, st.Heartbeat, st.HeartPos = t, hb.Time, hb.Pos
 		return s.writeState(st)
 	})
+}
+
+// Identity returns the sink's ID and the stream it is bound to, from the
+// state file (replicate.IdentifiedSink). The ID is made when the state
+// file is created, so a copy of the files (a restored backup) keeps it.
+func (s *Sink) Identity(ctx context.Context) (replicate.SinkIdentity, error) {
+	st, err := s.State(ctx)
+	return replicate.SinkIdentity{ID: st.SinkID, Stream: st.Stream}, err
+}
+
+// Bind binds the sink to the stream whose checkpoint key is to, if it is
+// bound to from or to already, and gives a sink from before identities
+// its ID (replicate.IdentifiedSink). It commits like Apply, under the file
+// lock: a token below the committed one fails with fence.ErrStale, and t
+// is admitted.
+func (s *Sink) Bind(ctx context.Context, t fence.Token, from, to string) (replicate.SinkIdentity, error) {
+	if err := ctx.Err(); err != nil {
+		return replicate.SinkIdentity{}, err
+	}
+	if t == 0 {
+		return replicate.SinkIdentity{}, fence.ErrNoToken
+	}
+	var id replicate.SinkIdentity
+	err := s.locked(ctx, func() error {
+		st, err := s.recover()
+		if err != nil {
+			return err
+		}
+		if t < st.Token {
+			return fmt.Errorf("filesink: bind %s to stream %q: %w", s.path, to, fence.Stale(t, st.Token))
+		}
+		if st.Stream != from && st.Stream != to {
+			return fmt.Errorf("filesink: %s: %w", s.path, replicate.BoundElsewhere(st.SinkID, st.Stream, to))
+		}
+		if st.SinkID == "" {
+			st.SinkID = replicate.NewSinkID()
+		}
+		st.Stream, st.Token = to, t
+		id = replicate.SinkIdentity{ID: st.SinkID, Stream: st.Stream}
+		return s.writeState(st)
+	})
+	return id, err
 }
 
 // Position returns the committed position (replicate.DurableSink).

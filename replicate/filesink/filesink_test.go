@@ -3,8 +3,10 @@ package filesink
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -289,15 +291,43 @@ func TestStreamExactlyOnceAcrossCrashes(t *testing.T) {
 	}
 }
 
+// stateFormatOne encodes st as format 1 did, before sinks had an
+// identity: what a state file written by an earlier release holds.
+func stateFormatOne(st State) []byte {
+	b := EncodeState(State{Length: st.Length, Pos: st.Pos, Token: st.Token, Heartbeat: st.Heartbeat, HeartPos: st.HeartPos})
+	b = b[:len(b)-4-8] // drop the checksum and the two empty identity fields
+	b[4] = 1
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+// A state file of format 1 still decodes, with no identity.
+func TestDecodeStateFormatOne(t *testing.T) {
+	want := State{Length: 9, Pos: []byte{1}, Token: 3, Heartbeat: time.Unix(2, 0).UTC(), HeartPos: []byte{1}}
+	got, err := DecodeState(stateFormatOne(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Length != want.Length || !bytes.Equal(got.Pos, want.Pos) || got.Token != want.Token || got.SinkID != "" || got.Stream != "" {
+		t.Fatalf("format 1 decoded as %+v, want %+v", got, want)
+	}
+}
+
 func FuzzDecodeState(f *testing.F) {
 	f.Add(EncodeState(State{}))
-	f.Add(EncodeState(State{Length: 99, Pos: []byte{1, 2}, Token: 4, Heartbeat: time.Unix(5, 6), HeartPos: []byte{3}}))
+	f.Add(EncodeState(State{Length: 99, Pos: []byte{1, 2}, Token: 4, Heartbeat: time.Unix(5, 6), HeartPos: []byte{3}, SinkID: "ab", Stream: "cp"}))
+	f.Add(stateFormatOne(State{Length: 99, Pos: []byte{1, 2}, Token: 4}))
 	f.Add([]byte("hkfs\x01"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		st, err := DecodeState(b)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("unexpected error class: %v", err)
+			}
+			return
+		}
+		if b[4] == 1 {
+			if again := stateFormatOne(st); !bytes.Equal(again, b) {
+				t.Fatalf("format 1 %x decodes and re-encodes to %x", b, again)
 			}
 			return
 		}

@@ -17,9 +17,14 @@ import (
 	"github.com/hakit/hakit/replicate"
 )
 
-// ErrPosition is wrapped by the error Open returns for a position that is
-// malformed or beyond the end of the Source.
-var ErrPosition = errors.New("memrepl: bad position")
+var (
+	// ErrPosition is wrapped by the error Open returns for a position
+	// that is malformed or beyond the end of the Source.
+	ErrPosition = errors.New("memrepl: bad position")
+	// ErrTrimmed is wrapped by the error Open and Next return for a
+	// position whose following records were removed by Trim.
+	ErrTrimmed = errors.New("memrepl: records trimmed")
+)
 
 // Pos returns the position after the first n records.
 func Pos(n uint64) replicate.Position { return binary.BigEndian.AppendUint64(nil, n) }
@@ -39,11 +44,13 @@ func DecodePos(p replicate.Position) (uint64, error) {
 
 // Source is an append-only list of records in memory. The zero Source is
 // empty and ready to use; it is safe for concurrent use, and any number of
-// Cursors may read it while it grows.
+// Cursors may read it while it grows. Trim drops the oldest records, as
+// retention does in a real log.
 type Source struct {
 	mu      sync.Mutex
-	recs    []replicate.Record
-	changed chan struct{} // closed and replaced by every Append
+	base    uint64             // records trimmed: recs[0] is record base+1
+	recs    []replicate.Record // the records kept
+	changed chan struct{}      // closed and replaced by every Append
 }
 
 // Append adds records with the given data and returns the position after
@@ -52,23 +59,40 @@ func (s *Source) Append(data ...[]byte) replicate.Position {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, d := range data {
-		s.recs = append(s.recs, replicate.Record{Pos: Pos(uint64(len(s.recs)) + 1), Data: d})
+		s.recs = append(s.recs, replicate.Record{Pos: Pos(s.base + uint64(len(s.recs)) + 1), Data: d})
 	}
 	if s.changed != nil {
 		close(s.changed)
 		s.changed = nil
 	}
-	return Pos(uint64(len(s.recs)))
+	return Pos(s.base + uint64(len(s.recs)))
 }
 
-// Len returns the number of records appended so far.
+// Len returns the number of records appended so far, trimmed ones
+// included.
 func (s *Source) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.recs)
+	return int(s.base) + len(s.recs)
 }
 
-// Records returns a copy of the records appended so far.
+// Trim drops the records before position n (the first n records), as a
+// log's retention does: a Cursor can no longer be opened before n, and one
+// that has not read that far fails with ErrTrimmed. Trimming less than was
+// trimmed before does nothing; n beyond the records appended trims them
+// all.
+func (s *Source) Trim(n uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n <= s.base {
+		return
+	}
+	drop := min(n-s.base, uint64(len(s.recs)))
+	s.recs = append([]replicate.Record(nil), s.recs[drop:]...)
+	s.base += drop
+}
+
+// Records returns a copy of the records kept (appended and not trimmed).
 func (s *Source) Records() []replicate.Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -79,34 +103,45 @@ func (s *Source) Records() []replicate.Record {
 func (s *Source) Compare(a, b replicate.Position) int { return replicate.CompareBytes(a, b) }
 
 // Open returns a Cursor after from.Pos. A position beyond the records
-// appended so far is an error: the Source never forgets records, so such
-// a position was not produced by it. from.State is ignored.
+// appended so far is an error (ErrPosition): such a position was not
+// produced by this Source. A position before the records Trim kept is an
+// error too (ErrTrimmed): the records after it are gone. from.State is
+// ignored.
 func (s *Source) Open(ctx context.Context, from replicate.Checkpoint) (replicate.Cursor, error) {
 	n, err := DecodePos(from.Pos)
 	if err != nil {
 		return nil, err
 	}
-	if l := s.Len(); n > uint64(l) {
+	s.mu.Lock()
+	base, l := s.base, s.base+uint64(len(s.recs))
+	s.mu.Unlock()
+	switch {
+	case n > l:
 		return nil, fmt.Errorf("%w: position %d is beyond the %d records of the source", ErrPosition, n, l)
+	case n < base:
+		return nil, fmt.Errorf("%w: position %d is before record %d, the oldest kept", ErrTrimmed, n, base+1)
 	}
 	return &cursor{s: s, next: n}, nil
 }
 
-// wait returns the records from i on, up to max, or a channel that is
-// closed when there may be more.
-func (s *Source) wait(i uint64, max int) ([]replicate.Record, <-chan struct{}) {
+// wait returns the records from i on (i counts every record appended), up
+// to max, or a channel that is closed when there may be more.
+func (s *Source) wait(i uint64, max int) ([]replicate.Record, <-chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if i < uint64(len(s.recs)) {
-		end := min(uint64(len(s.recs)), i+uint64(max))
+	if i < s.base {
+		return nil, nil, fmt.Errorf("%w: the cursor is at position %d, before record %d, the oldest kept", ErrTrimmed, i, s.base+1)
+	}
+	if j := i - s.base; j < uint64(len(s.recs)) {
+		end := min(uint64(len(s.recs)), j+uint64(max))
 		// The full slice expression keeps a reader from appending into
 		// the Source's array.
-		return s.recs[i:end:end], nil
+		return s.recs[j:end:end], nil, nil
 	}
 	if s.changed == nil {
 		s.changed = make(chan struct{})
 	}
-	return nil, s.changed
+	return nil, s.changed, nil
 }
 
 type cursor struct {
@@ -122,7 +157,10 @@ func (c *cursor) Next(ctx context.Context, max int) ([]replicate.Record, error) 
 		max = 1
 	}
 	for {
-		recs, ch := c.s.wait(c.next, max)
+		recs, ch, err := c.s.wait(c.next, max)
+		if err != nil {
+			return nil, err
+		}
 		if len(recs) > 0 {
 			c.next += uint64(len(recs))
 			return recs, nil
@@ -171,6 +209,60 @@ func (d *DurableSink) Position(ctx context.Context) (replicate.Position, error) 
 	return d.pos, nil
 }
 
+// Identity returns the sink's ID and the stream it is bound to
+// (replicate.IdentifiedSink). The ID is made when the sink is first used
+// and kept by Backup.
+func (d *DurableSink) Identity(ctx context.Context) (replicate.SinkIdentity, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return replicate.SinkIdentity{}, err
+	}
+	d.ensureID()
+	return replicate.SinkIdentity{ID: d.id, Stream: d.stream}, nil
+}
+
+// Bind binds the sink to stream to if it is bound to from or to already
+// (replicate.IdentifiedSink), fenced and admitting t like Apply.
+func (d *DurableSink) Bind(ctx context.Context, t fence.Token, from, to string) (replicate.SinkIdentity, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return replicate.SinkIdentity{}, err
+	}
+	d.ensureID()
+	if err := d.guard.Check(t); err != nil {
+		return replicate.SinkIdentity{}, fmt.Errorf("memrepl: bind sink %s to stream %q: %w", d.id, to, err)
+	}
+	if d.stream != from && d.stream != to {
+		return replicate.SinkIdentity{}, fmt.Errorf("memrepl: %w", replicate.BoundElsewhere(d.id, d.stream, to))
+	}
+	if err := d.guard.Admit(t); err != nil {
+		return replicate.SinkIdentity{}, fmt.Errorf("memrepl: bind sink %s to stream %q: %w", d.id, to, err)
+	}
+	d.stream = to
+	d.notify()
+	return replicate.SinkIdentity{ID: d.id, Stream: d.stream}, nil
+}
+
+// Backup returns a copy of d as it stands now: the same ID, stream,
+// records, position and fence, sharing nothing with d afterwards. It
+// stands for a backup of a real target, to be restored later in d's place.
+func (d *DurableSink) Backup() *DurableSink {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ensureID()
+	b := &DurableSink{}
+	b.id, b.stream, b.discard, b.n = d.id, d.stream, d.discard, d.n
+	b.recs = append([]replicate.Record(nil), d.recs...)
+	b.hbs = append([]replicate.Heartbeat(nil), d.hbs...)
+	b.pos = append(replicate.Position(nil), d.pos...)
+	if high := d.guard.High(); high != 0 {
+		_ = b.guard.Admit(high)
+	}
+	return b
+}
+
 // Conditional returns d as a replicate.ConditionalSink: the same sink
 // (records, position and fence are shared), plus ApplyAt. A Stream given
 // the result refuses to apply a batch anywhere but at the position it
@@ -206,6 +298,8 @@ func (c *ConditionalSink) ApplyAt(ctx context.Context, t fence.Token, from repli
 var (
 	_ replicate.HeartbeatSink   = (*Sink)(nil)
 	_ replicate.DurableSink     = (*DurableSink)(nil)
+	_ replicate.IdentifiedSink  = (*DurableSink)(nil)
+	_ replicate.IdentifiedSink  = (*ConditionalSink)(nil)
 	_ replicate.ConditionalSink = (*ConditionalSink)(nil)
 	_ replicate.HeartbeatSink   = (*ConditionalSink)(nil)
 	_ replicate.HeartbeatSink   = (*DurableSink)(nil)
@@ -220,8 +314,17 @@ type core struct {
 	hbs     []replicate.Heartbeat
 	pos     replicate.Position
 	changed chan struct{}
-	discard bool // count only
-	n       int  // records applied
+	discard bool   // count only
+	n       int    // records applied
+	id      string // DurableSink's identity, made on first use
+	stream  string // the stream a DurableSink is bound to
+}
+
+// ensureID gives the sink its ID on first use. c.mu must be held.
+func (c *core) ensureID() {
+	if c.id == "" {
+		c.id = replicate.NewSinkID()
+	}
 }
 
 // Apply keeps batch under token t. It keeps the Records and their Data

@@ -67,8 +67,9 @@ const (
 	DefaultRecordTable   = "hakit_records"
 )
 
-// ErrConfig is wrapped by errors about an unusable Config.
-var ErrConfig = errors.New("sqlsink: invalid configuration")
+// ErrConfig is wrapped by every error New returns for a Config it refuses;
+// each message reads "sqlsink: invalid config: Field: rule".
+var ErrConfig = errors.New("sqlsink: invalid config")
 
 // maxRowsPerInsert keeps the default insert below PostgreSQL's 65535
 // parameters per statement.
@@ -104,35 +105,54 @@ type Sink struct {
 var (
 	_ replicate.ConditionalSink = (*Sink)(nil)
 	_ replicate.HeartbeatSink   = (*Sink)(nil)
+	_ replicate.IdentifiedSink  = (*Sink)(nil)
 )
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$`)
 
-// New returns a Sink for cfg after validating it. It does not touch the
-// database; call Setup to create the tables.
+// New fills in cfg's defaults, validates it and returns a Sink. An invalid
+// cfg is refused with an error wrapping ErrConfig that names every broken
+// field. New does not touch the database; call Setup to create the tables.
 func New(cfg Config) (*Sink, error) {
-	if cfg.DB == nil {
-		return nil, fmt.Errorf("%w: DB is nil", ErrConfig)
-	}
-	if cfg.Stream == "" {
-		return nil, fmt.Errorf("%w: Stream is empty", ErrConfig)
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	s := &Sink{db: cfg.DB, stream: cfg.Stream, posTable: cfg.PositionTable, recTable: cfg.RecordTable, apply: cfg.ApplyFunc}
-	if s.posTable == "" {
-		s.posTable = DefaultPositionTable
-	}
-	if s.recTable == "" {
-		s.recTable = DefaultRecordTable
-	}
-	for field, name := range map[string]string{"PositionTable": s.posTable, "RecordTable": s.recTable} {
-		if !identRE.MatchString(name) {
-			return nil, fmt.Errorf("%w: %s %q is not a plain (schema.)identifier", ErrConfig, field, name)
-		}
-	}
 	if s.apply == nil {
 		s.apply, s.ownTable = s.insertRecords, true
 	}
 	return s, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.PositionTable == "" {
+		c.PositionTable = DefaultPositionTable
+	}
+	if c.RecordTable == "" {
+		c.RecordTable = DefaultRecordTable
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	bad := func(field, rule string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(rule, args...)))
+	}
+	if c.DB == nil {
+		bad("DB", "is required")
+	}
+	if c.Stream == "" {
+		bad("Stream", "must not be empty")
+	}
+	if !identRE.MatchString(c.PositionTable) {
+		bad("PositionTable", "%q is not a plain (schema.)identifier", c.PositionTable)
+	}
+	if !identRE.MatchString(c.RecordTable) {
+		bad("RecordTable", "%q is not a plain (schema.)identifier", c.RecordTable)
+	}
+	return errors.Join(errs...)
 }
 
 // OpenPostgres opens a PostgreSQL database through the pgx driver.
@@ -146,7 +166,9 @@ func OpenPostgres(dsn string) (*sql.DB, error) {
 }
 
 // Setup creates the position table and, unless ApplyFunc is set, the
-// record table, if they do not exist.
+// record table, if they do not exist, and adds the identity columns
+// (sink_id, stream_key) to a position table created by an earlier
+// release. Run it again after upgrading.
 func (s *Sink) Setup(ctx context.Context) error {
 	stmts := []string{`CREATE TABLE IF NOT EXISTS ` + s.posTable + ` (
 		stream text PRIMARY KEY,
@@ -154,7 +176,13 @@ func (s *Sink) Setup(ctx context.Context) error {
 		pos bytea,
 		heartbeat_at timestamptz,
 		heartbeat_pos bytea,
-		updated_at timestamptz NOT NULL DEFAULT now())`}
+		updated_at timestamptz NOT NULL DEFAULT now(),
+		sink_id text,
+		stream_key text)`,
+		// A table created by an earlier release gains the identity
+		// columns (see Identity).
+		`ALTER TABLE ` + s.posTable + ` ADD COLUMN IF NOT EXISTS sink_id text`,
+		`ALTER TABLE ` + s.posTable + ` ADD COLUMN IF NOT EXISTS stream_key text`}
 	if s.ownTable {
 		stmts = append(stmts, `CREATE TABLE IF NOT EXISTS `+s.recTable+` (
 		stream text NOT NULL,

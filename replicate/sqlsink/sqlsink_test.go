@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -54,8 +55,14 @@ func TestConfig(t *testing.T) {
 		{DB: db, Stream: "s", PositionTable: "x; DROP TABLE y"},
 		{DB: db, Stream: "s", RecordTable: "a.b.c"},
 	} {
-		if _, err := sqlsink.New(cfg); !errors.Is(err, sqlsink.ErrConfig) {
+		if _, err := sqlsink.New(cfg); !errors.Is(err, sqlsink.ErrConfig) || !strings.HasPrefix(err.Error(), "sqlsink: invalid config: ") {
 			t.Errorf("New(%+v) = %v, want ErrConfig", cfg, err)
+		}
+	}
+	_, err := sqlsink.New(sqlsink.Config{PositionTable: "x y"})
+	for _, field := range []string{"DB", "Stream", "PositionTable"} {
+		if err == nil || !strings.Contains(err.Error(), "sqlsink: invalid config: "+field+": ") {
+			t.Errorf("New with three broken fields: %v; want it to name %s", err, field)
 		}
 	}
 }
@@ -226,6 +233,8 @@ func TestPostgres(t *testing.T) {
 
 	t.Run("conditional apply", func(t *testing.T) { conditionalApply(t, db) })
 	t.Run("concurrent conditional applies", func(t *testing.T) { concurrentConditional(t, db) })
+
+	t.Run("identity", func(t *testing.T) { identity(t, db) })
 
 	t.Run("stream exactly once across failovers", func(t *testing.T) {
 		streamFailovers(t, db)

@@ -55,6 +55,7 @@ import (
 	"sync/atomic"
 
 	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/storage"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -116,7 +117,10 @@ type Store struct {
 	leaderRev int64
 }
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store    = (*Store)(nil)
+	_ lease.TermBinder = (*Store)(nil)
+)
 
 // New returns a Store that keeps its keys and fence record under prefix in
 // the etcd cluster that cli talks to. It does not contact etcd. The client
@@ -155,9 +159,27 @@ type LeaderKeyHolder interface {
 
 // BindTerm is Bind(term.LeaderKey(), term.CreateRevision()): writes of
 // the returned Store fail with lease.ErrLost once term's lease is gone.
-// Use it with the token of the same term.
+// Use it with the token of the same term. Inside an ha.Node's work, which
+// receives the lease.Term, that is
+//
+//	holder, ok := term.(etcdstore.LeaderKeyHolder) // an etcdlease Term
+//	bound := store.BindTerm(holder)
+//
+// or, with a type check done for you, ForTerm.
 func (s *Store) BindTerm(term LeaderKeyHolder) *Store {
 	return s.Bind(term.LeaderKey(), term.CreateRevision())
+}
+
+// ForTerm is BindTerm for a lease.Term of any elector: a term that holds
+// an etcd leader key (etcdlease's) gives the bound Store, any other an
+// error that names its type. It makes Store a lease.TermBinder, so that
+// replicate.Stream.RunTerm binds its checkpoint writes to the term.
+func (s *Store) ForTerm(term lease.Term) (storage.Store, error) {
+	h, ok := term.(LeaderKeyHolder)
+	if !ok {
+		return nil, fmt.Errorf("etcdstore: bind to the term with token %d: a %T holds no etcd leader key; bind only terms of an etcd elector (lease/etcdlease)", term.Token(), term)
+	}
+	return s.BindTerm(h), nil
 }
 
 // Get returns the value stored under key and its version, or an error

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
 	"github.com/hakit/hakit/ha/hatest"
 	"github.com/hakit/hakit/ha/hatest/raftnet"
+	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
 	"github.com/hakit/hakit/lease/raftlease"
 	"github.com/hakit/hakit/replicate"
@@ -61,7 +61,8 @@ func (c *cluster) start(id string) {
 	}
 	store := c.rec.Store(id, g.Store())
 	sink := c.rec.Sink(id, c.sink)
-	work := c.rec.Work(id, func(ctx context.Context, tok fence.Token) error {
+	work := c.rec.Work(id, func(ctx context.Context, term lease.Term) error {
+		tok := term.Token()
 		s := &replicate.Stream{Source: c.src, Sink: sink, Store: store, Key: c.rec.CheckpointKey,
 			MaxRecords: 20, CheckpointRecords: 40, CheckpointInterval: 50 * time.Millisecond, StopTimeout: stopTime / 2}
 		return s.Run(ctx, tok)

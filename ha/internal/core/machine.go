@@ -1,6 +1,10 @@
 // Package core is the decision logic of an ha.Node: a pure state machine
-// that takes events and the time and returns actions. It is internal so that
-// ha and ha/hatest share it while users see only package ha.
+// that takes Inputs (what happened at the edge) and the time, and returns
+// Actions (what the edge must do). One Action, Emit, carries an Event: an
+// observable change of the Node, which package ha publishes as ha.Event.
+// "Event" means only that. The package is internal so that ha and
+// ha/hatest share it while users see only package ha, whose exported types
+// mirror the ones here.
 package core
 
 import (
@@ -12,10 +16,10 @@ import (
 	"github.com/hakit/hakit/lease"
 )
 
-// Event is an input of the Machine: something that happened at the edge.
-type Event interface{ isEvent() }
+// Input is an input of the Machine: something that happened at the edge.
+type Input interface{ isInput() }
 
-// The events. Token and Run identify the term and the work run an outcome
+// The inputs. Token and Run identify the term and the work run an outcome
 // belongs to; the Machine ignores outcomes of terms and runs it has moved
 // past.
 type (
@@ -76,41 +80,44 @@ type (
 	}
 )
 
-func (Stop) isEvent()               {}
-func (CheckResult) isEvent()        {}
-func (LeaderChanged) isEvent()      {}
-func (Won) isEvent()                {}
-func (CampaignFailed) isEvent()     {}
-func (Promoted) isEvent()           {}
-func (TermEnded) isEvent()          {}
-func (WorkExited) isEvent()         {}
-func (SwitchDemoted) isEvent()      {}
-func (Released) isEvent()           {}
-func (TimerFired) isEvent()         {}
-func (Command) isEvent()            {}
-func (MaintenanceSeen) isEvent()    {}
-func (MaintenanceWritten) isEvent() {}
+func (Stop) isInput()               {}
+func (CheckResult) isInput()        {}
+func (LeaderChanged) isInput()      {}
+func (Won) isInput()                {}
+func (CampaignFailed) isInput()     {}
+func (Promoted) isInput()           {}
+func (TermEnded) isInput()          {}
+func (WorkExited) isInput()         {}
+func (SwitchDemoted) isInput()      {}
+func (Released) isInput()           {}
+func (TimerFired) isInput()         {}
+func (Command) isInput()            {}
+func (MaintenanceSeen) isInput()    {}
+func (MaintenanceWritten) isInput() {}
 
-// Cmd is an operator command.
+// Cmd is an operator command. The zero Cmd is no command: a Command
+// carrying it is answered with ErrUnknownCommand.
 type Cmd int
 
 // The operator commands.
 const (
-	CmdSwitchover Cmd = iota
+	CmdSwitchover Cmd = iota + 1
 	CmdPause
 	CmdResume
 	CmdApprove
 )
 
 // TimerKind names one of the Machine's timers; setting a timer of a kind
-// replaces the one armed before.
+// replaces the one armed before. The zero TimerKind names no timer.
 type TimerKind int
 
 // The timers.
 const (
-	TimerHoldOff TimerKind = iota // campaign again after a step-down
-	TimerRestart                  // restart failed work
-	TimerDwell                    // failback dwell elapsed
+	TimerHoldOff TimerKind = iota + 1 // campaign again after a step-down
+	TimerRestart                      // restart failed work
+	TimerDwell                        // failback dwell elapsed
+	// NumTimers is one more than the largest TimerKind, for arrays
+	// indexed by kind.
 	NumTimers
 )
 
@@ -119,7 +126,7 @@ const (
 type Action interface{ isAction() }
 
 // The actions. Each that starts something asynchronous reports back with the
-// event named in its comment.
+// input named in its comment.
 type (
 	// Campaign starts campaigning (Won or CampaignFailed).
 	Campaign struct{}
@@ -181,8 +188,8 @@ type (
 		ID  uint64
 		Err error
 	}
-	// Emit publishes Note to observers.
-	Emit struct{ Note Note }
+	// Emit publishes Event to observers.
+	Emit struct{ Event Event }
 	// Exit: the Machine has stopped; the edge returns.
 	Exit struct{}
 )
@@ -232,7 +239,7 @@ type CheckPolicy struct {
 //   - token != 0 exactly in promoting, active and demoting;
 //   - workRunning only in active and demoting;
 //   - in demoting, the steps run in order: stop work, demote switcher,
-//     release the lease; each waits for the previous one's Event.
+//     release the lease; each waits for the previous one's Input.
 type Machine struct {
 	p   Policy
 	now time.Time
@@ -286,7 +293,7 @@ const (
 
 // New returns a Machine in the standby role at time now.
 func New(p Policy, now time.Time) *Machine {
-	m := &Machine{p: p, now: now, since: now, checks: make([]hysteresis, len(p.Checks)), checkErrs: make([]error, len(p.Checks))}
+	m := &Machine{p: p, now: now, since: now, role: RoleStandby, checks: make([]hysteresis, len(p.Checks)), checkErrs: make([]error, len(p.Checks))}
 	for i, c := range p.Checks {
 		m.checks[i] = hysteresis{rise: c.Rise, fall: c.Fall}
 	}
@@ -304,9 +311,9 @@ func (m *Machine) Start(now time.Time) []Action {
 	return m.out
 }
 
-// step applies one Event at time now and returns the actions it calls for,
+// Step applies one Input at time now and returns the actions it calls for,
 // in the order they must be carried out.
-func (m *Machine) Step(now time.Time, ev Event) []Action {
+func (m *Machine) Step(now time.Time, ev Input) []Action {
 	m.now, m.out = now, nil
 	switch ev := ev.(type) {
 	case Stop:
@@ -353,7 +360,7 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 	case MaintenanceWritten:
 		m.onMaintenanceWritten(ev)
 	default:
-		panic(fmt.Sprintf("ha: unknown Event %T", ev))
+		panic(fmt.Sprintf("ha: unknown Input %T", ev))
 	}
 	m.reconcile()
 	return m.out
@@ -361,9 +368,9 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 
 func (m *Machine) do(a Action) { m.out = append(m.out, a) }
 
-func (m *Machine) emit(ev Note) {
+func (m *Machine) emit(ev Event) {
 	ev.Time, ev.Role, ev.Token = m.now, m.role, m.token
-	m.do(Emit{Note: ev})
+	m.do(Emit{Event: ev})
 }
 
 func (m *Machine) setRole(r Role, reason string) {
@@ -371,7 +378,7 @@ func (m *Machine) setRole(r Role, reason string) {
 		return
 	}
 	m.role, m.since = r, m.now
-	m.emit(Note{Kind: NoteRole, Reason: reason, Healthy: m.healthy})
+	m.emit(Event{Kind: EventRole, Reason: reason, Healthy: m.healthy})
 }
 
 // eligible reports whether this member may campaign, apart from hold-off.
@@ -454,7 +461,7 @@ func (m *Machine) onCheck(ev CheckResult) {
 	} else if ev.Err != nil {
 		m.lastErr = fmt.Errorf("check %s: %w", m.p.Checks[ev.Index].Name, ev.Err)
 	}
-	m.emit(Note{Kind: NoteHealth, Healthy: healthy, Err: ev.Err})
+	m.emit(Event{Kind: EventHealth, Healthy: healthy, Err: ev.Err})
 	if !healthy && !m.isPaused() && (m.role == RoleActive || m.role == RolePromoting) {
 		m.beginDemote("unhealthy", "", true)
 	}
@@ -465,7 +472,7 @@ func (m *Machine) onLeader(l lease.Leader) {
 		return
 	}
 	m.leader, m.failbackAsked = l, false
-	m.emit(Note{Kind: NoteLeader, Leader: l})
+	m.emit(Event{Kind: EventLeader, Leader: l})
 }
 
 func (m *Machine) onWon(t fence.Token) {
@@ -539,11 +546,17 @@ func (m *Machine) onWorkExited(ev WorkExited) {
 	if m.role != RoleActive {
 		return
 	}
-	if err == nil || errors.Is(err, ErrWorkCancelled) {
+	if errors.Is(err, ErrWorkCancelled) {
+		// While active, only the term's Done ends the work's context
+		// (StopWork comes with demoting), and TermEnded is on its way:
+		// it demotes. This is no failure of the work.
+		return
+	}
+	if err == nil {
 		err = ErrWorkExited
 	}
 	m.lastErr = err
-	m.emit(Note{Kind: NoteWorkFailed, Err: err})
+	m.emit(Event{Kind: EventWorkFailed, Err: err})
 	// Count restarts within the sliding window.
 	kept := m.restarts[:0]
 	for _, at := range m.restarts {
@@ -636,11 +649,13 @@ func (m *Machine) onCommand(ev Command) {
 		}
 		if !m.approved {
 			m.approved = true
-			m.emit(Note{Kind: NoteApproved})
+			m.emit(Event{Kind: EventApproved})
 		}
 		reply(nil)
 	case CmdSwitchover:
 		m.onSwitchover(ev.ID, ev.To)
+	default:
+		reply(fmt.Errorf("%w: %d", ErrUnknownCommand, ev.Cmd))
 	}
 }
 
@@ -655,9 +670,9 @@ func (m *Machine) setPaused(f func()) {
 	now := m.isPaused()
 	switch {
 	case now && !was:
-		m.emit(Note{Kind: NotePaused})
+		m.emit(Event{Kind: EventPaused})
 	case was && !now:
-		m.emit(Note{Kind: NoteResumed})
+		m.emit(Event{Kind: EventResumed})
 		// Step-downs held back by maintenance happen now.
 		if !m.healthy && m.role == RoleActive {
 			m.beginDemote("unhealthy", "", true)

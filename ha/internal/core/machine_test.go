@@ -53,7 +53,7 @@ func (h *mh) start(want ...Action) {
 	h.check("start", quiet(h.m.Start(h.now)), want)
 }
 
-func (h *mh) step(ev Event, want ...Action) {
+func (h *mh) step(ev Input, want ...Action) {
 	h.t.Helper()
 	h.check(fmt.Sprintf("%T%+v", ev, ev), quiet(h.m.Step(h.now, ev)), want)
 }
@@ -84,6 +84,21 @@ func (h *mh) toActive(t fence.Token) {
 	h.step(Won{Token: t}, Promote{Token: t})
 	h.step(Promoted{Token: t}, StartWork{Token: t, Run: 1})
 	h.role(RoleActive)
+}
+
+// The term's Done cancels the work's context before the loop sees
+// TermEnded: that exit is no failure of the work (no restart, no
+// work-failed event), and TermEnded demotes with nothing left to stop.
+func TestMachineWorkCancelledByTheTermIsNoFailure(t *testing.T) {
+	h := newMH(t, Policy{})
+	h.toActive(7)
+	if acts := h.m.Step(h.now, WorkExited{Token: 7, Run: 1, Err: ErrWorkCancelled}); len(acts) != 0 {
+		t.Fatalf("work cancelled by the term's end: %#v, want nothing yet", acts)
+	}
+	h.step(TermEnded{Token: 7, Err: lease.ErrLost}, CancelTimer{Kind: TimerRestart}, DemoteSwitch{Token: 7})
+	if errors.Is(h.m.lastErr, ErrWorkExited) || h.m.Status().Restarts != 0 {
+		t.Fatalf("last error %v, restarts %d: the exit was counted as a failure", h.m.lastErr, h.m.Status().Restarts)
+	}
 }
 
 func TestMachineLifecycle(t *testing.T) {
@@ -270,7 +285,29 @@ func TestMachineSwitchoverOnStandby(t *testing.T) {
 	h.step(Command{ID: 1, Cmd: CmdSwitchover, To: "c"}, Reply{ID: 1, Err: fmt.Errorf("ha: switchover: %w", lease.ErrNoLeader)})
 	b := lease.Leader{ID: "b", Token: 3, Addr: "b:80"}
 	h.step(LeaderChanged{Leader: b})
-	h.step(Command{ID: 2, Cmd: CmdSwitchover, To: "c"}, Forward{ID: 2, Leader: b, To: "c"})
+	h.step(Command{ID: 2, Cmd: CmdSwitchover, To: "c"}, Forward{ID: 2, Leader: b, Cmd: CmdSwitchover, To: "c"})
+}
+
+// The zero Cmd is no command: it must not be taken for a switchover (the
+// first command once was the zero value).
+func TestMachineZeroCommandIsRefused(t *testing.T) {
+	h := newMH(t, Policy{})
+	h.toActive(5)
+	acts := h.m.Step(h.now, Command{ID: 9})
+	if len(acts) != 1 {
+		t.Fatalf("zero Cmd on the active member: actions %#v, want one Reply", acts)
+	}
+	r, ok := acts[0].(Reply)
+	if !ok || r.ID != 9 || !errors.Is(r.Err, ErrUnknownCommand) {
+		t.Fatalf("zero Cmd: %#v, want a Reply to 9 with ErrUnknownCommand", acts[0])
+	}
+	h.role(RoleActive)
+	var zero TimerKind
+	var role Role
+	var kind EventKind
+	if zero == TimerHoldOff || role == RoleStandby || kind == EventRole {
+		t.Fatal("an enum's zero value names a timer, role or event kind")
+	}
 }
 
 func TestMachineStop(t *testing.T) {
@@ -311,10 +348,10 @@ func TestMachineFailback(t *testing.T) {
 	b := lease.Leader{ID: "b", Token: 3}
 	h.step(LeaderChanged{Leader: b})
 	h.advance(30 * time.Second)
-	h.step(TimerFired{Kind: TimerDwell}, Forward{Leader: b, To: "a"})
+	h.step(TimerFired{Kind: TimerDwell}, Forward{Leader: b, Cmd: CmdSwitchover, To: "a"})
 	h.step(TimerFired{Kind: TimerDwell}) // asked once per leader
 	c := lease.Leader{ID: "c", Token: 4}
-	h.step(LeaderChanged{Leader: c}, Forward{Leader: c, To: "a"})
+	h.step(LeaderChanged{Leader: c}, Forward{Leader: c, Cmd: CmdSwitchover, To: "a"})
 
 	// A member that is not preferred never asks.
 	h2 := newMH(t, Policy{ID: "b", Failback: FailbackPolicy{Preferred: "a", Dwell: time.Second}})
@@ -323,7 +360,7 @@ func TestMachineFailback(t *testing.T) {
 	h2.step(LeaderChanged{Leader: c})
 }
 
-// TestMachineInvariants drives the Machine with random Event sequences and
+// TestMachineInvariants drives the Machine with random Input sequences and
 // checks the invariants the Node's safety rests on after every step.
 func TestMachineInvariants(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
@@ -381,7 +418,7 @@ func TestMachineInvariants(t *testing.T) {
 		apply(m.Start(now))
 		for i := 0; i < 60 && !exited; i++ {
 			now = now.Add(time.Duration(rapid.IntRange(0, 3000).Draw(rt, "ms")) * time.Millisecond)
-			var ev Event
+			var ev Input
 			switch rapid.IntRange(0, 13).Draw(rt, "kind") {
 			case 0:
 				ev = CheckResult{Index: 0, Err: map[bool]error{true: nil, false: errors.New("x")}[rapid.Bool().Draw(rt, "pass")]}

@@ -9,65 +9,62 @@ import (
 	"github.com/hakit/hakit/lease"
 )
 
-// Role is where a Node is in its lifecycle:
-//
-//	standby -> campaigning -> promoting -> active -> demoting -> standby
-//
-// and stopped once Run has returned.
+// Role is where a Node is in its lifecycle (ha.Role mirrors it, value for
+// value). The zero Role is no role.
 type Role int
 
 // The roles.
 const (
-	RoleStandby     Role = iota // not leading, not campaigning
-	RoleCampaigning             // waiting to win the election
-	RolePromoting               // won a term; promoting
-	RoleActive                  // running the work under the term's token
-	RoleDemoting                // stopping the work, demoting, releasing
-	RoleStopped                 // Run has returned
+	RoleStandby     Role = iota + 1 // not leading, not campaigning
+	RoleCampaigning                 // waiting to win the election
+	RolePromoting                   // won a term; promoting
+	RoleActive                      // running the work under the term's token
+	RoleDemoting                    // stopping the work, demoting, releasing
+	RoleStopped                     // Run has returned
 )
 
-var roleNames = [...]string{"standby", "campaigning", "promoting", "active", "demoting", "stopped"}
+// RoleNames are the roles' names, indexed by Role.
+var RoleNames = [...]string{"", "standby", "campaigning", "promoting", "active", "demoting", "stopped"}
 
 // String returns the role's lower-case name.
 func (r Role) String() string {
-	if r >= 0 && int(r) < len(roleNames) {
-		return roleNames[r]
+	if r > 0 && int(r) < len(RoleNames) {
+		return RoleNames[r]
 	}
 	return "role(" + strconv.Itoa(int(r)) + ")"
 }
 
-// MarshalText encodes the role by name.
-func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+// EventKind classifies an Event (ha.EventKind mirrors it, value for
+// value). The zero EventKind is no kind.
+type EventKind int
 
-// NoteKind classifies a Note.
-type NoteKind int
-
-// The kinds of Note.
+// The kinds of Event.
 const (
-	NoteRole       NoteKind = iota // the role changed (Note.Role is the new one)
-	NoteHealth                     // the member's health changed (Note.Healthy)
-	NoteWorkFailed                 // the work returned while active (Note.Err)
-	NotePaused                     // maintenance mode turned on
-	NoteResumed                    // maintenance mode turned off
-	NoteApproved                   // an operator approved the next takeover
-	NoteLeader                     // the observed leader changed (Note.Leader)
+	EventRole       EventKind = iota + 1 // the role changed (Event.Role is the new one)
+	EventHealth                          // the member's health changed (Event.Healthy)
+	EventWorkFailed                      // the work returned while active (Event.Err)
+	EventPaused                          // maintenance mode turned on
+	EventResumed                         // maintenance mode turned off
+	EventApproved                        // an operator approved the next takeover
+	EventLeader                          // the observed leader changed (Event.Leader)
 )
 
-var noteNames = [...]string{"role", "health", "work-failed", "paused", "resumed", "approved", "leader"}
+// EventNames are the kinds' names, indexed by EventKind.
+var EventNames = [...]string{"", "role", "health", "work-failed", "paused", "resumed", "approved", "leader"}
 
 // String returns the kind's name.
-func (k NoteKind) String() string {
-	if k >= 0 && int(k) < len(noteNames) {
-		return noteNames[k]
+func (k EventKind) String() string {
+	if k > 0 && int(k) < len(EventNames) {
+		return EventNames[k]
 	}
 	return "event(" + strconv.Itoa(int(k)) + ")"
 }
 
-// Note is one observable change of a Node. Token is the term's token at the
-// time of the change.
-type Note struct {
+// Event is one observable change of a Node, carried by Emit. Token is the
+// term's token at the time of the change.
+type Event struct {
 	Time    time.Time
-	Kind    NoteKind
+	Kind    EventKind
 	Role    Role
 	Token   fence.Token
 	Healthy bool
@@ -76,52 +73,43 @@ type Note struct {
 	Err     error
 }
 
-// Status is a snapshot of a Node.
+// Status is the Machine's view of a Node (ha.Status is built from it).
 type Status struct {
-	ID       string       `json:"id"`
-	Role     Role         `json:"role"`
-	Token    fence.Token  `json:"token"`            // the current term's token, 0 if none
-	Leader   lease.Leader `json:"leader"`           // as last observed; zero if none
-	Since    time.Time    `json:"since"`            // when Role was entered
-	Healthy  bool         `json:"healthy"`          // every check passing (after hysteresis)
-	Checks   []CheckState `json:"checks,omitempty"` // per check
-	Paused   bool         `json:"paused"`
-	Approval string       `json:"approval,omitempty"` // "", "required" or "approved"
-	Restarts int          `json:"restarts"`           // work restarts within the current window
-	LastErr  string       `json:"last_error,omitempty"`
+	ID       string
+	Role     Role
+	Token    fence.Token // the current term's token, 0 if none
+	Leader   lease.Leader
+	Since    time.Time // when Role was entered
+	Healthy  bool
+	Checks   []CheckState
+	Paused   bool
+	Approval string // "", "required" or "approved"
+	Restarts int    // work restarts within the current window
+	LastErr  string
 }
 
 // CheckState is the state of one health check in a Status.
 type CheckState struct {
-	Name    string `json:"name"`
-	Healthy bool   `json:"healthy"`
-	LastErr string `json:"last_error,omitempty"`
+	Name    string
+	Healthy bool
+	LastErr string
 }
 
-// RestartPolicy restarts failed work in place, with exponential backoff,
-// up to Max times within Window; the next failure steps the member down.
+// RestartPolicy is ha.RestartPolicy with its defaults filled in: up to Max
+// restarts (negative: none) within Window, waiting Backoff doubling up to
+// MaxBackoff.
 type RestartPolicy struct {
-	// Max is the number of restarts allowed within Window. Default 3; a
-	// negative value disables restarts (the first failure steps down).
-	Max int
-	// Window is the sliding window over which restarts are counted.
-	// Default 1 min.
-	Window time.Duration
-	// Backoff is the delay before the first restart; each further restart
-	// within the window doubles it up to MaxBackoff. Defaults 100 ms and
-	// 5 s.
+	Max                 int
+	Window              time.Duration
 	Backoff, MaxBackoff time.Duration
 }
 
-// FailbackPolicy decides whether the active role returns to a preferred
-// member after it recovers.
+// FailbackPolicy is ha.FailbackPolicy: the member Preferred asks for the
+// active role back after being a healthy standby for Dwell; "" is manual
+// failback.
 type FailbackPolicy struct {
-	// Preferred names the member that should be active when healthy.
-	// Empty means manual failback: nobody is preferred.
 	Preferred string
-	// Dwell is how long the preferred member must be healthy as a standby
-	// before it asks the active member to hand over. Default 30 s.
-	Dwell time.Duration
+	Dwell     time.Duration
 }
 
 var (
@@ -139,6 +127,9 @@ var (
 	// ErrWorkCancelled marks a work exit that the edge itself caused by
 	// ending the work's context.
 	ErrWorkCancelled = errors.New("ha: work cancelled")
+	// ErrUnknownCommand answers a Command whose Cmd is not one of the
+	// commands (the zero Cmd, say).
+	ErrUnknownCommand = errors.New("ha: unknown command")
 )
 
 // hysteresis folds raw probe results into a stable healthy/unhealthy state.

@@ -122,7 +122,9 @@
 // at most 16 times the segment size; past that, Open refuses as well.
 //
 // Log keeps every entry after the last compaction in memory, as
-// raft.MemoryStorage does. It trusts the file system's fsync and rename;
+// raft.MemoryStorage does, but no snapshot data: Snapshot reads it from
+// the file, and CreateSnapshotFrom writes a state machine to the file as
+// it is encoded. It trusts the file system's fsync and rename;
 // a device that acknowledges writes it has not stored defeats it, and
 // damage that happens to leave an intact shorter log (a file truncated
 // exactly at a batch boundary) cannot be told from a log that was never

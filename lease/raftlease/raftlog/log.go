@@ -3,6 +3,7 @@ package raftlog
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,7 +17,8 @@ import (
 
 // Log is the durable log of one Raft node: a write-ahead log of entries and
 // HardState plus snapshot files in one directory, mirrored in a
-// raft.MemoryStorage that serves reads.
+// raft.MemoryStorage that serves reads (snapshot data excepted: it stays
+// on disk).
 //
 // Log implements raft.Storage, so it can be passed as raft.Config.Storage.
 // Reads (Entries, Term, ...) never touch the disk. Save, CreateSnapshot and
@@ -70,8 +72,32 @@ func (l *Log) LastIndex() (uint64, error) { return l.mem.LastIndex() }
 // FirstIndex implements raft.Storage.
 func (l *Log) FirstIndex() (uint64, error) { return l.mem.FirstIndex() }
 
-// Snapshot implements raft.Storage: the newest durable snapshot.
-func (l *Log) Snapshot() (*raftpb.Snapshot, error) { return l.mem.Snapshot() }
+// Snapshot implements raft.Storage: the newest durable snapshot. Its
+// data is read from the snapshot file on each call (go.etcd.io/raft
+// calls it to send a snapshot to a lagging follower): the Log keeps no
+// snapshot data in memory. If the file cannot be read it logs why and
+// returns raft.ErrSnapshotTemporarilyUnavailable, on which Raft tries
+// again later.
+func (l *Log) Snapshot() (*raftpb.Snapshot, error) {
+	s, err := l.mem.Snapshot()
+	if err != nil || raft.IsEmptySnap(s) {
+		return s, err
+	}
+	md := s.GetMetadata()
+	path := filepath.Join(l.dir, snapshotName(md.GetIndex(), md.GetTerm()))
+	full, err := readSnapshotFile(path, md.GetIndex(), md.GetTerm())
+	if err != nil {
+		l.logger.Error("raftlog: cannot read the newest snapshot", "file", path, "err", err)
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	full.Metadata = md
+	return full, nil
+}
+
+// metadataOnly returns snap without its data, for the in-memory log.
+func metadataOnly(snap *raftpb.Snapshot) *raftpb.Snapshot {
+	return &raftpb.Snapshot{Metadata: snap.GetMetadata()}
+}
 
 // Recovered reports what Open found and repaired.
 func (l *Log) Recovered() Recovery { return l.recovery }
@@ -109,78 +135,16 @@ func (l *Log) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 	if err := l.usable(); err != nil {
 		return err
 	}
-
-	first, _ := l.mem.FirstIndex()
-	last, _ := l.mem.LastIndex()
 	hasSnap := snap != nil && !raft.IsEmptySnap(snap)
-	if hasSnap {
-		m := snap.GetMetadata()
-		if m.GetIndex() <= l.snapIndex {
-			return fmt.Errorf("raftlog: snapshot at index %d is not newer than the one at %d: %w",
-				m.GetIndex(), l.snapIndex, raft.ErrSnapOutOfDate)
-		}
-		if m.GetTerm() == 0 {
-			return fmt.Errorf("%w: snapshot at index %d has term 0", ErrInvalid, m.GetIndex())
-		}
-		first, last = m.GetIndex()+1, m.GetIndex()
+	ents, writeHS, err := l.checkSave(hs, ents, snap, hasSnap)
+	if err != nil || (!hasSnap && len(ents) == 0 && !writeHS) {
+		return err
 	}
-	for len(ents) > 0 && ents[0].GetIndex() < first {
-		if ents[0].GetIndex() == 0 {
-			return fmt.Errorf("%w: entry with index 0", ErrInvalid)
-		}
-		ents = ents[1:]
-	}
-	newLast := last
-	if len(ents) > 0 {
-		if i := ents[0].GetIndex(); i > last+1 {
-			return fmt.Errorf("%w: entry %d would leave a gap after last index %d", ErrInvalid, i, last)
-		}
-		for k, e := range ents {
-			if e.GetIndex() != ents[0].GetIndex()+uint64(k) {
-				return fmt.Errorf("%w: entry %d follows entry %d", ErrInvalid, e.GetIndex(), ents[0].GetIndex()+uint64(k)-1)
-			}
-			if e.GetTerm() == 0 {
-				return fmt.Errorf("%w: entry %d has term 0", ErrInvalid, e.GetIndex())
-			}
-		}
-		newLast = ents[len(ents)-1].GetIndex()
-	}
-	writeHS := hs != nil && !raft.IsEmptyHardState(hs) && !sameHardState(hs, l.hs)
-	if writeHS && hs.GetCommit() > newLast {
-		return fmt.Errorf("%w: hard state commit %d is beyond last index %d", ErrInvalid, hs.GetCommit(), newLast)
-	}
-	if !hasSnap && len(ents) == 0 && !writeHS {
-		return nil
-	}
-
 	// Marshal before touching the disk, so that a bad entry writes nothing.
-	var recs []pendingRecord
-	if hasSnap {
-		m := snap.GetMetadata()
-		p, err := marshalOpts.Marshal(&raftpb.SnapshotMetadata{Index: new(m.GetIndex()), Term: new(m.GetTerm())})
-		if err != nil {
-			return fmt.Errorf("raftlog: marshal snapshot metadata: %w", err)
-		}
-		recs = append(recs, pendingRecord{recSnapshotReset, p})
+	recs, err := saveRecords(hs, ents, snap, hasSnap, writeHS)
+	if err != nil {
+		return err
 	}
-	for _, e := range ents {
-		p, err := marshalOpts.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("raftlog: marshal entry %d: %w", e.GetIndex(), err)
-		}
-		if len(p) > MaxRecordSize {
-			return fmt.Errorf("%w: entry %d is %d bytes, above MaxRecordSize", ErrInvalid, e.GetIndex(), len(p))
-		}
-		recs = append(recs, pendingRecord{recEntry, p})
-	}
-	if writeHS {
-		p, err := marshalOpts.Marshal(hs)
-		if err != nil {
-			return fmt.Errorf("raftlog: marshal hard state: %w", err)
-		}
-		recs = append(recs, pendingRecord{recHardState, p})
-	}
-
 	if hasSnap {
 		tmp, final, err := writeSnapshotTemp(l.dir, snap)
 		if err != nil {
@@ -196,10 +160,91 @@ func (l *Log) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snap
 	if err := l.appendBatch(recs); err != nil {
 		return err
 	}
+	return l.applySaved(hs, ents, snap, hasSnap, writeHS)
+}
 
-	// Durable; now make it visible to raft.
+// checkSave checks a Save's arguments against the log and returns the
+// entries to write (those below the first index dropped) and whether the
+// HardState changed.
+func (l *Log) checkSave(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, hasSnap bool) ([]*raftpb.Entry, bool, error) {
+	first, _ := l.mem.FirstIndex()
+	last, _ := l.mem.LastIndex()
 	if hasSnap {
-		if err := l.mem.ApplySnapshot(snap); err != nil {
+		m := snap.GetMetadata()
+		if m.GetIndex() <= l.snapIndex {
+			return nil, false, fmt.Errorf("raftlog: snapshot at index %d is not newer than the one at %d: %w",
+				m.GetIndex(), l.snapIndex, raft.ErrSnapOutOfDate)
+		}
+		if m.GetTerm() == 0 {
+			return nil, false, fmt.Errorf("%w: snapshot at index %d has term 0", ErrInvalid, m.GetIndex())
+		}
+		first, last = m.GetIndex()+1, m.GetIndex()
+	}
+	for len(ents) > 0 && ents[0].GetIndex() < first {
+		if ents[0].GetIndex() == 0 {
+			return nil, false, fmt.Errorf("%w: entry with index 0", ErrInvalid)
+		}
+		ents = ents[1:]
+	}
+	newLast := last
+	if len(ents) > 0 {
+		if i := ents[0].GetIndex(); i > last+1 {
+			return nil, false, fmt.Errorf("%w: entry %d would leave a gap after last index %d", ErrInvalid, i, last)
+		}
+		for k, e := range ents {
+			if e.GetIndex() != ents[0].GetIndex()+uint64(k) {
+				return nil, false, fmt.Errorf("%w: entry %d follows entry %d", ErrInvalid, e.GetIndex(), ents[0].GetIndex()+uint64(k)-1)
+			}
+			if e.GetTerm() == 0 {
+				return nil, false, fmt.Errorf("%w: entry %d has term 0", ErrInvalid, e.GetIndex())
+			}
+		}
+		newLast = ents[len(ents)-1].GetIndex()
+	}
+	writeHS := hs != nil && !raft.IsEmptyHardState(hs) && !sameHardState(hs, l.hs)
+	if writeHS && hs.GetCommit() > newLast {
+		return nil, false, fmt.Errorf("%w: hard state commit %d is beyond last index %d", ErrInvalid, hs.GetCommit(), newLast)
+	}
+	return ents, writeHS, nil
+}
+
+// saveRecords encodes a Save's WAL records: the snapshot marker, the
+// entries, the HardState.
+func saveRecords(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, hasSnap, writeHS bool) ([]pendingRecord, error) {
+	var recs []pendingRecord
+	if hasSnap {
+		m := snap.GetMetadata()
+		p, err := marshalOpts.Marshal(&raftpb.SnapshotMetadata{Index: new(m.GetIndex()), Term: new(m.GetTerm())})
+		if err != nil {
+			return nil, fmt.Errorf("raftlog: marshal snapshot metadata: %w", err)
+		}
+		recs = append(recs, pendingRecord{recSnapshotReset, p})
+	}
+	for _, e := range ents {
+		p, err := marshalOpts.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("raftlog: marshal entry %d: %w", e.GetIndex(), err)
+		}
+		if len(p) > MaxRecordSize {
+			return nil, fmt.Errorf("%w: entry %d is %d bytes, above MaxRecordSize", ErrInvalid, e.GetIndex(), len(p))
+		}
+		recs = append(recs, pendingRecord{recEntry, p})
+	}
+	if writeHS {
+		p, err := marshalOpts.Marshal(hs)
+		if err != nil {
+			return nil, fmt.Errorf("raftlog: marshal hard state: %w", err)
+		}
+		recs = append(recs, pendingRecord{recHardState, p})
+	}
+	return recs, nil
+}
+
+// applySaved makes a durable Save visible to Raft through the in-memory
+// log.
+func (l *Log) applySaved(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, hasSnap, writeHS bool) error {
+	if hasSnap {
+		if err := l.mem.ApplySnapshot(metadataOnly(snap)); err != nil {
 			return l.fail(fmt.Errorf("raftlog: apply snapshot in memory: %w", err))
 		}
 		l.snapIndex, l.snapTerm = snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
@@ -290,11 +335,22 @@ func (l *Log) rotate() error {
 // written crash-safely (temporary file, fsync, rename, directory fsync) and
 // then recorded in the WAL; a crash in between leaves an orphan file that
 // Open deletes. When it returns nil the snapshot is durable and Snapshot
-// returns it. It does not discard entries: call Compact.
+// returns it. It does not discard entries: call Compact. The Log keeps no
+// reference to data.
 //
 // It returns an error wrapping raft.ErrSnapOutOfDate if index is not newer
 // than the current snapshot and ErrInvalid if index is beyond the log.
 func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) error {
+	return l.CreateSnapshotFrom(index, cs, len(data), func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// CreateSnapshotFrom is CreateSnapshot with the data streamed by write,
+// which must write exactly size bytes: a large state machine is written
+// to the file as it is encoded, never held whole in memory.
+func (l *Log) CreateSnapshotFrom(index uint64, cs *raftpb.ConfState, size int, write func(io.Writer) error) error {
 	cur, _ := l.mem.Snapshot()
 	if index <= cur.GetMetadata().GetIndex() {
 		return fmt.Errorf("raftlog: snapshot at index %d is not newer than the one at %d: %w",
@@ -308,13 +364,10 @@ func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) er
 		cs = cur.GetMetadata().GetConfState()
 	}
 	cs = raftpb.EnsureConfState(proto.Clone(cs).(*raftpb.ConfState))
-	snap := &raftpb.Snapshot{
-		Data:     data,
-		Metadata: &raftpb.SnapshotMetadata{ConfState: cs, Index: new(index), Term: new(term)},
-	}
+	md := &raftpb.SnapshotMetadata{ConfState: cs, Index: new(index), Term: new(term)}
 	// Write the body outside the lock: it may be large and Save should not
 	// wait for it.
-	tmp, final, err := writeSnapshotTemp(l.dir, snap)
+	tmp, final, err := writeSnapshotStream(l.dir, md, size, write)
 	if err != nil {
 		return err
 	}
@@ -345,7 +398,7 @@ func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) er
 	if err := l.appendBatch([]pendingRecord{{recSnapshotLocal, p}}); err != nil {
 		return err
 	}
-	if _, err := l.mem.CreateSnapshot(index, cs, data); err != nil {
+	if _, err := l.mem.CreateSnapshot(index, cs, nil); err != nil {
 		return l.fail(fmt.Errorf("raftlog: snapshot in memory: %w", err))
 	}
 	l.snapIndex, l.snapTerm = index, term

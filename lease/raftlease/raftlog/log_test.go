@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -357,4 +358,102 @@ func TestSegmentRotationRestart(t *testing.T) {
 		t.Fatalf("Recovered = %+v", r)
 	}
 	diffState(t, stateOf(t, l2), want)
+}
+
+// TestSnapshotDataStaysOnDisk: the Log keeps a snapshot's metadata in
+// memory and reads its data from the file when asked, for a snapshot it
+// created (streamed) and for one it received; a stream that writes
+// another size than announced is refused and leaves nothing behind.
+func TestSnapshotDataStaysOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir)
+	cs := &raftpb.ConfState{Voters: []uint64{1, 2, 3}}
+	mustSave(t, l, hardState(1, 1, 20), ents(1, 20, 1), nil)
+	data := bytes.Repeat([]byte("state "), 10000)
+	if err := l.CreateSnapshotFrom(10, cs, len(data), func(w io.Writer) error {
+		for off := 0; off < len(data); off += 4096 {
+			if _, err := w.Write(data[off:min(off+4096, len(data))]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := l.mem.Snapshot(); len(in.GetData()) != 0 {
+		t.Fatalf("the in-memory log holds %d bytes of snapshot data", len(in.GetData()))
+	}
+	got, err := l.Snapshot()
+	if err != nil || !bytes.Equal(got.GetData(), data) || got.GetMetadata().GetIndex() != 10 {
+		t.Fatalf("Snapshot = %d bytes at index %d, %v", len(got.GetData()), got.GetMetadata().GetIndex(), err)
+	}
+	err = l.CreateSnapshotFrom(15, cs, 100, func(w io.Writer) error { _, err := w.Write([]byte("short")); return err })
+	if err == nil {
+		t.Fatal("a stream of 5 bytes announced as 100 was accepted")
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(tmp) != 0 {
+		t.Fatalf("temporary files left: %v", tmp)
+	}
+	recv := &raftpb.Snapshot{Data: []byte("received state"), Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(30)), Term: new(uint64(2)), ConfState: cs}}
+	mustSave(t, l, hardState(2, 1, 30), nil, recv)
+	if in, _ := l.mem.Snapshot(); len(in.GetData()) != 0 {
+		t.Fatalf("the in-memory log holds %d bytes of a received snapshot", len(in.GetData()))
+	}
+	if got, err := l.Snapshot(); err != nil || string(got.GetData()) != "received state" {
+		t.Fatalf("Snapshot after Save = %q, %v", got.GetData(), err)
+	}
+	l.Close()
+	l2 := openT(t, dir)
+	if in, _ := l2.mem.Snapshot(); len(in.GetData()) != 0 {
+		t.Fatal("the recovered in-memory log holds snapshot data")
+	}
+	if got, err := l2.Snapshot(); err != nil || string(got.GetData()) != "received state" {
+		t.Fatalf("Snapshot after Open = %q, %v", got.GetData(), err)
+	}
+}
+
+// TestTempFilesNotFollowed: a symbolic link planted at the name of the
+// next segment's temporary file is replaced, not written through, and
+// the log's files are not readable by others.
+func TestTempFilesNotFollowed(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := openT(t, dir, WithSegmentSize(4096))
+	// Fill the first segment; the next Save starts segment 1 after the
+	// last index, under a temporary name planted as a link first.
+	last := uint64(0)
+	for l.size < l.segSize {
+		es := ents(last+1, last+10, 1)
+		for _, e := range es {
+			e.Data = bytes.Repeat(e.Data, 20)
+		}
+		mustSave(t, l, hardState(1, 1, last+10), es, nil)
+		last += 10
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, segmentName(1, last)+".tmp")); err != nil {
+		t.Fatal(err)
+	}
+	mustSave(t, l, hardState(1, 1, last+1), ents(last+1, last+1, 1), nil)
+	if len(l.segs) != 2 {
+		t.Fatalf("%d segments, want a rotation", len(l.segs))
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "precious" {
+		t.Fatalf("the file the link pointed to now holds %q (%v)", b, err)
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		fi, err := os.Lstat(filepath.Join(dir, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode()&os.ModeSymlink == 0 && fi.Mode().Perm()&0o027 != 0 {
+			t.Errorf("%s has mode %04o, want 0640 or tighter", de.Name(), fi.Mode().Perm())
+		}
+	}
 }

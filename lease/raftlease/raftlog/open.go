@@ -93,16 +93,65 @@ type walEvent struct {
 	off   int64
 }
 
+// recover rebuilds the state from the directory, following the rules of
+// the package documentation. Repairs (removing temporary files and orphan
+// snapshots, cutting a torn tail) are made only once the whole state has
+// been checked, so that an Open that fails changes nothing.
 func (l *Log) recover() error {
+	temps, segs, err := l.listDir()
+	if err != nil {
+		return err
+	}
+	snaps, err := listSnapshots(l.dir)
+	if err != nil {
+		return fmt.Errorf("raftlog: list snapshots in %s: %w", l.dir, err)
+	}
+	if len(segs) == 0 {
+		if len(snaps) > 0 {
+			return corruptf(snaps[0].path, 0, "snapshot files exist but there is no WAL segment in %s", l.dir)
+		}
+		if err := l.removeTemps(temps); err != nil {
+			return err
+		}
+		return l.initEmpty()
+	}
+	w, err := readWAL(segs)
+	if err != nil {
+		return err
+	}
+	snap, orphans, err := l.chooseSnapshot(snaps, w.knownIndex, w.knownTerm)
+	if err != nil {
+		return err
+	}
+	rp, hs, err := replayWAL(snap, w)
+	if err != nil {
+		return err
+	}
+	if err := l.repair(temps, orphans, w.last.torn); err != nil {
+		return err
+	}
+	if err := l.install(snap, rp, hs); err != nil {
+		return err
+	}
+	if err := l.openActive(segs); err != nil {
+		return err
+	}
+	l.recovery.SnapshotIndex, l.recovery.SnapshotTerm = rp.snapIndex, rp.snapTerm
+	l.recovery.LastIndex = rp.lastIndex()
+	l.recovery.Segments = len(segs)
+	l.logger.Info("raftlog: recovered", "dir", l.dir, "snapshot_index", rp.snapIndex,
+		"last_index", rp.lastIndex(), "commit", hs.GetCommit(), "segments", len(segs))
+	return nil
+}
+
+// listDir returns the temporary files left by a crash and the WAL
+// segments in dir, the segments sorted by sequence number and checked to
+// follow one another without a gap.
+func (l *Log) listDir() (temps []string, segs []segment, err error) {
 	des, err := os.ReadDir(l.dir)
 	if err != nil {
-		return fmt.Errorf("raftlog: read %s: %w", l.dir, err)
+		return nil, nil, fmt.Errorf("raftlog: read %s: %w", l.dir, err)
 	}
-	// Repairs (removing temporary files and orphan snapshots, cutting a
-	// torn tail) are collected and made only once the whole state has
-	// been checked, so that an Open that fails changes nothing.
-	var temps []string
-	var segs []segment
 	for _, de := range des {
 		name := de.Name()
 		path := filepath.Join(l.dir, name)
@@ -113,85 +162,79 @@ func (l *Log) recover() error {
 		case strings.HasSuffix(name, ".wal"):
 			seq, prev, ok := parseName(name, ".wal")
 			if !ok {
-				return corruptf(path, 0, "not a valid segment name")
+				return nil, nil, corruptf(path, 0, "not a valid segment name")
 			}
 			segs = append(segs, segment{seq: seq, prevIndex: prev, path: path})
 		}
 	}
-	snaps, err := listSnapshots(l.dir)
-	if err != nil {
-		return fmt.Errorf("raftlog: list snapshots in %s: %w", l.dir, err)
-	}
 	sort.Slice(segs, func(a, b int) bool { return segs[a].seq < segs[b].seq })
-	if len(segs) == 0 {
-		if len(snaps) > 0 {
-			return corruptf(snaps[0].path, 0, "snapshot files exist but there is no WAL segment in %s", l.dir)
-		}
-		if err := l.removeTemps(temps); err != nil {
-			return err
-		}
-		return l.initEmpty()
-	}
 	for k := 1; k < len(segs); k++ {
 		if segs[k].seq != segs[k-1].seq+1 {
-			return corruptf(segs[k].path, 0, "segment %d is missing: %s is followed by %s",
+			return nil, nil, corruptf(segs[k].path, 0, "segment %d is missing: %s is followed by %s",
 				segs[k-1].seq+1, filepath.Base(segs[k-1].path), filepath.Base(segs[k].path))
 		}
 	}
+	return temps, segs, nil
+}
 
-	// Pass 1: read every segment, cut a torn tail, decode the records.
-	var events []walEvent
-	var knownIndex, knownTerm uint64 // newest snapshot the WAL acknowledges
+// walContents is what the first pass over the WAL found.
+type walContents struct {
+	events                []walEvent   // every committed record, segment headers included
+	knownIndex, knownTerm uint64       // the newest snapshot the WAL acknowledges
+	last                  *segmentScan // the scan of the last segment (its torn tail, its end)
+	lastPath              string
+}
+
+// readWAL reads and decodes every segment, finding a torn tail in the
+// last one; it repairs nothing.
+func readWAL(segs []segment) (*walContents, error) {
+	w := &walContents{}
 	know := func(i, t uint64) {
-		if i > knownIndex {
-			knownIndex, knownTerm = i, t
+		if i > w.knownIndex {
+			w.knownIndex, w.knownTerm = i, t
 		}
 	}
-	var lastScan *segmentScan
 	for k, sg := range segs {
 		last := k == len(segs)-1
 		b, err := os.ReadFile(sg.path)
 		if err != nil {
-			return fmt.Errorf("raftlog: read %s: %w", sg.path, err)
+			return nil, fmt.Errorf("raftlog: read %s: %w", sg.path, err)
 		}
 		sc, err := scanSegment(sg.path, b, sg.seq, last)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if sc.header.PrevIndex != sg.prevIndex {
-			return corruptf(sg.path, 0, "segment header says previous index %d, name says %d", sc.header.PrevIndex, sg.prevIndex)
+			return nil, corruptf(sg.path, 0, "segment header says previous index %d, name says %d", sc.header.PrevIndex, sg.prevIndex)
 		}
 		know(sc.header.SnapIndex, sc.header.SnapTerm)
-		events = append(events, walEvent{typ: recSegment, hdr: sc.header, path: sg.path})
+		w.events = append(w.events, walEvent{typ: recSegment, hdr: sc.header, path: sg.path})
 		for _, r := range sc.records {
 			ev, err := decodeEvent(sg.path, r)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if ev.typ == recSnapshotReset || ev.typ == recSnapshotLocal {
 				know(ev.index, ev.term)
 			}
-			events = append(events, ev)
+			w.events = append(w.events, ev)
 		}
 		if last {
-			lastScan = sc
+			w.last, w.lastPath = sc, sg.path
 		}
 	}
+	return w, nil
+}
 
-	// Choose the snapshot: the newest valid file that the WAL acknowledges.
-	snap, orphans, err := l.chooseSnapshot(snaps, knownIndex, knownTerm)
-	if err != nil {
-		return err
-	}
-
-	// Pass 2: replay the WAL on top of the snapshot.
-	rp := replay{snapIndex: snap.GetMetadata().GetIndex(), snapTerm: snap.GetMetadata().GetTerm(), hs: &raftpb.HardState{}}
-	for _, ev := range events {
+// replayWAL replays the WAL's records on top of snap and returns the log
+// and the HardState to restart from.
+func replayWAL(snap *raftpb.Snapshot, w *walContents) (*replay, *raftpb.HardState, error) {
+	rp := &replay{snapIndex: snap.GetMetadata().GetIndex(), snapTerm: snap.GetMetadata().GetTerm(), hs: &raftpb.HardState{}}
+	for _, ev := range w.events {
 		if err := rp.apply(ev); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	lastPath := segs[len(segs)-1].path
 	hs := rp.hs
 	if hs.GetCommit() < rp.snapIndex {
 		// A snapshot holds only committed state; its index is committed
@@ -200,10 +243,14 @@ func (l *Log) recover() error {
 		hs.Commit = new(rp.snapIndex)
 	}
 	if hs.GetCommit() > rp.lastIndex() {
-		return corruptf(lastPath, lastScan.end, "hard state commit %d is beyond the last log index %d", hs.GetCommit(), rp.lastIndex())
+		return nil, nil, corruptf(w.lastPath, w.last.end, "hard state commit %d is beyond the last log index %d", hs.GetCommit(), rp.lastIndex())
 	}
+	return rp, hs, nil
+}
 
-	// Everything checks out: make the repairs.
+// repair removes the temporary files and orphan snapshots and cuts the
+// torn tail, once recovery has checked everything else.
+func (l *Log) repair(temps []string, orphans []SkippedFile, torn *TornTail) error {
 	if err := l.removeTemps(temps); err != nil {
 		return err
 	}
@@ -214,17 +261,23 @@ func (l *Log) recover() error {
 		l.logger.Warn("raftlog: removed snapshot the WAL does not acknowledge", "file", o.File, "reason", o.Reason)
 	}
 	l.recovery.SkippedSnapshots = append(l.recovery.SkippedSnapshots, orphans...)
-	if t := lastScan.torn; t != nil {
-		if err := truncateFile(t.File, t.Offset); err != nil {
-			return err
-		}
-		l.recovery.Torn = t
-		l.logger.Warn("raftlog: cut a torn write off the end of the WAL",
-			"file", t.File, "offset", t.Offset, "dropped_bytes", t.Dropped, "reason", t.Reason)
+	if torn == nil {
+		return nil
 	}
+	if err := truncateFile(torn.File, torn.Offset); err != nil {
+		return err
+	}
+	l.recovery.Torn = torn
+	l.logger.Warn("raftlog: cut a torn write off the end of the WAL",
+		"file", torn.File, "offset", torn.Offset, "dropped_bytes", torn.Dropped, "reason", torn.Reason)
+	return nil
+}
 
+// install loads the recovered snapshot, entries and HardState into the
+// in-memory log that serves raft.Storage.
+func (l *Log) install(snap *raftpb.Snapshot, rp *replay, hs *raftpb.HardState) error {
 	if rp.snapIndex > 0 {
-		if err := l.mem.ApplySnapshot(snap); err != nil {
+		if err := l.mem.ApplySnapshot(metadataOnly(snap)); err != nil {
 			return fmt.Errorf("raftlog: apply snapshot in memory: %w", err)
 		}
 	}
@@ -236,7 +289,12 @@ func (l *Log) recover() error {
 	}
 	l.hs = hs
 	l.snapIndex, l.snapTerm = rp.snapIndex, rp.snapTerm
+	return nil
+}
 
+// openActive opens the last segment for appending, at its end.
+func (l *Log) openActive(segs []segment) error {
+	lastPath := segs[len(segs)-1].path
 	f, err := os.OpenFile(lastPath, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("raftlog: open %s: %w", lastPath, err)
@@ -247,12 +305,6 @@ func (l *Log) recover() error {
 		return fmt.Errorf("raftlog: seek %s: %w", lastPath, err)
 	}
 	l.f, l.size, l.segs = f, size, segs
-
-	l.recovery.SnapshotIndex, l.recovery.SnapshotTerm = rp.snapIndex, rp.snapTerm
-	l.recovery.LastIndex = rp.lastIndex()
-	l.recovery.Segments = len(segs)
-	l.logger.Info("raftlog: recovered", "dir", l.dir, "snapshot_index", rp.snapIndex,
-		"last_index", rp.lastIndex(), "commit", hs.GetCommit(), "segments", len(segs))
 	return nil
 }
 

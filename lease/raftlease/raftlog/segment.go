@@ -164,7 +164,12 @@ func createSegment(dir string, h segmentHeader, hs *raftpb.HardState) (*os.File,
 
 	final := filepath.Join(dir, segmentName(h.Seq, h.PrevIndex))
 	tmp := final + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// Created afresh (O_EXCL follows no symbolic link): whatever is at
+	// the temporary name is removed, never written through.
+	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return nil, segment{}, 0, fmt.Errorf("raftlog: create segment: %w", err)
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, segment{}, 0, fmt.Errorf("raftlog: create segment: %w", err)
 	}

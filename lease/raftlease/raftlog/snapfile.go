@@ -1,14 +1,17 @@
 package raftlog
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -67,12 +70,47 @@ func decodeSnapshotFile(b []byte) ([]byte, error) {
 	return b[snapHeaderSize:], nil
 }
 
+// Field numbers of raftpb.Snapshot.
+const (
+	snapFieldData     protowire.Number = 1
+	snapFieldMetadata protowire.Number = 2
+)
+
 // unmarshalSnapshot decodes a snapshot body and insists on a usable
-// metadata: a non-zero index and term.
+// metadata: a non-zero index and term. The data aliases body, so that a
+// snapshot read from its file is held once (proto.Unmarshal would copy
+// it). Fields other than data and metadata are skipped.
 func unmarshalSnapshot(body []byte) (*raftpb.Snapshot, error) {
-	s := new(raftpb.Snapshot)
-	if err := proto.Unmarshal(body, s); err != nil {
-		return nil, fmt.Errorf("snapshot body: %w", err)
+	s := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{}}
+	for b := body; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("snapshot body: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case num == snapFieldData && typ == protowire.BytesType:
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil, fmt.Errorf("snapshot body: data: %w", protowire.ParseError(m))
+			}
+			s.Data, b = v[:len(v):len(v)], b[m:]
+		case num == snapFieldMetadata && typ == protowire.BytesType:
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil, fmt.Errorf("snapshot body: metadata: %w", protowire.ParseError(m))
+			}
+			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(v, s.Metadata); err != nil {
+				return nil, fmt.Errorf("snapshot body: metadata: %w", err)
+			}
+			b = b[m:]
+		default:
+			m := protowire.ConsumeFieldValue(num, typ, b)
+			if m < 0 {
+				return nil, fmt.Errorf("snapshot body: field %d: %w", num, protowire.ParseError(m))
+			}
+			b = b[m:]
+		}
 	}
 	if s.GetMetadata().GetIndex() == 0 || s.GetMetadata().GetTerm() == 0 {
 		return nil, errors.New("snapshot body has no index or term")
@@ -110,11 +148,24 @@ func parseName(name, ext string) (a, b uint64, ok bool) {
 // publishSnapshot makes it visible; until then a crash leaves only a
 // ".tmp" file, which Open removes.
 func writeSnapshotTemp(dir string, snap *raftpb.Snapshot) (tmp, final string, err error) {
-	body, err := marshalOpts.Marshal(snap)
+	data := snap.GetData()
+	return writeSnapshotStream(dir, snap.GetMetadata(), len(data), func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// writeSnapshotStream writes a snapshot file whose data, size bytes, the
+// write function streams, without ever holding the file's bytes: the
+// body is the protobuf encoding of raftpb.Snapshot written field by
+// field (data, then metadata, as a deterministic marshal orders them),
+// and the header's checksum is filled in once the body is written.
+func writeSnapshotStream(dir string, md *raftpb.SnapshotMetadata, size int, write func(io.Writer) error) (tmp, final string, err error) {
+	mdb, err := marshalOpts.Marshal(md)
 	if err != nil {
-		return "", "", fmt.Errorf("raftlog: marshal snapshot: %w", err)
+		return "", "", fmt.Errorf("raftlog: marshal snapshot metadata: %w", err)
 	}
-	name := snapshotName(snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm())
+	name := snapshotName(md.GetIndex(), md.GetTerm())
 	final = filepath.Join(dir, name)
 	// A unique temporary name: CreateSnapshot writes it without the lock.
 	f, err := os.CreateTemp(dir, name+".*.tmp")
@@ -122,11 +173,71 @@ func writeSnapshotTemp(dir string, snap *raftpb.Snapshot) (tmp, final string, er
 		return "", "", fmt.Errorf("raftlog: create snapshot file: %w", err)
 	}
 	tmp = f.Name()
-	if err := writeSync(f, encodeSnapshotFile(body)); err != nil {
+	if err := fillSnapshotFile(f, mdb, size, write); err != nil {
+		f.Close()
 		os.Remove(tmp)
-		return "", "", err
+		return "", "", fmt.Errorf("raftlog: write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return "", "", fmt.Errorf("raftlog: sync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return "", "", fmt.Errorf("raftlog: close %s: %w", tmp, err)
 	}
 	return tmp, final, nil
+}
+
+// fillSnapshotFile writes header and body to f (see encodeSnapshotFile).
+func fillSnapshotFile(f *os.File, mdb []byte, size int, write func(io.Writer) error) error {
+	var head []byte
+	head = protowire.AppendTag(head, snapFieldData, protowire.BytesType)
+	head = protowire.AppendVarint(head, uint64(size))
+	var tail []byte
+	tail = protowire.AppendTag(tail, snapFieldMetadata, protowire.BytesType)
+	tail = protowire.AppendVarint(tail, uint64(len(mdb)))
+	tail = append(tail, mdb...)
+	bodyLen := len(head) + size + len(tail)
+
+	hdr := make([]byte, snapHeaderSize)
+	copy(hdr, snapMagic)
+	binary.LittleEndian.PutUint32(hdr[8:12], snapVersion)
+	binary.LittleEndian.PutUint64(hdr[12:20], uint64(bodyLen))
+	if _, err := f.Write(hdr); err != nil {
+		return err
+	}
+	sum := crc32.New(castagnoli)
+	sum.Write(hdr[8:20])
+	bw := bufio.NewWriterSize(io.MultiWriter(f, sum), 64<<10)
+	bw.Write(head)
+	cw := &countingWriter{w: bw}
+	if err := write(cw); err != nil {
+		return err
+	}
+	if cw.n != int64(size) {
+		return fmt.Errorf("snapshot data of %d bytes, %d announced", cw.n, size)
+	}
+	bw.Write(tail)
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint32(hdr[20:24], sum.Sum32())
+	_, err := f.WriteAt(hdr[20:24], 20)
+	return err
+}
+
+// countingWriter counts what passes through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // publishSnapshot renames the synced temporary file into place and syncs
@@ -159,22 +270,6 @@ func readSnapshotFile(path string, index, term uint64) (*raftpb.Snapshot, error)
 			m.GetIndex(), m.GetTerm(), index, term)
 	}
 	return s, nil
-}
-
-// writeSync writes data to f, fsyncs and closes it.
-func writeSync(f *os.File, data []byte) error {
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("raftlog: write %s: %w", f.Name(), err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("raftlog: sync %s: %w", f.Name(), err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("raftlog: close %s: %w", f.Name(), err)
-	}
-	return nil
 }
 
 // syncDir makes renames, creations and removals in dir durable.
