@@ -238,3 +238,37 @@ type movedSink struct{ *memrepl.DurableSink }
 func (s movedSink) ApplyAt(ctx context.Context, t fence.Token, from replicate.Position, b []replicate.Record) error {
 	return replicate.PositionMismatch(from, replicate.Position("elsewhere"))
 }
+
+// A target restored from a backup stands behind the checkpoint: the
+// records in between are in the Source only. The Acknowledger must hear
+// nothing the restored sink does not hold again — not the stored
+// checkpoint the Run claims, not a checkpoint committed during the
+// replay — or a Source that releases what it is told (a replication
+// slot) would drop records the target still needs.
+func TestAcknowledgeOnReplay(t *testing.T) {
+	store, src := memstore.New(), &memrepl.Source{}
+	fill(src, 0, 10)
+	sink := &memrepl.DurableSink{}
+	s := &replicate.Stream{Source: src, Sink: sink, Store: store, Key: "cp", HeartbeatInterval: -1}
+	runTo(t, s, 1, sink, 10)
+	backup := sink.Backup()
+	fill(src, 10, 20)
+	runTo(t, s, 2, sink, 30)
+	fill(src, 30, 5)
+
+	ts := &txSource{Source: src, sizes: []int{1, 4}, sink: backup, ends: map[string]bool{}}
+	s2 := &replicate.Stream{Source: ts, Sink: backup, Store: store, Key: "cp", MaxRecords: 4, CheckpointRecords: 5, HeartbeatInterval: -1}
+	runTo(t, s2, 3, backup, 35)
+	checkExact(t, src, backup.Records())
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, e := range ts.ackErrs {
+		t.Error(e)
+	}
+	if len(ts.acks) == 0 || !equalPos(ts.acks[0], memrepl.Pos(11)) {
+		t.Errorf("acknowledgements %x, want the first at record 11 (the first replayed)", ts.acks)
+	}
+	if got := ts.acks[len(ts.acks)-1]; !equalPos(got, memrepl.Pos(35)) {
+		t.Errorf("last acknowledgement %x, want record 35", got)
+	}
+}

@@ -97,11 +97,15 @@ func hexPos(p Position) string {
 //
 // A Stream calls Acknowledge with a position once every record up to and
 // including it is durable: after each batch a DurableSink has applied (the
-// sink stores its position with the records) and after each checkpoint it
-// committed to the Store. Positions come in non-decreasing order under the
-// Stream's Compare. Acknowledge is called from the Stream's applying
-// goroutine, concurrently with Next; it must not block. The position a
-// Cursor was opened at is durable too, and is not acknowledged again.
+// sink stores its position with the records) and after each checkpoint of
+// progress it committed to the Store. The checkpoint a Run claims at its
+// start is not acknowledged: when the sink stands behind it (a target
+// restored from a backup), the records in between are not in the target
+// until the Run has delivered them again, and the Source must keep them
+// for that. Positions come in non-decreasing order under the Stream's
+// Compare. Acknowledge is called from the Stream's applying goroutine,
+// concurrently with Next; it must not block. The position a Cursor was
+// opened at is durable too, and is not acknowledged again.
 type Acknowledger interface {
 	Acknowledge(p Position)
 }

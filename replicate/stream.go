@@ -99,7 +99,10 @@ var ErrCheckpointAhead = errors.New("replicate: stored checkpoint moved ahead of
 // A Cursor that is an Acknowledger is told each position once it is
 // durable (applied by a DurableSink, or in a committed checkpoint), so a
 // Source that keeps its log until told (a database's replication slot)
-// never releases what a successor may need. A Cursor that is an
+// never releases what a successor may need. When the sink stands behind
+// the stored checkpoint, the records are durable only as far as the sink
+// holds them: the checkpoint is not acknowledged, and neither is any
+// position the sink has not applied again. A Cursor that is an
 // AtomicChunker with AtomicChunks true has each Next result applied in
 // one batch (whole source transactions).
 //
@@ -140,7 +143,7 @@ type Stream struct {
 	ReadAhead int
 
 	Clock  clock.Clock  // nil: the real clock
-	Logger *slog.Logger // nil: discard
+	Logger *slog.Logger // nil: slog.Default()
 
 	running atomic.Bool
 	stats   statsBox
@@ -287,7 +290,7 @@ func (r *run) open(ctx context.Context) error {
 	}
 	now := cfg.clock.Now()
 	r.cur, r.applied, r.lastCP, r.lastActivity = cur, from, now, now
-	_, r.durable = s.Sink.(DurableSink)
+	_, r.durable = cfg.sink.(DurableSink)
 	r.acker, _ = cur.(Acknowledger)
 	if ac, ok := cur.(AtomicChunker); ok {
 		r.atomic = ac.AtomicChunks()
