@@ -204,8 +204,14 @@ func (p *pipeline) waitCaughtUp(t testing.TB, src *pgcdctest.Server) {
 // count runs a query returning one integer on s's app database.
 func count(t testing.TB, s *pgcdctest.Server, q string) int64 {
 	t.Helper()
+	return countIn(t, s, "app", q)
+}
+
+// countIn runs a query returning one integer on s's database db.
+func countIn(t testing.TB, s *pgcdctest.Server, db, q string) int64 {
+	t.Helper()
 	ctx := testCtx(t, 30*time.Second)
-	c, err := pgx.Connect(ctx, dsn(s))
+	c, err := pgx.Connect(ctx, s.DSN("cdc", "cdc-pw", db))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,24 @@
 // server's clock) to the commit of the target transaction that applied it
 // (this process's clock), in Stats.
 //
+// # Identity
+//
+// The stream's position row also holds the target's identity: a random
+// sink ID, made when the row is created, and the checkpoint key of the
+// stream the row is bound to (replicate.IdentifiedSink). A target restored
+// from a backup keeps its ID with the row, so a Stream recognises it,
+// finds it behind the checkpoint, and delivers the changes in between
+// again from the target's position if the source still has them. A
+// replication slot usually has not: it was told what the target had
+// committed before the backup was restored, and pgcdc refuses a slot
+// whose confirmed position is past the one the stream resumes from
+// (pgcdc.ErrSlotAhead, reported by the Stream as replicate.ErrGap naming
+// both positions) rather than skip what is in between. Restore a newer
+// backup, or load the target again. A new target, or a checkpoint key
+// used for another target, has another ID and is refused with
+// replicate.ErrIdentity; replicate.RebuildCheckpoint points a stream at a
+// new target on purpose.
+//
 // # Foreign keys and triggers on the target
 //
 // The target's foreign keys are checked and its triggers fire as changes
@@ -147,7 +165,7 @@ type Config struct {
 	// changes rows a later change then finds missing or present, and the
 	// stream stops with ErrDiverged.
 	ReplicaRole bool
-	Logger      *slog.Logger // nil: discard
+	Logger      *slog.Logger // nil: slog.Default()
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$`)
@@ -163,7 +181,7 @@ func (c Config) withDefaults() Config {
 		c.IdleTxTimeout = DefaultIdleTxTimeout
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = slog.Default()
 	}
 	return c
 }
@@ -194,7 +212,8 @@ func (c Config) validate() error {
 }
 
 // Sink applies pgcdc change records to a PostgreSQL target. It implements
-// replicate.ConditionalSink and replicate.HeartbeatSink, and is safe for
+// replicate.ConditionalSink, replicate.IdentifiedSink and
+// replicate.HeartbeatSink, and is safe for
 // concurrent use (calls are serialized on one connection, reopened after
 // a failure).
 type Sink struct {
@@ -213,6 +232,7 @@ type Sink struct {
 var (
 	_ replicate.ConditionalSink = (*Sink)(nil)
 	_ replicate.HeartbeatSink   = (*Sink)(nil)
+	_ replicate.IdentifiedSink  = (*Sink)(nil)
 )
 
 // New returns a Sink for cfg, or an error wrapping ErrConfig that names
@@ -273,7 +293,9 @@ func (s *Sink) connLocked(ctx context.Context) (*pgx.Conn, error) {
 }
 
 // Setup creates the position table if it does not exist. The mirrored
-// tables must exist in the target.
+// tables must exist in the target. The table holds, per stream, the
+// position, the highest token admitted and the target's identity (see
+// Identity).
 func (s *Sink) Setup(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -288,7 +310,9 @@ func (s *Sink) Setup(ctx context.Context) error {
 		source_time timestamptz,
 		heartbeat_at timestamptz,
 		heartbeat_pos bytea,
-		updated_at timestamptz NOT NULL DEFAULT now())`)
+		updated_at timestamptz NOT NULL DEFAULT now(),
+		sink_id text,
+		stream_key text)`)
 	if err != nil {
 		s.drop()
 		return fmt.Errorf("pgsink: setup: create %s on %s: %w", s.cfg.PositionTable, s.where(), err)

@@ -319,7 +319,10 @@ func (ss *session) diagnose(ctx context.Context, c *pgx.Conn, t fence.Token, cl 
 	case len(cl.from) > 0:
 		return fmt.Errorf("pgsink: stream %q: apply under token %d (no position stored, expected %s): %w", stream, t, FormatPos(cl.from), replicate.PositionMismatch(cl.from, nil))
 	}
-	_, err = c.Exec(ctx, `INSERT INTO `+pt+` (stream, token) VALUES ($1, $2) ON CONFLICT (stream) DO NOTHING`, stream, int64(t))
+	// The row is the target's state for this stream: it gets its ID now
+	// (see Identity).
+	_, err = c.Exec(ctx, `INSERT INTO `+pt+` (stream, token, sink_id) VALUES ($1, $2, $3) ON CONFLICT (stream) DO NOTHING`,
+		stream, int64(t), replicate.NewSinkID())
 	if err != nil {
 		return fmt.Errorf("pgsink: stream %q: create position row in %s: %w", stream, pt, err)
 	}
