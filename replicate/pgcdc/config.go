@@ -87,7 +87,7 @@ type Config struct {
 	HeartbeatTable    string
 	HeartbeatInterval time.Duration
 
-	Logger *slog.Logger // nil: discard
+	Logger *slog.Logger // nil: slog.Default()
 }
 
 var (
@@ -122,7 +122,7 @@ func (c Config) withDefaults() Config {
 		c.CreateSlot = true
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = slog.Default()
 	}
 	return c
 }

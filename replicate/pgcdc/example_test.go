@@ -6,7 +6,9 @@ import (
 	"log"
 	"time"
 
-	"github.com/hakit/hakit/fence"
+	"github.com/hakit/hakit/ha"
+	"github.com/hakit/hakit/lease/clock"
+	"github.com/hakit/hakit/lease/memlease"
 	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/pgcdc"
 	"github.com/hakit/hakit/replicate/pgsink"
@@ -16,9 +18,11 @@ import (
 // A PostgreSQL to PostgreSQL pipeline: the source reads publication "app"
 // through slot "app_cdc", the sink applies each source transaction to the
 // target's tables with the stream's position, and the Stream keeps a
-// checkpoint. In a real deployment the Store is shared by the members
-// (etcd or the Raft group) and an ha.Node runs the Stream with its term's
-// token. It needs two servers, so it is not run here.
+// checkpoint. An ha.Node runs the Stream as its work with RunTerm, under
+// the term's fencing token, on the member that holds the lease. In a real
+// deployment the elector and the Store are shared by the members
+// (raftlease and its group's store, or etcdlease and etcdstore: see ha's
+// examples). It needs two servers, so it is not run here.
 func Example() {
 	src, err := pgcdc.New(pgcdc.Config{
 		ConnString:     "postgres://cdc@source:5432/app?sslmode=verify-full",
@@ -46,9 +50,23 @@ func Example() {
 	if err := sink.Setup(ctx); err != nil { // the position table
 		log.Fatal(err)
 	}
-	s := &replicate.Stream{Source: src, Sink: sink, Store: memstore.New(), Key: "app/checkpoint", MaxRecords: 5000}
-	var token fence.Token = 1 // the term's token, from ha.Node
-	if err := s.Run(ctx, token); err != nil {
+	stream := &replicate.Stream{Source: src, Sink: sink, Store: memstore.New(), Key: "app/checkpoint", MaxRecords: 5000}
+
+	// An elector within this process; members on several machines use
+	// raftlease or etcdlease.
+	election, err := memlease.NewElection(clock.Real(), memlease.Options{TTL: 2 * time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	elector, err := election.Member("a", "https://a.example:8443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	node, err := ha.New(ha.Config{ID: "a", Elector: elector, Work: stream.RunTerm})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := node.Run(ctx); err != nil { // until ctx ends
 		log.Fatal(err)
 	}
 	fmt.Println(sink.Stats().Latency)

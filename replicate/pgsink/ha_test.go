@@ -13,8 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/ha"
+	"github.com/hakit/hakit/lease"
 	"github.com/hakit/hakit/lease/clock"
 	"github.com/hakit/hakit/lease/memlease"
 	"github.com/hakit/hakit/replicate"
@@ -246,11 +246,11 @@ func (c *cluster) start(id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	work := func(ctx context.Context, tok fence.Token) error {
+	work := func(ctx context.Context, term lease.Term) error {
 		s := &replicate.Stream{Source: m.source, Sink: m.sink, Store: c.store, Key: "ha/cp",
 			MaxRecords: haMaxRecords, CheckpointInterval: 200 * time.Millisecond, HeartbeatInterval: -1, StopTimeout: time.Second}
 		c.streams.Store(id, s)
-		return s.Run(ctx, tok)
+		return s.RunTerm(ctx, term)
 	}
 	n, err := ha.New(ha.Config{ID: id, Elector: el, Work: work, HoldOff: 200 * time.Millisecond, StopTimeout: 3 * time.Second,
 		Restart: ha.RestartPolicy{Max: 100, Backoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond},
