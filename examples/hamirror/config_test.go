@@ -266,12 +266,22 @@ func TestWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Raft.TLS = &TLSFiles{Cert: pki.Cert, Key: pki.Key, CA: copyCA}
+	srcDSN, dstDSN := filepath.Join(dir, "source.dsn"), filepath.Join(dir, "target.dsn")
+	for _, f := range []string{srcDSN, dstDSN} {
+		if err := os.WriteFile(f, []byte("postgres://u:pw@h/db\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Source = SourceConfig{Kind: SourcePostgres, Postgres: &PGSourceConfig{DSNFile: srcDSN, Slot: "s", Publication: "p"}}
+	c.Sink = SinkConfig{Kind: SinkPostgres, Postgres: &PostgresConfig{DSNFile: dstDSN}}
 	got := strings.Join(c.warnings(), "\n")
 	for _, want := range []string{
 		"raft.tls.ca and tls.ca share a CA",
 		"admin_token_file: " + token + " holds a secret but its mode 0644 lets others read it",
 		"tls.key: " + pki.Key + " holds a secret but its mode 0640",
 		"raft.tls.key: " + pki.Key,
+		"source.postgres.dsn_file: " + srcDSN + " holds a secret",
+		"sink.postgres.dsn_file: " + dstDSN + " holds a secret",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("warnings do not say %q:\n%s", want, got)
@@ -280,8 +290,10 @@ func TestWarnings(t *testing.T) {
 	if err := os.Chmod(token, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(pki.Key, 0o600); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{pki.Key, srcDSN, dstDSN} {
+		if err := os.Chmod(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c.Raft.TLS.CA = filepath.Join(writeRaftCerts(t), "raft-ca.crt")
 	if w := c.warnings(); len(w) != 0 {
