@@ -46,8 +46,12 @@
 // resume position means that someone else consumed the changes in between
 // (another consumer of the slot, or a target restored from an older
 // backup): Open refuses with ErrSlotAhead naming both LSNs rather than
-// skip them. A dropped slot gives ErrNoSlot, a missing publication
-// ErrNoPublication.
+// skip them. A replicate.Stream whose sink stands behind its checkpoint
+// (a restored target) opens the source at the sink's position, and
+// reports that refusal as replicate.ErrGap; while the slot has not
+// confirmed past the sink's position, the changes are read again and the
+// target catches up. A dropped slot gives ErrNoSlot, a missing
+// publication ErrNoPublication.
 //
 // # One consumer per slot, fenced
 //
