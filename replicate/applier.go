@@ -113,6 +113,9 @@ func (r *run) take(ctx context.Context, c chunk) error {
 	if len(r.batch) == 0 && !r.batchHasCP {
 		r.batchAt = c.at
 	}
+	if r.atomic {
+		return r.takeWhole(ctx, c)
+	}
 	for _, rec := range c.recs {
 		if len(r.batch) > 0 && (len(r.batch) >= r.cfg.maxRecords || r.batchBytes+len(rec.Data) > r.cfg.maxBytes) {
 			if err := r.flush(ctx); err != nil {
@@ -123,6 +126,26 @@ func (r *run) take(ctx context.Context, c chunk) error {
 		r.batch = append(r.batch, rec)
 		r.batchBytes += len(rec.Data)
 	}
+	r.batchCP, r.batchHasCP = c.cp, true
+	r.batchCover += c.covered
+	return nil
+}
+
+// takeWhole adds a chunk of an AtomicChunker without splitting it: the
+// batch held so far is applied first if the chunk would not fit.
+func (r *run) takeWhole(ctx context.Context, c chunk) error {
+	size := 0
+	for _, rec := range c.recs {
+		size += len(rec.Data)
+	}
+	if len(r.batch) > 0 && (len(r.batch)+len(c.recs) > r.cfg.maxRecords || r.batchBytes+size > r.cfg.maxBytes) {
+		if err := r.flush(ctx); err != nil {
+			return err
+		}
+		r.batchAt = c.at
+	}
+	r.batch = append(r.batch, c.recs...)
+	r.batchBytes += size
 	r.batchCP, r.batchHasCP = c.cp, true
 	r.batchCover += c.covered
 	return nil
@@ -141,6 +164,9 @@ func (r *run) flush(ctx context.Context) error {
 			r.sinkPos = r.batch[n-1].Pos
 		} else if err := r.cfg.sink.Apply(ctx, r.token, r.batch); err != nil {
 			return fmt.Errorf("replicate: stream %q: sink apply of %d records under token %d: %w", r.s.Key, n, r.token, err)
+		}
+		if r.durable {
+			r.acknowledge(r.batch[n-1].Pos)
 		}
 		now := r.cfg.clock.Now()
 		bytes := r.batchBytes
@@ -210,6 +236,7 @@ func (r *run) commit(ctx context.Context, cp Checkpoint, progress bool) error {
 				return nil
 			}
 			r.sinceCP, r.lastCP = 0, cp.Time
+			r.acknowledge(cp.Pos)
 			r.cfg.log.Debug("replicate: checkpoint committed", "key", r.s.Key, "pos", cp.Pos, "token", r.token, "version", v)
 			r.s.stats.update(func(st *Stats) {
 				st.Checkpoints++
@@ -242,6 +269,14 @@ func (r *run) commit(ctx context.Context, cp Checkpoint, progress bool) error {
 		if !r.newer(cp) {
 			return nil
 		}
+	}
+}
+
+// acknowledge tells an Acknowledger Cursor that every record up to p is
+// durable.
+func (r *run) acknowledge(p Position) {
+	if r.acker != nil {
+		r.acker.Acknowledge(p)
 	}
 }
 
@@ -278,6 +313,7 @@ func (r *run) fail(ctx context.Context, err error) error {
 func (r *run) stop(ctx context.Context, cause error) error {
 	r.stopReader()
 	<-r.readerDone
+	r.acker = nil // the Cursor is closed: nothing more to tell it
 	cerr := r.cur.Close()
 	if errors.Is(cause, fence.ErrStale) {
 		r.cfg.log.Warn("replicate: stream deposed", "key", r.s.Key, "token", r.token, "err", cause)

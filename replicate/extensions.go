@@ -88,3 +88,36 @@ func hexPos(p Position) string {
 	}
 	return fmt.Sprintf("%x", []byte(p))
 }
+
+// Acknowledger is implemented by a Cursor whose Source must learn which of
+// its records are durable, so that it can release them: a database keeps
+// its change log until the reader confirms it (PostgreSQL's replication
+// slot), and must never be told more than what a successor could resume
+// from.
+//
+// A Stream calls Acknowledge with a position once every record up to and
+// including it is durable: after each batch a DurableSink has applied (the
+// sink stores its position with the records) and after each checkpoint of
+// progress it committed to the Store. The checkpoint a Run claims at its
+// start is not acknowledged: when the sink stands behind it (a target
+// restored from a backup), the records in between are not in the target
+// until the Run has delivered them again, and the Source must keep them
+// for that. Positions come in non-decreasing order under the Stream's
+// Compare. Acknowledge is called from the Stream's applying goroutine,
+// concurrently with Next; it must not block. The position a Cursor was
+// opened at is durable too, and is not acknowledged again.
+type Acknowledger interface {
+	Acknowledge(p Position)
+}
+
+// AtomicChunker is implemented by a Cursor whose every Next result must
+// reach the Sink in one batch: a Cursor that returns whole source
+// transactions, so that a transactional Sink applies each of them whole
+// or not at all. When AtomicChunks reports true, a Stream never splits
+// what one Next returned across batches: it applies the batch it holds
+// first if the chunk would not fit, and a chunk larger than MaxRecords or
+// MaxBytes becomes a batch of its own. The Stream may still put several
+// chunks into one batch. Such a Cursor bounds the size of what it returns.
+type AtomicChunker interface {
+	AtomicChunks() bool
+}

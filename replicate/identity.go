@@ -25,8 +25,9 @@ import (
 // an error matching ErrIdentity. A sink that is not an IdentifiedSink (a
 // plain Sink, or a wrapper that hides its sink's identity) cannot be
 // checked: the Run logs a warning if the checkpoint names a sink, and
-// keeps that name in the checkpoints it writes. The adapters provide the sink's side:
-// memrepl's DurableSink, filesink and sqlsink are IdentifiedSinks. A
+// keeps that name in the checkpoints it writes. The adapters provide the
+// sink's side: memrepl's DurableSink, filesink, sqlsink and pgsink are
+// IdentifiedSinks. A
 // target restored from a backup keeps its ID (it is part of the target's
 // state), so it is recognised, found behind the checkpoint, and replayed
 // to from its own position; a new target has a new ID and is refused until

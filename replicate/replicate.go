@@ -35,9 +35,11 @@
 //
 // Adapters live in subpackages, so that a program compiles only what it
 // uses: memrepl (in memory, for tests), filelog (a segment-file log Source
-// and its Writer), filesink (a transactional file DurableSink) and sqlsink
-// (a database/sql DurableSink for PostgreSQL); the sinks are
-// IdentifiedSinks.
+// and its Writer), filesink (a transactional file DurableSink), sqlsink
+// (a database/sql DurableSink for PostgreSQL), pgcdc (PostgreSQL change
+// data capture through a logical replication slot) and pgsink (its row
+// changes applied to a PostgreSQL target, a ConditionalSink); the sinks
+// are IdentifiedSinks.
 package replicate
 
 import (

@@ -96,6 +96,16 @@ var ErrCheckpointAhead = errors.New("replicate: stored checkpoint moved ahead of
 // the Checkpoints a Cursor returns, so a Cursor must not modify their Pos
 // or State afterwards.
 //
+// A Cursor that is an Acknowledger is told each position once it is
+// durable (applied by a DurableSink, or in a committed checkpoint), so a
+// Source that keeps its log until told (a database's replication slot)
+// never releases what a successor may need. When the sink stands behind
+// the stored checkpoint, the records are durable only as far as the sink
+// holds them: the checkpoint is not acknowledged, and neither is any
+// position the sink has not applied again. A Cursor that is an
+// AtomicChunker with AtomicChunks true has each Next result applied in
+// one batch (whole source transactions).
+//
 // A Stream must not be copied after first use. Stats may be called at any
 // time, from any goroutine; Run runs at most once at a time.
 type Stream struct {
@@ -133,7 +143,7 @@ type Stream struct {
 	ReadAhead int
 
 	Clock  clock.Clock  // nil: the real clock
-	Logger *slog.Logger // nil: discard
+	Logger *slog.Logger // nil: slog.Default()
 
 	running atomic.Bool
 	stats   statsBox
@@ -220,6 +230,13 @@ type run struct {
 	// sinkID is the sink's ID, recorded in every checkpoint committed.
 	sinkID string
 
+	// durable: the Sink is a DurableSink, so an applied batch is durable
+	// at once. acker is the Cursor as an Acknowledger (nil: not one, or
+	// closed); atomic: its chunks are never split across batches.
+	durable bool
+	acker   Acknowledger
+	atomic  bool
+
 	stored        Checkpoint      // the checkpoint in the Store, as last read or written
 	storedVersion storage.Version // its version (0: absent)
 	applied       Checkpoint      // covers every record the Sink acknowledged
@@ -273,6 +290,11 @@ func (r *run) open(ctx context.Context) error {
 	}
 	now := cfg.clock.Now()
 	r.cur, r.applied, r.lastCP, r.lastActivity = cur, from, now, now
+	_, r.durable = cfg.sink.(DurableSink)
+	r.acker, _ = cur.(Acknowledger)
+	if ac, ok := cur.(AtomicChunker); ok {
+		r.atomic = ac.AtomicChunks()
+	}
 	r.s.stats.update(func(st *Stats) { st.Resumes++ })
 	cfg.log.Info("replicate: stream resumed", "key", s.Key, "token", r.token, "pos", from.Pos, "sink", r.stored.Sink)
 

@@ -90,29 +90,71 @@ type LogConfig struct {
 	Level  string `json:"level"`  // "debug", "info" (default), "warn", "error"
 }
 
-// SourceConfig is the file log that is replicated.
+// The source and sink kinds.
+const (
+	SourceFilelog  = "filelog"  // an append-only file log (replicate/filelog)
+	SourcePostgres = "postgres" // a PostgreSQL publication (replicate/pgcdc)
+	SinkFile       = "file"     // a transactional file (replicate/filesink)
+	SinkSQL        = "sql"      // records into a PostgreSQL table (replicate/sqlsink)
+	SinkPostgres   = "postgres" // PostgreSQL row changes applied to mirrored tables (replicate/pgsink)
+)
+
+// SourceConfig is what is replicated: a file log (kind "filelog", the
+// default: Dir) or a PostgreSQL publication (kind "postgres": Postgres).
 type SourceConfig struct {
-	Dir          string   `json:"dir"`           // the log directory; required
+	Kind         string   `json:"kind"`          // "filelog" (default) or "postgres"
+	Dir          string   `json:"dir"`           // the log directory; required with filelog
 	PollInterval Duration `json:"poll_interval"` // 0: the filelog default
+
+	Postgres *PGSourceConfig `json:"postgres"` // required with kind "postgres"
 }
 
-// SinkConfig is the target: a transactional file sink (Path) or a
-// PostgreSQL table (Postgres), exactly one of them.
+// PGSourceConfig is the PostgreSQL change data capture source
+// (replicate/pgcdc): a logical replication slot on a publication.
+type PGSourceConfig struct {
+	// DSNFile holds the pgx connection string of the source database,
+	// e.g. "postgres://cdc@db:5432/app?sslmode=verify-full"; it may hold
+	// a password, so it lives in a file and is never logged.
+	DSNFile     string `json:"dsn_file"`
+	Slot        string `json:"slot"`        // the logical replication slot; required
+	Publication string `json:"publication"` // required
+	// CreateSlot creates the slot if it is missing when the stream
+	// starts at the beginning; InitialLoad copies the published tables
+	// first (it implies create_slot).
+	CreateSlot  bool `json:"create_slot"`
+	InitialLoad bool `json:"initial_load"`
+	// HeartbeatTable is a source table the active member updates every
+	// HeartbeatInterval (0: 1s), in the publication: end-to-end latency.
+	HeartbeatTable    string   `json:"heartbeat_table"`
+	HeartbeatInterval Duration `json:"heartbeat_interval"`
+	SlotWait          Duration `json:"slot_wait"`             // 0: pgcdc's default (30s)
+	MaxTransaction    int      `json:"max_transaction_bytes"` // 0: pgcdc's default (256 MiB)
+}
+
+// SinkConfig is the target: kind "file" (Path), "sql" (Postgres: records
+// into a table) or "postgres" (Postgres: the row changes of a postgres
+// source applied to mirrored tables). Without kind it is "file" if Path is
+// set and "sql" if Postgres is.
 type SinkConfig struct {
+	Kind     string          `json:"kind"`
 	Path     string          `json:"path"`     // the file sink's data file
-	Postgres *PostgresConfig `json:"postgres"` // the SQL sink, instead of Path
+	Postgres *PostgresConfig `json:"postgres"` // kinds "sql" and "postgres"
 }
 
-// PostgresConfig is the SQL sink (replicate/sqlsink): each batch, its
-// position and the writer's token in one transaction.
+// PostgresConfig is a PostgreSQL sink: each batch, its position and the
+// writer's token in one transaction.
 type PostgresConfig struct {
 	// DSNFile holds the pgx connection string, e.g.
 	// "postgres://hamirror@db:5432/target?sslmode=verify-full"; it may
 	// hold a password, so it lives in a file and is never logged.
 	DSNFile       string `json:"dsn_file"`
 	Stream        string `json:"stream"`         // row in the position table; default "hamirror"
-	PositionTable string `json:"position_table"` // default sqlsink's
-	RecordTable   string `json:"record_table"`   // default sqlsink's
+	PositionTable string `json:"position_table"` // default sqlsink's or pgsink's
+	RecordTable   string `json:"record_table"`   // kind "sql" only; default sqlsink's
+	// HeartbeatTable (kind "postgres" only) is the source's heartbeat
+	// table as it arrives, schema-qualified ("public.hakit_heartbeat"):
+	// its changes measure end-to-end latency.
+	HeartbeatTable string `json:"heartbeat_table"`
 }
 
 // StreamConfig tunes the replicate.Stream; zero values take its defaults.
@@ -299,6 +341,15 @@ func (c *Config) applyDefaults() {
 	}
 	if p := c.Sink.Postgres; p != nil && p.Stream == "" {
 		p.Stream = DefaultSQLStream
+	}
+	if c.Source.Kind == "" {
+		c.Source.Kind = SourceFilelog
+	}
+	if c.Sink.Kind == "" {
+		c.Sink.Kind = SinkFile
+		if c.Sink.Postgres != nil {
+			c.Sink.Kind = SinkSQL
+		}
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = DefaultLogFormat

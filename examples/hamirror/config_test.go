@@ -83,6 +83,20 @@ func TestValidateNamesFieldAndRule(t *testing.T) {
 		{"sink path", func(c *Config) { c.Sink.Path = "" }, []string{"sink.path: is required"}},
 		{"sink both kinds", func(c *Config) { c.Sink.Postgres = &PostgresConfig{DSNFile: "/etc/dsn"} }, []string{"sink: set exactly one of path and postgres"}},
 		{"sink postgres dsn", func(c *Config) { c.Sink = SinkConfig{Postgres: &PostgresConfig{}} }, []string{"sink.postgres.dsn_file: is required"}},
+		{"sink postgres needs a postgres source", func(c *Config) {
+			c.Sink = SinkConfig{Kind: "postgres", Postgres: &PostgresConfig{DSNFile: "/etc/dsn", RecordTable: "r"}}
+		}, []string{`sink.kind: "postgres" applies PostgreSQL row changes and needs source.kind "postgres", not "filelog"`, "sink.postgres.record_table: is for kind \"sql\""}},
+		{"sink kind", func(c *Config) { c.Sink.Kind = "s3" }, []string{`sink.kind: must be "file", "sql" or "postgres", not "s3"`}},
+		{"sink sql heartbeat", func(c *Config) {
+			c.Sink = SinkConfig{Kind: "sql", Postgres: &PostgresConfig{DSNFile: "/d", HeartbeatTable: "public.hb"}}
+		}, []string{`sink.postgres.heartbeat_table: is for kind "postgres"`}},
+		{"source kind", func(c *Config) { c.Source.Kind = "kafka" }, []string{`source.kind: must be "filelog" or "postgres", not "kafka"`}},
+		{"source postgres fields", func(c *Config) {
+			c.Source = SourceConfig{Kind: "postgres", Dir: "/x", Postgres: &PGSourceConfig{Slot: "Bad-Slot", HeartbeatInterval: Duration(-time.Second)}}
+		}, []string{"source.dir: is for kind \"filelog\"", "source.postgres.dsn_file: is required", `source.postgres.slot: must be a lower-case identifier`,
+			`source.postgres.publication: must be a lower-case identifier of letters, digits and underscores, not ""`, "source.postgres.heartbeat_interval: must not be negative"}},
+		{"source postgres block", func(c *Config) { c.Source = SourceConfig{Kind: "postgres"} }, []string{`source.postgres: is required with kind "postgres"`}},
+		{"source postgres block on filelog", func(c *Config) { c.Source.Postgres = &PGSourceConfig{} }, []string{`source.postgres: is for kind "postgres"; this source is "filelog"`}},
 		{"checkpoint key", func(c *Config) { c.Stream.CheckpointKey = "bad\x00key" }, []string{"stream.checkpoint_key:"}},
 		{"max records", func(c *Config) { c.Stream.MaxRecords = -1 }, []string{"stream.max_records: must not be negative"}},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, []string{`log.format: must be one of json, text, not "xml"`}},
@@ -173,7 +187,7 @@ func TestLoadConfigNamesFile(t *testing.T) {
 // TestShippedConfigValid keeps the example configurations in this
 // directory valid.
 func TestShippedConfigValid(t *testing.T) {
-	for _, name := range []string{"hamirror.json", "hamirror-etcd.json"} {
+	for _, name := range []string{"hamirror.json", "hamirror-etcd.json", "hamirror-postgres.json"} {
 		c, err := LoadConfig(name)
 		if err != nil {
 			t.Fatal(err)
@@ -252,12 +266,22 @@ func TestWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Raft.TLS = &TLSFiles{Cert: pki.Cert, Key: pki.Key, CA: copyCA}
+	srcDSN, dstDSN := filepath.Join(dir, "source.dsn"), filepath.Join(dir, "target.dsn")
+	for _, f := range []string{srcDSN, dstDSN} {
+		if err := os.WriteFile(f, []byte("postgres://u:pw@h/db\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Source = SourceConfig{Kind: SourcePostgres, Postgres: &PGSourceConfig{DSNFile: srcDSN, Slot: "s", Publication: "p"}}
+	c.Sink = SinkConfig{Kind: SinkPostgres, Postgres: &PostgresConfig{DSNFile: dstDSN}}
 	got := strings.Join(c.warnings(), "\n")
 	for _, want := range []string{
 		"raft.tls.ca and tls.ca share a CA",
 		"admin_token_file: " + token + " holds a secret but its mode 0644 lets others read it",
 		"tls.key: " + pki.Key + " holds a secret but its mode 0640",
 		"raft.tls.key: " + pki.Key,
+		"source.postgres.dsn_file: " + srcDSN + " holds a secret",
+		"sink.postgres.dsn_file: " + dstDSN + " holds a secret",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("warnings do not say %q:\n%s", want, got)
@@ -266,8 +290,10 @@ func TestWarnings(t *testing.T) {
 	if err := os.Chmod(token, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(pki.Key, 0o600); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{pki.Key, srcDSN, dstDSN} {
+		if err := os.Chmod(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c.Raft.TLS.CA = filepath.Join(writeRaftCerts(t), "raft-ca.crt")
 	if w := c.warnings(); len(w) != 0 {

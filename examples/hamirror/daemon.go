@@ -17,7 +17,6 @@ import (
 	"github.com/hakit/hakit/dns"
 	"github.com/hakit/hakit/ha"
 	"github.com/hakit/hakit/replicate"
-	"github.com/hakit/hakit/replicate/filelog"
 )
 
 // daemon is one running member: the Node, its Stream and its HTTP API.
@@ -53,6 +52,10 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 	if err != nil {
 		return nil, err
 	}
+	src, err := openSource(c.Source, logger)
+	if err != nil {
+		return nil, err
+	}
 	tgt, err := openTarget(ctx, c.Sink)
 	if err != nil {
 		return nil, err
@@ -73,7 +76,7 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 	}()
 
 	stream := &replicate.Stream{
-		Source:             &filelog.Source{Dir: c.Source.Dir, PollInterval: c.Source.PollInterval.D()},
+		Source:             src.source,
 		Sink:               tgt.sink,
 		Store:              b.store,
 		Key:                c.Stream.CheckpointKey,
@@ -119,6 +122,7 @@ func newDaemon(ctx context.Context, c *Config, logger *slog.Logger) (d *daemon, 
 		return nil, fmt.Errorf("%w: ha: %v", ErrConfig, err)
 	}
 	registerStreamMetrics(reg, stream)
+	registerPostgresMetrics(reg, src, tgt)
 
 	mux := http.NewServeMux()
 	mux.Handle("/", node.Handler())

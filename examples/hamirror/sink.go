@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/hakit/hakit/fence"
 	"github.com/hakit/hakit/replicate"
 	"github.com/hakit/hakit/replicate/filesink"
+	"github.com/hakit/hakit/replicate/pgsink"
 	"github.com/hakit/hakit/replicate/sqlsink"
 )
 
@@ -24,6 +23,7 @@ const DefaultSQLStream = "hamirror"
 // delivery is exactly once.
 type sinkHandle struct {
 	sink  replicate.DurableSink
+	pg    *pgsink.Sink                                   // kind "postgres", for its metrics
 	token func(ctx context.Context) (fence.Token, error) // the highest token the target admitted
 	close func() error
 }
@@ -31,6 +31,9 @@ type sinkHandle struct {
 // openTarget opens the file sink (sink.path) or the PostgreSQL sink
 // (sink.postgres), creating the SQL tables if they do not exist.
 func openTarget(ctx context.Context, c SinkConfig) (*sinkHandle, error) {
+	if c.Kind == SinkPostgres {
+		return openPGSink(ctx, c.Postgres)
+	}
 	if c.Postgres == nil {
 		s, err := filesink.Open(c.Path)
 		if err != nil {
@@ -44,11 +47,11 @@ func openTarget(ctx context.Context, c SinkConfig) (*sinkHandle, error) {
 		}}, nil
 	}
 	p := c.Postgres
-	dsn, err := os.ReadFile(p.DSNFile)
+	dsn, err := readDSN("sink.postgres.dsn_file", p.DSNFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: sink.postgres.dsn_file: %v", ErrConfig, err)
+		return nil, err
 	}
-	db, err := sqlsink.OpenPostgres(strings.TrimSpace(string(dsn)))
+	db, err := sqlsink.OpenPostgres(dsn)
 	if err != nil {
 		// The DSN may hold a password: the error names the file only.
 		return nil, fmt.Errorf("hamirror: sink.postgres: open the database of %s: %w", p.DSNFile, err)

@@ -52,16 +52,8 @@ func (c *Config) Validate() error {
 	v.oneOf("log.format", c.Log.Format, "json", "text")
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 
-	v.require("source.dir", c.Source.Dir)
-	v.nonNegative("source.poll_interval", c.Source.PollInterval.D())
-	switch p := c.Sink.Postgres; {
-	case p == nil:
-		v.require("sink.path", c.Sink.Path)
-	case c.Sink.Path != "":
-		v.add("sink", "set exactly one of path and postgres")
-	default:
-		v.require("sink.postgres.dsn_file", p.DSNFile)
-	}
+	v.source(&c.Source)
+	v.sink(&c.Sink, c.Source.Kind)
 	if err := storage.ValidateKey(c.Stream.CheckpointKey); err != nil {
 		v.add("stream.checkpoint_key", "%v", err)
 	}

@@ -50,6 +50,9 @@ func (c *Config) secretFiles() []secretFile {
 	if c.Etcd.TLS != nil {
 		add("etcd.tls.key", c.Etcd.TLS.Key)
 	}
+	if p := c.Source.Postgres; p != nil {
+		add("source.postgres.dsn_file", p.DSNFile)
+	}
 	if p := c.Sink.Postgres; p != nil {
 		add("sink.postgres.dsn_file", p.DSNFile)
 	}
